@@ -1,0 +1,28 @@
+"""Shared test fixtures.
+
+Tests never touch the network: HF_HUB_OFFLINE is forced before anything imports huggingface_hub.
+Conformance tests read the vectors made from the official LatentSync code in ../shared/reference
+(or $LATENTSYNC_REFERENCE_DIR); user clones do not have them, so those tests skip with a reason.
+"""
+
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("LATENTSYNC_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """The official conformance vectors; skips the test when they are not available."""
+    if not (REFERENCE_DIR / "README.md").is_file():
+        pytest.skip(f"conformance vectors not found at {REFERENCE_DIR} (set LATENTSYNC_REFERENCE_DIR)")
+    return REFERENCE_DIR
