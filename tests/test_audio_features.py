@@ -1,0 +1,229 @@
+"""Whisper audio features: conformance with the official Audio2Feature vectors, plus self-contained tests."""
+
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentsync_demo.audio import FeatureCache, WhisperAudioEncoder, log_mel_spectrogram
+from latentsync_demo.audio.mel import mel_filters
+from latentsync_demo.errors import CheckpointError, InputError
+from latentsync_demo.testing.whisper import random_openai_whisper_state, write_random_openai_whisper
+
+CLIPS = {"demo1": "media/demo1_audio.wav", "long": "reference/long_audio_demo2_demo3.wav"}
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+
+
+# ------------------------------------------------------------------------------------- conformance (reference)
+@pytest.fixture(scope="module")
+def ref_encoder(reference_dir):
+    return WhisperAudioEncoder.from_openai_checkpoint(reference_dir / "whisper_tiny_random.pt")
+
+
+def load_clip(reference_dir: Path, clip: str):
+    fixture = torch.load(reference_dir / f"whisper_fixture_{clip}.pt", weights_only=True)
+    audio = read_wav(reference_dir.parent / CLIPS[clip])
+    assert audio.shape[0] == fixture["num_audio_samples"]
+    return audio, fixture
+
+
+def test_mel_filters_match_reference(reference_dir):
+    expected = torch.load(reference_dir / "whisper_fixture_demo1.pt", weights_only=True)["mel_filters"]
+    assert (mel_filters(80) - expected).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("clip", sorted(CLIPS))
+def test_features_match_reference(reference_dir, ref_encoder, clip):
+    audio, fx = load_clip(reference_dir, clip)
+    mel = log_mel_spectrogram(torch.from_numpy(audio))
+    assert mel.shape == fx["log_mel"].shape
+    assert (mel - fx["log_mel"]).abs().max() < 1e-4
+
+    features = ref_encoder.encode(audio, use_cache=False)
+    assert features.dtype == torch.float32 and features.shape == fx["features"].shape
+    assert (features - fx["features"]).abs().max() < 1e-3
+
+    indices = WhisperAudioEncoder.chunk_indices(features.shape[0], fps=25)
+    assert len(indices) == fx["num_chunks"]
+    assert torch.equal(indices, fx["chunk_feature_indices"].long())
+    chunks = WhisperAudioEncoder.frame_chunks(features, 25, frame_indices=fx["chunks_subset_index"])
+    assert (chunks - fx["chunks_subset"]).abs().max() < 1e-3
+
+
+# --------------------------------------------------------------------------------- self-contained (tiny model)
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("whisper") / "tiny.pt"
+    write_random_openai_whisper(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_ckpt) -> WhisperAudioEncoder:
+    return WhisperAudioEncoder.from_openai_checkpoint(tiny_ckpt)
+
+
+def synth(seconds: float, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    noise = np.random.default_rng(seed).standard_normal(t.shape)
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.02 * noise).astype(np.float32)
+
+
+def test_encode_shapes_and_chunk_layout(tiny):
+    features = tiny.encode(synth(2.3), use_cache=False)
+    n_hidden, d = tiny.num_layers + 1, tiny.feature_dim
+    assert features.shape == (115, n_hidden, d) == (115, 3, 64)
+    chunks = tiny.frame_chunks(features, fps=25)
+    assert chunks.shape == (115 // 2 + 2, 10 * n_hidden, d)
+    for i in (0, 1, 30, len(chunks) - 1):
+        for k in range(10):
+            row = min(max(2 * i - 4 + k, 0), 114)
+            for layer in range(n_hidden):
+                assert torch.equal(chunks[i, n_hidden * k + layer], features[row, layer])
+
+
+def openai_encoder_states(state: dict, dims: dict, mel: torch.Tensor) -> torch.Tensor:
+    """Independent float64 transcription of OpenAI's encoder (q and k scaled by head_dim^-1/4, no ln_post)."""
+    p = {k: v.double() for k, v in state.items() if k.startswith("encoder.")}
+    F, heads = torch.nn.functional, dims["n_audio_head"]
+    x = F.gelu(F.conv1d(mel.double()[None], p["encoder.conv1.weight"], p["encoder.conv1.bias"], padding=1))
+    x = F.gelu(F.conv1d(x, p["encoder.conv2.weight"], p["encoder.conv2.bias"], stride=2, padding=1))
+    x = x[0].T + p["encoder.positional_embedding"]
+    states = [x]
+    for i in range(dims["n_audio_layer"]):
+        b = lambda n: p[f"encoder.blocks.{i}.{n}"]  # noqa: E731
+        ln = lambda v, n: F.layer_norm(v, v.shape[-1:], b(f"{n}.weight"), b(f"{n}.bias"), 1e-5)  # noqa: E731
+        h = ln(x, "attn_ln")
+        split = lambda v: v.view(v.shape[0], heads, -1).transpose(0, 1)  # noqa: E731
+        scale = (h.shape[-1] // heads) ** -0.25
+        q = split(h @ b("attn.query.weight").T + b("attn.query.bias")) * scale
+        k = split(h @ b("attn.key.weight").T) * scale
+        v = split(h @ b("attn.value.weight").T + b("attn.value.bias"))
+        a = (torch.softmax(q @ k.transpose(1, 2), -1) @ v).transpose(0, 1).reshape(h.shape)
+        x = x + a @ b("attn.out.weight").T + b("attn.out.bias")
+        h = F.gelu(ln(x, "mlp_ln") @ b("mlp.0.weight").T + b("mlp.0.bias"))
+        x = x + h @ b("mlp.2.weight").T + b("mlp.2.bias")
+        states.append(x)
+    return torch.stack(states, 1)
+
+
+def test_encoder_matches_openai_math(tiny, tiny_ckpt):
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    mel = log_mel_spectrogram(torch.from_numpy(synth(4.0)))
+    window = torch.zeros(80, 3000)
+    window[:, : mel.shape[1]] = mel
+    expected = openai_encoder_states(ckpt["model_state_dict"], ckpt["dims"], window)[:200]
+    assert (tiny.encode(synth(4.0), use_cache=False).double() - expected).abs().max() < 1e-4
+
+
+def test_long_audio_uses_30s_windows(tiny):
+    audio = synth(31.0)
+    features = tiny.encode(audio, use_cache=False)
+    assert features.shape[0] == 1500 + (3100 - 3000) // 2
+    tiny.batch_size = 1  # one window per forward must give the same result as the batched forward
+    try:
+        assert (tiny.encode(audio, use_cache=False) - features).abs().max() < 1e-5
+    finally:
+        tiny.batch_size = 8
+
+
+def official_chunk_indices(length: int, fps: float, left: int = 2, right: int = 2) -> list[list[int]]:
+    """Direct transcription of the official feature2chunks / get_sliced_feature loops."""
+    out, i, mult = [], 0, 50.0 / fps
+    while True:
+        start_idx = int(i * mult)
+        centre = int(i * 50 / fps)
+        out.append([min(length - 1, max(0, j)) for j in range(centre - left * 2, centre + (right + 1) * 2)])
+        i += 1
+        if start_idx > length:
+            return out
+
+
+@pytest.mark.parametrize("fps", [25, 30, 29.97, 24, 12.5, 50, 60])
+def test_chunk_indices_follow_official_loop(fps):
+    for length in (1, 2, 3, 115, 480, 1921):
+        got = WhisperAudioEncoder.chunk_indices(length, fps)
+        assert got.tolist() == official_chunk_indices(length, fps), (fps, length)
+        if fps == 25:
+            assert len(got) == length // 2 + 2
+    assert WhisperAudioEncoder.chunk_indices(40, 25, (1, 3)).tolist() == official_chunk_indices(40, 25, 1, 3)
+
+
+def write_ckpt(path: Path, edit) -> Path:
+    ckpt = random_openai_whisper_state()
+    edit(ckpt["model_state_dict"])
+    torch.save(ckpt, path)
+    return path
+
+
+def test_truncated_or_corrupt_checkpoint(tiny_ckpt, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_ckpt.read_bytes()[: tiny_ckpt.stat().st_size // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    for path in (truncated, garbage, tmp_path / "missing.pt"):
+        with pytest.raises(CheckpointError, match=path.name):
+            WhisperAudioEncoder.from_openai_checkpoint(path)
+
+
+def test_strict_key_checks(tmp_path):
+    missing = write_ckpt(tmp_path / "a.pt", lambda sd: sd.pop("encoder.blocks.1.mlp_ln.bias"))
+    with pytest.raises(CheckpointError, match=r"missing: encoder\.blocks\.1\.mlp_ln\.bias"):
+        WhisperAudioEncoder.from_openai_checkpoint(missing)
+    shape = write_ckpt(tmp_path / "b.pt", lambda sd: sd.update({"encoder.conv1.bias": torch.zeros(65).half()}))
+    with pytest.raises(CheckpointError, match=r"encoder\.conv1\.bias: checkpoint \(65,\), expected \(64,\)"):
+        WhisperAudioEncoder.from_openai_checkpoint(shape)
+    extra = write_ckpt(tmp_path / "c.pt", lambda sd: sd.update({"encoder.blocks.0.attn.key.bias": torch.zeros(64)}))
+    with pytest.raises(CheckpointError, match=r"unexpected: encoder\.blocks\.0\.attn\.key\.bias"):
+        WhisperAudioEncoder.from_openai_checkpoint(extra)
+
+    def encoder_only(sd):  # decoder and ln_post are optional: they are never used
+        for k in [k for k in sd if k.startswith("decoder.") or "ln_post" in k]:
+            del sd[k]
+
+    enc = WhisperAudioEncoder.from_openai_checkpoint(write_ckpt(tmp_path / "d.pt", encoder_only))
+    assert (enc.feature_dim, enc.num_layers) == (64, 2)
+
+
+@pytest.mark.parametrize("audio", [np.zeros(0, np.float32), np.zeros(100, np.float32),
+                                   np.zeros((320, 2), np.float32), np.zeros(1000, np.int16),
+                                   np.full(1000, np.nan, np.float32)])
+def test_bad_waveform_raises_input_error(tiny, audio):
+    with pytest.raises(InputError):
+        tiny.encode(audio)
+
+
+def test_silence_is_fine(tiny):
+    assert torch.isfinite(tiny.encode(np.zeros(16000, np.float32), use_cache=False)).all()
+
+
+def test_cache_hit_skips_encoder(tiny_ckpt, tmp_path):
+    calls = []
+    enc = WhisperAudioEncoder.from_openai_checkpoint(tiny_ckpt, cache=FeatureCache(directory=tmp_path / "cache"))
+    enc.encoder.register_forward_hook(lambda *args: calls.append(1))
+    audio = synth(1.0)
+    first = enc.encode(audio)
+    assert len(calls) == 1
+    first.zero_()  # callers get copies: this must not corrupt the cache
+    again = enc.encode(audio.copy())
+    assert len(calls) == 1 and again.abs().max() > 0
+    enc.encode(synth(1.0, seed=1))  # different audio -> recompute
+    assert len(calls) == 2
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+
+    # A fresh encoder with the same weights reuses the on-disk entries.
+    enc2 = WhisperAudioEncoder.from_openai_checkpoint(tiny_ckpt, cache=FeatureCache(directory=tmp_path / "cache"))
+    enc2.encoder.register_forward_hook(lambda *args: calls.append(2))
+    assert torch.equal(enc2.encode(audio), again) and len(calls) == 2
+    assert enc2.fingerprint == enc.fingerprint
+    enc2.encode(audio, use_cache=False)
+    assert len(calls) == 3
+    assert math.isfinite(float(again.sum()))
