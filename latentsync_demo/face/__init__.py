@@ -1,0 +1,17 @@
+"""Face processing: 3-point alignment / paste-back (official AlignRestore) and the fixed lower-face mask.
+
+Landmark detectors live next to these modules (added separately).
+"""
+
+from .aligner import FaceAligner, estimate_matrix, landmarks3_from_106, transformation_from_points, warp_affine
+from .mask import latent_mask, load_mask
+
+__all__ = [
+    "FaceAligner",
+    "estimate_matrix",
+    "landmarks3_from_106",
+    "latent_mask",
+    "load_mask",
+    "transformation_from_points",
+    "warp_affine",
+]
