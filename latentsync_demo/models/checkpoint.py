@@ -81,8 +81,10 @@ def load_unet(
     with torch.device("meta"):
         model = UNet3DConditionModel.from_config(dict(config))
     check_state_dict(model, state_dict, source=str(path))
+    # Cast tensor by tensor while assigning: peak memory stays one model (plus the mmap'd file pages).
+    state_dict = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.eval()
 
 
 def save_unet_checkpoint(model: torch.nn.Module, path: str | Path, global_step: int = 0) -> None:

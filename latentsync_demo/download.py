@@ -1,0 +1,59 @@
+"""Download a preset's weights from Hugging Face into the official checkpoint layout.
+
+    python -m latentsync_demo.download --preset latentsync-1.5 [--checkpoints DIR]
+
+huggingface_hub shows a progress bar per file and resumes interrupted downloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CheckpointError
+from .store import DEFAULT_PRESET, PRESETS, UNET_FILE, VAE_FILES, VAE_REPO, WHISPER_FILE, default_root, resolve
+
+
+def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Path:
+    """Fetch whatever of ``preset`` is missing under ``root``; returns the preset's folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    checkpoints = resolve(preset, root)
+    wanted = [(checkpoints.preset.repo_id, name, checkpoints.folder) for name in (UNET_FILE, WHISPER_FILE)]
+    wanted += [(VAE_REPO, name, checkpoints.vae) for name in VAE_FILES]
+    for repo_id, filename, folder in wanted:
+        if (folder / filename).is_file():
+            continue
+        print(f"downloading {repo_id}/{filename} -> {folder / filename}", file=sys.stderr)
+        try:
+            hf_hub_download(repo_id, filename, local_dir=folder)
+        except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            offline = isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError))
+            why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
+            raise CheckpointError(
+                f"could not download {filename} from https://huggingface.co/{repo_id}: {why}.\n"
+                f"Run  python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
+                f"  on a machine with internet access, or copy the file to {folder / filename}."
+            ) from exc
+    checkpoints.require()
+    return checkpoints.folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m latentsync_demo.download", description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    parser.add_argument("--checkpoints", default=None, help=f"root folder (default: {default_root()})")
+    args = parser.parse_args(argv)
+    try:
+        folder = download(args.preset, args.checkpoints)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PRESETS[args.preset].label} is ready in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

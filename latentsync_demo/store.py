@@ -1,0 +1,156 @@
+"""Model store: presets, where each weight file lives, downloads, and loading a complete model set.
+
+A checkpoint folder has the official LatentSync release layout::
+
+    <dir>/latentsync_unet.pt          {"state_dict": ..., "global_step": ...}
+    <dir>/whisper/tiny.pt             OpenAI whisper checkpoint format
+    <dir>/sd-vae-ft-mse/              diffusers AutoencoderKL folder
+    <dir>/unet_config.json            optional: {"model": {...}, "data": {"resolution": R}} or a bare model dict
+
+The default root ``checkpoints/`` keeps one such folder per preset (``checkpoints/latentsync-1.5/``) and
+the shared VAE at ``checkpoints/sd-vae-ft-mse/``. A folder given with ``--checkpoints`` that itself holds
+``latentsync_unet.pt`` is used as is, whatever the preset (that is how test and fine-tuned sets work).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+from .models.configs import STAGE2_UNET_CONFIG
+
+UNET_FILE = "latentsync_unet.pt"
+WHISPER_FILE = "whisper/tiny.pt"
+VAE_DIR = "sd-vae-ft-mse"
+UNET_CONFIG_FILE = "unet_config.json"
+VAE_REPO = "stabilityai/sd-vae-ft-mse"
+VAE_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    resolution: int
+    repo_id: str  # Hugging Face repo holding latentsync_unet.pt and whisper/tiny.pt
+
+
+PRESETS = {
+    "latentsync-1.5": Preset("latentsync-1.5", "LatentSync 1.5 · 256 px", 256, "ByteDance/LatentSync-1.5"),
+    "latentsync-1.6": Preset("latentsync-1.6", "LatentSync 1.6 · 512 px", 512, "ByteDance/LatentSync-1.6"),
+}
+DEFAULT_PRESET = "latentsync-1.5"
+
+
+def default_root() -> Path:
+    """``$LATENTSYNC_CHECKPOINTS`` or ``./checkpoints``."""
+    return Path(os.environ.get("LATENTSYNC_CHECKPOINTS", "checkpoints"))
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class CheckpointSet:
+    """Resolved paths of one complete model set (files may still be missing: see ``missing()``)."""
+
+    preset: Preset
+    folder: Path
+    unet: Path
+    whisper: Path
+    vae: Path
+    unet_config: dict
+    resolution: int
+
+    def missing(self) -> list[Path]:
+        missing = [p for p in (self.unet, self.whisper, self.vae / "config.json") if not p.is_file()]
+        if not any(self.vae.glob("diffusion_pytorch_model.*")):  # .safetensors or .bin
+            missing.append(self.vae / "diffusion_pytorch_model.safetensors")
+        return missing
+
+    def require(self) -> None:
+        """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""
+        missing = self.missing()
+        if missing:
+            listed = "\n  ".join(str(p) for p in missing)
+            raise CheckpointError(
+                f"model files for {self.preset.label} are missing:\n  {listed}\n"
+                f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
+                f" --checkpoints {self._root_hint()}\n"
+                "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them."
+            )
+
+    def _root_hint(self) -> str:
+        return str(self.folder.parent if self.folder.name == self.preset.name else self.folder)
+
+
+def resolve(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> CheckpointSet:
+    """Where the files of ``preset`` are (or will be, once downloaded) under ``root``."""
+    spec = get_preset(preset)
+    root = Path(root) if root is not None else default_root()
+    flat = (root / UNET_FILE).is_file() or (root / UNET_CONFIG_FILE).is_file()
+    folder = root if flat else root / spec.name
+    vae = folder / VAE_DIR if (folder / VAE_DIR).is_dir() or flat else root / VAE_DIR
+    model_config, resolution = _read_unet_config(folder / UNET_CONFIG_FILE, spec.resolution)
+    return CheckpointSet(spec, folder, folder / UNET_FILE, folder / WHISPER_FILE, vae, model_config, resolution)
+
+
+def _read_unet_config(path: Path, default_resolution: int) -> tuple[dict, int]:
+    if not path.is_file():
+        return dict(STAGE2_UNET_CONFIG), default_resolution
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read UNet config {path}: {exc}") from exc
+    model = data.get("model", data)
+    resolution = int(data.get("data", {}).get("resolution", default_resolution))
+    return model, resolution
+
+
+def write_unet_config(folder: str | Path, model_config: dict, resolution: int) -> Path:
+    """Write ``unet_config.json`` in the official yaml's shape: {"model": ..., "data": {"resolution": R}}."""
+    path = Path(folder) / UNET_CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": model_config, "data": {"resolution": resolution}}, indent=1))
+    return path
+
+
+@dataclass
+class LoadedModels:
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    audio_encoder: torch.nn.Module
+    resolution: int
+
+
+def load_models(
+    checkpoints: CheckpointSet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> LoadedModels:
+    """Load UNet (strict), VAE and whisper of a checkpoint set onto ``device`` in ``dtype``."""
+    from diffusers import AutoencoderKL
+
+    from .audio import WhisperAudioEncoder
+    from .models import load_unet
+
+    checkpoints.require()
+    unet = load_unet(checkpoints.unet, checkpoints.unet_config, device=device, dtype=dtype)
+    try:
+        vae = AutoencoderKL.from_pretrained(str(checkpoints.vae), torch_dtype=dtype).to(device).eval()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot load the VAE from {checkpoints.vae}: {exc}") from exc
+    audio_dim = unet.config.cross_attention_dim
+    whisper = WhisperAudioEncoder.from_openai_checkpoint(checkpoints.whisper, device=device, dtype=dtype)
+    if whisper.feature_dim != audio_dim:
+        raise CheckpointError(
+            f"whisper checkpoint {checkpoints.whisper} gives {whisper.feature_dim}-d features but the UNet expects "
+            f"{audio_dim} (cross_attention_dim): whisper tiny goes with 384, small with 768."
+        )
+    return LoadedModels(unet, vae, whisper, checkpoints.resolution)
