@@ -1,0 +1,57 @@
+"""Put an audio track on an encoded video, with frame-accurate lengths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .audio import SAMPLE_RATE, write_wav
+from .ffmpeg import fs_path, run_ffmpeg
+from .probe import count_frames, probe
+from .temp import job_tempdir
+
+
+def mux(
+    video_path: str | os.PathLike,
+    audio: np.ndarray | str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    num_frames: int | None = None,
+    audio_bitrate: str = "192k",
+) -> Path:
+    """Write `out_path` (MP4): the video stream of `video_path` copied as is, plus `audio` encoded as AAC.
+
+    audio: mono float32 samples at `sample_rate` (e.g. from `load_audio`), or a file whose first audio track
+    is used (e.g. the user's original upload, which keeps its full quality).
+    The audio is padded with silence or cut so that it lasts exactly num_frames / fps (`-shortest` only cuts
+    to whole audio packets); num_frames is counted from the file when not given.
+    """
+    info = probe(video_path)
+    if not info.has_video:
+        raise InputError(f"the file has no video stream: {info.path}")
+    frames = count_frames(video_path) if num_frames is None else num_frames
+    duration = frames / info.fps
+    out = Path(out_path)
+    with job_tempdir() as tmp:
+        if isinstance(audio, np.ndarray):
+            source = tmp / "audio.wav"
+            write_wav(source, audio, sample_rate)
+        else:
+            audio_info = probe(audio)
+            if not audio_info.has_audio:
+                raise InputError(f"no audio track in {audio_info.path}; pass a file with sound.")
+            source = audio_info.path
+        # apad makes the audio at least as long as the video; -t (sample-accurate on filtered audio) cuts both.
+        args = ["-y", "-i", fs_path(video_path), "-i", fs_path(source), "-map", "0:V:0", "-map", "1:a:0",
+                "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-b:a", audio_bitrate, "-t", f"{duration:.6f}",
+                "-movflags", "+faststart", fs_path(out)]
+        try:
+            run_ffmpeg(args)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+    return out
