@@ -1,0 +1,55 @@
+"""Command line: ``python -m latentsync_demo --video in.mp4 --audio speech.wav --out out.mp4``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from .errors import LatentSyncError
+from .face.landmarks import BACKENDS
+from .pipeline.video import GenerationSettings
+from .store import DEFAULT_PRESET, PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = GenerationSettings()
+    parser = argparse.ArgumentParser(prog="python -m latentsync_demo", description="Lip-sync a video to speech.")
+    parser.add_argument("--video", required=True, help="talking-head video (mp4, mov, mkv, webm, avi, ...)")
+    parser.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, flac, ogg) or a video with sound")
+    parser.add_argument("--out", required=True, help="output .mp4")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    parser.add_argument("--steps", type=int, default=defaults.num_inference_steps, help="DDIM steps")
+    parser.add_argument("--guidance", type=float, default=defaults.guidance_scale, help="audio guidance, 1.0-3.0")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
+    parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
+    parser.add_argument("--landmarks", default=defaults.landmarks, choices=BACKENDS)
+    parser.add_argument(
+        "--keep-video-tail", action="store_true",
+        help="when the audio is shorter, keep the rest of the video (original frames, silence)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .service import LipSyncService  # heavy imports after argument errors are reported
+
+    settings = GenerationSettings(
+        num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+        face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
+    )
+    service = LipSyncService(checkpoints=args.checkpoints, device=args.device)
+    try:
+        with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings):
+                bar.set_description(event.stage)
+                bar.update(round(event.fraction * 100) - bar.n)
+    except LatentSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0

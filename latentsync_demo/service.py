@@ -1,0 +1,80 @@
+"""LipSyncService: the one object the app and the CLI talk to (like Coqui's ``TTS.api`` facade).
+
+It loads models lazily on first use, keeps them cached per (preset, device, dtype) for the life of the
+process, and runs one job at a time on the accelerator (a lock), streaming ``JobEvent``s.
+
+    service = LipSyncService(checkpoints="checkpoints/tiny")
+    for event in service.lipsync("in.mp4", "speech.wav", "out.mp4", num_inference_steps=20):
+        print(event.stage, event.fraction)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .pipeline import LipSyncPipeline
+from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
+from .store import DEFAULT_PRESET, LoadedModels, load_models, resolve
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """float16 on GPUs newer than Volta (as the official inference script), float32 elsewhere."""
+    if device.startswith("cuda") and torch.cuda.get_device_capability(torch.device(device))[0] > 7:
+        return torch.float16
+    return torch.float32
+
+
+class LipSyncService:
+    def __init__(
+        self,
+        checkpoints: str | Path | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        self.checkpoints = checkpoints
+        self.device = device or default_device()
+        self.dtype = dtype or default_dtype(self.device)
+        self._models: dict[tuple, LoadedModels] = {}
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one generation at a time on the device
+
+    def missing_files(self, preset: str = DEFAULT_PRESET) -> list[Path]:
+        return resolve(preset, self.checkpoints).missing()
+
+    def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
+        """The preset's models, loaded once per process."""
+        key = (preset, self.device, self.dtype)
+        with self._load_lock:
+            if key not in self._models:
+                self._models[key] = load_models(resolve(preset, self.checkpoints), self.device, self.dtype)
+            return self._models[key]
+
+    def lipsync(
+        self,
+        video: str | Path,
+        audio: str | Path,
+        out: str | Path,
+        preset: str = DEFAULT_PRESET,
+        settings: GenerationSettings | None = None,
+        **overrides,
+    ) -> Iterator[JobEvent]:
+        """Lip-sync ``video`` to ``audio`` into ``out``; yields progress events, the last one ``done``.
+
+        ``overrides`` are GenerationSettings fields (num_inference_steps, guidance_scale, seed, ...).
+        """
+        settings = replace(settings or GenerationSettings(), **overrides)
+        models = self.models(preset)
+        pipeline = LipSyncPipeline(models.unet, models.vae)
+        with self._run_lock:
+            yield from lipsync_video(
+                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings
+            )
