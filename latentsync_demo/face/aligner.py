@@ -139,8 +139,11 @@ def _gaussian_blur(x: torch.Tensor, w_edge: int) -> torch.Tensor:
     t = torch.arange(b, dtype=x.dtype, device=x.device) - w_edge
     g = torch.exp(-t.pow(2.0) / (2 * torch.tensor(sigma, dtype=x.dtype, device=x.device).pow(2.0)))
     g = g / g.sum()
-    x = F.conv2d(F.pad(x, (w_edge, w_edge, 0, 0), mode="reflect"), g.view(1, 1, 1, b))
-    return F.conv2d(F.pad(x, (0, 0, w_edge, w_edge), mode="reflect"), g.view(1, 1, b, 1))
+    # Every frame has its own crop size; oneDNN would cache a new conv primitive (and its memory) for each
+    # shape, growing the process by ~2 MB per frame, so these small convs take PyTorch's native path.
+    with torch.backends.mkldnn.flags(enabled=False):
+        x = F.conv2d(F.pad(x, (w_edge, w_edge, 0, 0), mode="reflect"), g.view(1, 1, 1, b))
+        return F.conv2d(F.pad(x, (0, 0, w_edge, w_edge), mode="reflect"), g.view(1, 1, b, 1))
 
 
 class FaceAligner:
