@@ -11,6 +11,7 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from ..models import UNet3DConditionModel
+from ..models.configs import STAGE2_UNET_CONFIG
 
 # Whisper-tiny-like audio width (64 instead of 384) and 4 encoder layers, so chunks are (50, 64)
 # exactly like the real (50, 384).
@@ -34,15 +35,8 @@ TINY_UNET_CONFIG = {
     "add_audio_layer": True,
     "use_motion_module": True,
     "motion_module_resolutions": [1, 2, 4, 8],
-    "motion_module_kwargs": {
-        "num_attention_heads": 4,
-        "num_transformer_block": 1,
-        "attention_block_types": ["Temporal_Self", "Temporal_Self"],
-        "temporal_position_encoding": True,
-        "temporal_position_encoding_max_len": 24,
-        "temporal_attention_dim_div": 1,
-        "zero_initialize": True,
-    },
+    # The official motion modules, with 4 heads for the narrow channels.
+    "motion_module_kwargs": {**STAGE2_UNET_CONFIG["motion_module_kwargs"], "num_attention_heads": 4},
 }
 
 TINY_VAE_CONFIG = {
