@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
     )
-    service = LipSyncService(checkpoints=args.checkpoints, device=args.device)
+    service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
     try:
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
             for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings):

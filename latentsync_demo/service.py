@@ -10,16 +10,23 @@ process, and runs one job at a time on the accelerator (a lock), streaming ``Job
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from .pipeline import LipSyncPipeline
+from .errors import InputError
+from .media import probe
+from .pipeline import SAMPLERS, LipSyncPipeline
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .store import DEFAULT_PRESET, LoadedModels, load_models, resolve
+
+DEFAULT_MAX_SECONDS = 120.0
 
 
 def default_device() -> str:
@@ -39,8 +46,12 @@ class LipSyncService:
         checkpoints: str | Path | None = None,
         device: str | None = None,
         dtype: torch.dtype | None = None,
+        max_seconds: float | None = DEFAULT_MAX_SECONDS,
+        output_dir: str | Path | None = None,
     ):
         self.checkpoints = checkpoints
+        self.max_seconds = max_seconds  # longest video or audio accepted; None = no limit
+        self.output_dir = Path(output_dir or Path(tempfile.gettempdir()) / "latentsync_outputs")
         self.device = device or default_device()
         self.dtype = dtype or default_dtype(self.device)
         self._models: dict[tuple, LoadedModels] = {}
@@ -49,6 +60,30 @@ class LipSyncService:
 
     def missing_files(self, preset: str = DEFAULT_PRESET) -> list[Path]:
         return resolve(preset, self.checkpoints).missing()
+
+    def download(self, preset: str = DEFAULT_PRESET) -> Path:
+        """Fetch the preset's missing files (huggingface_hub progress bars); CheckpointError when offline."""
+        from .download import download
+
+        return download(preset, self.checkpoints)
+
+    def new_output_path(self, keep_seconds: float = 3600.0) -> Path:
+        """A fresh .mp4 path in ``output_dir``; results older than ``keep_seconds`` are removed."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.output_dir.glob("*.mp4"):
+            if time.time() - old.stat().st_mtime > keep_seconds:
+                old.unlink(missing_ok=True)
+        return self.output_dir / f"lipsync_{uuid.uuid4().hex[:12]}.mp4"
+
+    def check_length(self, *paths: str | Path) -> None:
+        """Refuse inputs longer than ``max_seconds`` before any work starts."""
+        for path in paths:
+            duration = probe(path).duration
+            if self.max_seconds is not None and duration > self.max_seconds:
+                raise InputError(
+                    f"{Path(path).name} lasts {duration:.0f} s; this server accepts up to {self.max_seconds:.0f} s. "
+                    "Trim it, or run the CLI locally for long clips."
+                )
 
     def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
         """The preset's models, loaded once per process."""
@@ -72,6 +107,9 @@ class LipSyncService:
         ``overrides`` are GenerationSettings fields (num_inference_steps, guidance_scale, seed, ...).
         """
         settings = replace(settings or GenerationSettings(), **overrides)
+        if settings.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        self.check_length(video, audio)
         models = self.models(preset)
         pipeline = LipSyncPipeline(models.unet, models.vae)
         with self._run_lock:

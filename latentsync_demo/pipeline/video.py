@@ -30,6 +30,7 @@ from .lipsync import LipSyncPipeline
 
 @dataclass(frozen=True)
 class GenerationSettings:
+    sampler: str = "ddim"  # a key of pipeline.samplers.SAMPLERS
     num_inference_steps: int = 20
     guidance_scale: float = 1.5
     seed: int = 1247
@@ -157,7 +158,8 @@ def _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
             faces.append(aligned)
             matrices.append(matrix)
         if i % 10 == 0:
-            yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected), f"found faces in {i + 1} frames")
+            yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected),
+                           f"finding the face: frame {i + 1} of {expected}")
     if not faces:
         raise InputError(f"could not read any frame from {Path(video_path).name}: is the file complete?")
     if all(f is None for f in faces):

@@ -1,0 +1,146 @@
+"""Gradio app: widgets wired to LipSyncService. No model code lives here.
+
+    python app.py [--checkpoints DIR] [--device cuda|cpu] [--port 7860] [--max-seconds 120]
+
+Also runs as a Hugging Face Space (see the README front matter); on ZeroGPU the generation handler is
+wrapped in ``spaces.GPU`` and the models are loaded at start-up, as ZeroGPU requires.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from latentsync_demo.errors import LatentSyncError
+from latentsync_demo.pipeline import SAMPLERS
+from latentsync_demo.service import DEFAULT_MAX_SECONDS, LipSyncService
+from latentsync_demo.store import DEFAULT_PRESET, PRESETS
+
+try:  # ZeroGPU: borrow a GPU for the duration of one request
+    import spaces
+
+    on_gpu = spaces.GPU(duration=300)
+except ImportError:
+
+    def on_gpu(fn):
+        return fn
+
+
+log = logging.getLogger("latentsync_demo.app")
+ASSETS = Path(__file__).parent / "assets"
+PRESET_BY_LABEL = {preset.label: name for name, preset in PRESETS.items()}
+SAMPLER_LABELS = {"DDIM (quality)": "ddim", "LCM · 4 steps (speed)": "lcm"}
+
+
+def build_demo(service: LipSyncService) -> gr.Blocks:
+    def weights_note(preset_label: str) -> tuple[dict, dict]:
+        missing = service.missing_files(PRESET_BY_LABEL[preset_label])
+        if not missing:
+            return gr.update(value="", visible=False), gr.update(visible=False)
+        listed = "\n".join(f"- `{path}`" for path in missing)
+        note = f"**Model weights are missing** for {preset_label}:\n{listed}\n\nDownload them (a few GB) below."
+        return gr.update(value=note, visible=True), gr.update(visible=True)
+
+    def download(preset_label: str, progress=gr.Progress(track_tqdm=True)):
+        try:
+            service.download(PRESET_BY_LABEL[preset_label])
+        except LatentSyncError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+        return weights_note(preset_label)
+
+    @on_gpu
+    def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, keep_tail,
+                progress=gr.Progress()):
+        if not video:
+            raise gr.Error("Upload (or record) a video of a talking face first.")
+        if not audio:
+            raise gr.Error("Upload (or record) the speech the face should say.")
+        out = service.new_output_path()
+        overrides = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
+                         face_index=int(face_index), keep_video_tail=bool(keep_tail))
+        if SAMPLER_LABELS[sampler_label] != "ddim":
+            overrides["sampler"] = SAMPLER_LABELS[sampler_label]
+        try:
+            for event in service.lipsync(video, audio, out, PRESET_BY_LABEL[preset_label], **overrides):
+                progress(event.fraction, desc=event.message)
+                if event.stage == "done":
+                    yield "Done.", gr.update(), video, str(event.output), str(event.output)
+                else:
+                    yield f"{event.message}…", event.preview if event.preview is not None else gr.update(), \
+                        gr.update(), gr.update(), gr.update()
+        except LatentSyncError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+        except Exception as exc:  # keep serving; the user sees what broke, the log has the trace
+            log.exception("lip-sync job failed")
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Please try again.") from exc
+
+    lcm_ready = "lcm" in SAMPLERS
+    with gr.Blocks(title="LatentSync demo", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# LatentSync lip sync\nUpload a talking-head clip and new speech; watch each 16-frame chunk "
+                    "arrive, then compare the original and the result.")
+        weights_md = gr.Markdown(visible=False)
+        download_btn = gr.Button("Download model weights", visible=False)
+        with gr.Row():
+            with gr.Column():
+                video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-in")
+                audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", elem_id="audio-in")
+                preset = gr.Radio(list(PRESET_BY_LABEL), value=PRESETS[DEFAULT_PRESET].label, label="Model")
+                sampler = gr.Radio(
+                    list(SAMPLER_LABELS) if lcm_ready else ["DDIM (quality)"], value="DDIM (quality)",
+                    label="Sampler",
+                    info=None if lcm_ready else "4-step LCM needs distilled weights, which are not available yet.",
+                )
+                steps = gr.Slider(1, 50, value=20, step=1, label="Steps")
+                guidance = gr.Slider(1.0, 3.0, value=1.5, step=0.1, label="Audio guidance")
+                seed = gr.Number(value=1247, precision=0, label="Seed")
+                with gr.Accordion("Advanced", open=False):
+                    face_index = gr.Number(value=0, precision=0, label="Face (0 = largest in frame)")
+                    keep_tail = gr.Checkbox(False, label="Keep the rest of the video when the speech is shorter")
+                with gr.Row():
+                    run_btn = gr.Button("Lip-sync", variant="primary", elem_id="run")
+                    stop_btn = gr.Button("Stop")
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                preview = gr.Image(label="Latest chunk: original | result", type="numpy", interactive=False)
+                with gr.Row():
+                    original_out = gr.Video(label="Original", interactive=False, elem_id="original-out")
+                    result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
+                download_out = gr.File(label="Download")
+        examples = sorted(ASSETS.glob("examples/*.mp4"))
+        if examples:
+            gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
+
+        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, keep_tail]
+        outputs = [status, preview, original_out, result_out, download_out]
+        job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
+        stop_btn.click(None, cancels=[job])
+        preset.change(weights_note, preset, [weights_md, download_btn], api_visibility="private")
+        download_btn.click(download, preset, [weights_md, download_btn], api_visibility="private")
+        demo.load(weights_note, preset, [weights_md, download_btn], api_visibility="private")
+    return demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="LatentSync lip-sync web app")
+    parser.add_argument("--checkpoints", default=os.environ.get("LATENTSYNC_CHECKPOINTS"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--max-seconds", type=float, default=float(os.environ.get("LATENTSYNC_MAX_SECONDS",
+                                                                                DEFAULT_MAX_SECONDS)))
+    parser.add_argument("--queue-size", type=int, default=16)
+    args = parser.parse_args()
+    service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds)
+    if os.environ.get("SPACE_ID") and not service.missing_files():
+        service.models()  # ZeroGPU: weights go to the device at start-up, not inside a request
+    demo = build_demo(service)
+    demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
+                                                allowed_paths=[str(service.output_dir)])
+
+
+if __name__ == "__main__":
+    main()
