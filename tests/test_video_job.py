@@ -180,3 +180,9 @@ def test_generated_region_matches_mask_geometry(service, media, tmp_path):
     rows = np.nonzero(changed.any(axis=1))[0]
     assert rows.size and rows.min() > H * 0.3  # nothing above the upper third changed (eyes, hair)
     assert load_mask(64).shape == (3, 64, 64)
+
+
+def test_service_loads_each_preset_once(service):
+    first = service.models()
+    assert service.models() is first  # cached for the process, shared by every job
+    assert service.models().unet.device.type == "cpu"
