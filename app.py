@@ -17,8 +17,9 @@ import gradio as gr
 
 from latentsync_demo.errors import LatentSyncError
 from latentsync_demo.pipeline import SAMPLERS
-from latentsync_demo.service import DEFAULT_MAX_SECONDS, LipSyncService
+from latentsync_demo.service import DEFAULT_MAX_SECONDS, LipSyncService, VoiceRequest
 from latentsync_demo.store import DEFAULT_PRESET, PRESETS
+from latentsync_demo.voice import LANGUAGES
 
 try:  # ZeroGPU: borrow a GPU for the duration of one request
     import spaces
@@ -34,6 +35,10 @@ log = logging.getLogger("latentsync_demo.app")
 ASSETS = Path(__file__).parent / "assets"
 PRESET_BY_LABEL = {preset.label: name for name, preset in PRESETS.items()}
 SAMPLER_LABELS = {"DDIM (quality)": "ddim", "LCM · 4 steps (speed)": "lcm"}
+VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
+                "Script: type what the speaker says": "script"}
+CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
+             "(https://coqui.ai/cpml) (non-commercial use only).")
 
 
 def build_demo(service: LipSyncService) -> gr.Blocks:
@@ -52,12 +57,29 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             raise gr.Error(str(exc), duration=None) from exc
         return weights_note(preset_label)
 
+    def download_voice(voice_label: str, agreed: bool, progress=gr.Progress(track_tqdm=True)):
+        if not agreed:
+            raise gr.Error("Tick the box to accept the Coqui Public Model License (non-commercial) first.")
+        try:
+            service.voice.download(agree_to_cpml=True, mode=VOICE_LABELS[voice_label])
+        except LatentSyncError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+        return "Voice models are ready."
+
+    def voice_widgets(voice_label: str):
+        mode = VOICE_LABELS[voice_label]
+        missing = service.voice.missing_files(mode) if mode != "off" else []
+        return (gr.update(visible=mode == "script"), gr.update(visible=mode != "off"),
+                gr.update(visible=bool(missing)), gr.update(visible=bool(missing)))
+
     @on_gpu
     def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, keep_tail,
+                voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
                 progress=gr.Progress()):
+        voice = VoiceRequest(VOICE_LABELS[voice_label], script or None, language or None, voice_reference)
         if not video:
             raise gr.Error("Upload (or record) a video of a talking face first.")
-        if not audio:
+        if not audio and voice.mode != "script":
             raise gr.Error("Upload (or record) the speech the face should say.")
         out = service.new_output_path()
         overrides = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
@@ -65,13 +87,16 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         if SAMPLER_LABELS[sampler_label] != "ddim":
             overrides["sampler"] = SAMPLER_LABELS[sampler_label]
         try:
-            for event in service.lipsync(video, audio, out, PRESET_BY_LABEL[preset_label], **overrides):
+            for event in service.lipsync(video, audio or None, out, PRESET_BY_LABEL[preset_label], voice=voice,
+                                         **overrides):
                 progress(event.fraction, desc=event.message)
+                keep = gr.update()
                 if event.stage == "done":
-                    yield "Done.", gr.update(), video, str(event.output), str(event.output)
+                    yield "Done.", keep, video, str(event.output), str(event.output), keep
                 else:
-                    yield f"{event.message}…", event.preview if event.preview is not None else gr.update(), \
-                        gr.update(), gr.update(), gr.update()
+                    preview = event.preview if event.preview is not None else keep
+                    speech = str(event.audio) if event.audio is not None else keep
+                    yield f"{event.message}…", preview, keep, keep, keep, speech
         except LatentSyncError as exc:
             raise gr.Error(str(exc), duration=None) from exc
         except Exception as exc:  # keep serving; the user sees what broke, the log has the trace
@@ -97,6 +122,18 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                 steps = gr.Slider(1, 50, value=20, step=1, label="Steps")
                 guidance = gr.Slider(1.0, 3.0, value=1.5, step=0.1, label="Audio guidance")
                 seed = gr.Number(value=1247, precision=0, label="Seed")
+                with gr.Group():
+                    voice_mode = gr.Radio(list(VOICE_LABELS), value=next(iter(VOICE_LABELS)), label="Voice",
+                                          elem_id="voice-mode")
+                    script = gr.Textbox(label="Script", lines=3, visible=False,
+                                        placeholder="What should the speaker say?")
+                    with gr.Row(visible=False) as voice_options:
+                        language = gr.Dropdown(list(LANGUAGES), value=None, label="Language (empty: detect / en)")
+                        voice_reference = gr.Audio(label="Voice sample (optional; default: the video's own audio)",
+                                                   sources=["upload", "microphone"], type="filepath")
+                    gr.Markdown(CPML_NOTE)
+                    cpml_agree = gr.Checkbox(False, label="I accept the CPML (needed to download XTTS)", visible=False)
+                    voice_download_btn = gr.Button("Download voice models", visible=False)
                 with gr.Accordion("Advanced", open=False):
                     face_index = gr.Number(value=0, precision=0, label="Face (0 = largest in frame)")
                     keep_tail = gr.Checkbox(False, label="Keep the rest of the video when the speech is shorter")
@@ -110,17 +147,22 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                     original_out = gr.Video(label="Original", interactive=False, elem_id="original-out")
                     result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
                 download_out = gr.File(label="Download")
+                voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
         if examples:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
 
-        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, keep_tail]
-        outputs = [status, preview, original_out, result_out, download_out]
+        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, keep_tail,
+                  voice_mode, script, language, voice_reference]
+        outputs = [status, preview, original_out, result_out, download_out, voice_out]
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
         stop_btn.click(None, cancels=[job])
         preset.change(weights_note, preset, [weights_md, download_btn], api_visibility="private")
         download_btn.click(download, preset, [weights_md, download_btn], api_visibility="private")
         demo.load(weights_note, preset, [weights_md, download_btn], api_visibility="private")
+        voice_mode.change(voice_widgets, voice_mode, [script, voice_options, cpml_agree, voice_download_btn],
+                          api_visibility="private")
+        voice_download_btn.click(download_voice, [voice_mode, cpml_agree], status, api_visibility="private")
     return demo
 
 

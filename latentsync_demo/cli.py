@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = GenerationSettings()
     parser = argparse.ArgumentParser(prog="python -m latentsync_demo", description="Lip-sync a video to speech.")
     parser.add_argument("--video", required=True, help="talking-head video (mp4, mov, mkv, webm, avi, ...)")
-    parser.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, flac, ogg) or a video with sound")
+    parser.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg) or a video with sound; "
+                        "optional with --voice script")
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--steps", type=int, default=defaults.num_inference_steps, help="DDIM steps")
@@ -31,12 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-video-tail", action="store_true",
         help="when the audio is shorter, keep the rest of the video (original frames, silence)",
     )
+    voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
+    voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
+                       help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
+    voice.add_argument("--text", help="what the speaker should say (--voice script)")
+    voice.add_argument("--language", help="language code of the speech, e.g. en, de, es (default: detected / en)")
+    voice.add_argument("--voice-reference", help="a clip of the speaker's voice (default: the video's own audio)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .service import LipSyncService  # heavy imports after argument errors are reported
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.audio is None and args.voice != "script":
+        parser.error("--audio is required (unless --voice script --text ...)")
+    if args.voice == "script" and not args.text:
+        parser.error("--voice script needs --text")
+    from .service import LipSyncService, VoiceRequest  # heavy imports after argument errors are reported
 
     settings = GenerationSettings(
         num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
@@ -45,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
     try:
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
-            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings):
+            voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
+            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice):
                 bar.set_description(event.stage)
                 bar.update(round(event.fraction * 100) - bar.n)
     except LatentSyncError as exc:

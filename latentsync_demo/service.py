@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +27,18 @@ from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .store import DEFAULT_PRESET, LoadedModels, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class VoiceRequest:
+    """Whose voice drives the lip sync: "off" (the uploaded audio), "revoice" (its words, in the on-screen
+    speaker's voice) or "script" (typed ``text`` in that voice). ``reference``: a clip of the speaker's
+    voice to use instead of the video's own audio track."""
+
+    mode: str = "off"
+    text: str | None = None
+    language: str | None = None
+    reference: str | Path | None = None
 
 
 def default_device() -> str:
@@ -55,6 +67,7 @@ class LipSyncService:
         self.device = device or default_device()
         self.dtype = dtype or default_dtype(self.device)
         self._models: dict[tuple, LoadedModels] = {}
+        self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
 
@@ -67,13 +80,35 @@ class LipSyncService:
 
         return download(preset, self.checkpoints)
 
-    def new_output_path(self, keep_seconds: float = 3600.0) -> Path:
-        """A fresh .mp4 path in ``output_dir``; results older than ``keep_seconds`` are removed."""
+    def new_output_path(self, suffix: str = ".mp4", keep_seconds: float = 3600.0) -> Path:
+        """A fresh path in ``output_dir``; results older than ``keep_seconds`` are removed."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for old in self.output_dir.glob("*.mp4"):
-            if time.time() - old.stat().st_mtime > keep_seconds:
+        for old in self.output_dir.iterdir():
+            if old.is_file() and time.time() - old.stat().st_mtime > keep_seconds:
                 old.unlink(missing_ok=True)
-        return self.output_dir / f"lipsync_{uuid.uuid4().hex[:12]}.mp4"
+        return self.output_dir / f"lipsync_{uuid.uuid4().hex[:12]}{suffix}"
+
+    @property
+    def voice(self):
+        """The voice-cloning facade (XTTS + ASR), sharing this service's checkpoints and device."""
+        if self._voice is None:
+            from .voice import VoiceService
+
+            self._voice = VoiceService(self.checkpoints, self.device)
+        return self._voice
+
+    def voice_audio(self, video: str | Path, audio: str | Path | None, request: VoiceRequest,
+                    seed: int | None = None) -> Path:
+        """The speech that should drive the lip sync for ``request`` (a new .wav in output_dir unless "off")."""
+        from .media import job_tempdir
+        from .voice import prepare_driving_audio
+
+        if request.mode == "off":
+            return prepare_driving_audio("off", video, audio, None, None, None, self.output_dir, None)
+        with job_tempdir() as work:
+            made = prepare_driving_audio(request.mode, video, audio, request.text, request.language,
+                                         request.reference, work, self.voice, seed=seed)
+            return Path(made.replace(self.new_output_path(".wav")))
 
     def check_length(self, *paths: str | Path) -> None:
         """Refuse inputs longer than ``max_seconds`` before any work starts."""
@@ -96,19 +131,29 @@ class LipSyncService:
     def lipsync(
         self,
         video: str | Path,
-        audio: str | Path,
+        audio: str | Path | None,
         out: str | Path,
         preset: str = DEFAULT_PRESET,
         settings: GenerationSettings | None = None,
+        voice: VoiceRequest | None = None,
         **overrides,
     ) -> Iterator[JobEvent]:
         """Lip-sync ``video`` to ``audio`` into ``out``; yields progress events, the last one ``done``.
 
         ``overrides`` are GenerationSettings fields (num_inference_steps, guidance_scale, seed, ...).
+        With a ``voice`` request the speech is first re-voiced or synthesised in the speaker's voice; an
+        event with ``audio`` set carries that new speech before lip sync starts.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
         if settings.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if voice is not None and voice.mode != "off":
+            self.check_length(video, *([audio] if audio else []))
+            yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
+            audio = self.voice_audio(video, audio, voice, settings.seed)
+            yield JobEvent("voice", 0.0, "new speech ready", audio=audio)
+        if audio is None:
+            raise InputError("upload the speech audio that the video should lip-sync to")
         self.check_length(video, audio)
         models = self.models(preset)
         pipeline = LipSyncPipeline(models.unet, models.vae)

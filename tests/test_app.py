@@ -88,7 +88,7 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     chunk_updates = [u for u in updates if u[0].startswith("generated chunk")]
     assert [u[0] for u in chunk_updates] == [f"generated chunk {k} of 3…" for k in (1, 2, 3)]
     assert all(u[1] for u in chunk_updates)  # each carries a preview image
-    status, _, original, result, download = updates[-1]
+    status, _, original, result, download, _ = updates[-1]
     assert status == "Done." and result == download
     info = probe(result)
     assert info.video_codec == "h264" and info.has_audio and count_frames(result) == 35

@@ -41,13 +41,14 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class JobEvent:
-    stage: str  # reading | detecting faces | encoding audio | generating | writing | done
+    stage: str  # voice | reading | detecting faces | encoding audio | generating | writing | done
     fraction: float  # of the whole job, 0..1
     message: str
     chunk: int | None = None  # 1-based, for "generating"
     num_chunks: int | None = None
     preview: np.ndarray | None = field(default=None, repr=False)  # original | result, side by side
     output: Path | None = None
+    audio: Path | None = None  # speech made for this job (voice cloning), playable before lip sync ends
 
 
 # Share of the job's progress bar each stage gets (generation dominates the wall time).

@@ -1,0 +1,140 @@
+"""Where the voice models live, what is missing, and how to fetch them.
+
+Both sit next to the lip-sync weights, under the same checkpoints root (``--checkpoints`` or
+``$LATENTSYNC_CHECKPOINTS``, default ``checkpoints/``)::
+
+    <root>/xtts-v2/config.json, model.pth, vocab.json      Coqui XTTS v2 (CPML: non-commercial only)
+    <root>/asr/                                             Whisper in transformers' save_pretrained layout
+
+``speakers_xtts.pth`` (XTTS's built-in studio voices) is not fetched: we always clone the speaker, and Coqui's
+loader only reads that file when it exists. ``dvae.pth`` and ``mel_stats.pth`` are for training; the mel
+statistics used at inference are a buffer inside ``model.pth``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+XTTS_DIR = "xtts-v2"
+ASR_DIR = "asr"
+XTTS_REPO = "coqui/XTTS-v2"
+XTTS_FILES = ("config.json", "model.pth", "vocab.json")
+# whisper-small: multilingual, ~1 GB, good timestamps; override with $LATENTSYNC_ASR_REPO (e.g. openai/whisper-tiny).
+DEFAULT_ASR_REPO = "openai/whisper-small"
+ASR_PATTERNS = ["*.json", "*.txt", "model.safetensors"]  # safetensors only: skip the .bin/.h5/.msgpack copies
+CPML_URL = "https://coqui.ai/cpml"
+DOWNLOAD_COMMAND = "python -m latentsync_demo.voice.download --agree-cpml"
+
+
+class LicenceNotAgreedError(CheckpointError):
+    """XTTS weights were requested without agreeing to the Coqui Public Model License."""
+
+
+def cpml_agreed(agree_to_cpml: bool = False) -> bool:
+    """True when the caller agreed, or ``COQUI_TOS_AGREED=1`` is set (Coqui's own switch for the same question)."""
+    return agree_to_cpml or os.environ.get("COQUI_TOS_AGREED", "").strip() == "1"
+
+
+@dataclass(frozen=True)
+class VoiceModelPaths:
+    """Resolved folders of the voice models (files may still be missing: see ``missing()``)."""
+
+    root: Path
+    xtts: Path
+    asr: Path
+
+    def missing_xtts(self) -> list[Path]:
+        return [self.xtts / name for name in XTTS_FILES if not (self.xtts / name).is_file()]
+
+    def missing_asr(self) -> list[Path]:
+        wanted = [self.asr / "config.json", self.asr / "generation_config.json"]
+        missing = [p for p in wanted if not p.is_file()]
+        # transformers writes either file name, depending on version and on how the folder was made.
+        for alternatives in (("model.safetensors", "pytorch_model.bin"), ("tokenizer.json", "vocab.json"),
+                             ("preprocessor_config.json", "processor_config.json")):
+            if not any((self.asr / name).is_file() for name in alternatives):
+                missing.append(self.asr / alternatives[0])
+        return missing
+
+    def missing(self, need_asr: bool = True, need_xtts: bool = True) -> list[Path]:
+        return (self.missing_xtts() if need_xtts else []) + (self.missing_asr() if need_asr else [])
+
+    def require(self, need_asr: bool = True, need_xtts: bool = True) -> None:
+        """Raise a CheckpointError naming every missing file, where we looked, and the download command."""
+        missing = self.missing(need_asr, need_xtts)
+        if missing:
+            listed = "\n  ".join(str(p) for p in missing)
+            raise CheckpointError(
+                f"voice model files are missing:\n  {listed}\n"
+                f"Download them with:  {DOWNLOAD_COMMAND} --checkpoints {self.root}\n"
+                f"(XTTS v2 is under the non-commercial Coqui Public Model License, {CPML_URL}; "
+                "--agree-cpml says you accept it.)"
+            )
+
+
+def resolve_voice_models(root: str | Path | None = None) -> VoiceModelPaths:
+    """Where the voice models are (or will be, once downloaded) under the checkpoints ``root``."""
+    if root is None:
+        from ..store import default_root  # lazily: the lip-sync store imports the model code
+
+        root = default_root()
+    root = Path(root)
+    return VoiceModelPaths(root, root / XTTS_DIR, root / ASR_DIR)
+
+
+def _cpml_refusal(root: Path) -> LicenceNotAgreedError:
+    return LicenceNotAgreedError(
+        "XTTS v2 (the voice-cloning model) is released under the Coqui Public Model License (CPML, "
+        f"{CPML_URL}): non-commercial use only, and you must accept it before downloading the weights.\n"
+        f"To accept and download, run:  {DOWNLOAD_COMMAND} --checkpoints {root}\n"
+        "or set the environment variable COQUI_TOS_AGREED=1 (Coqui's own switch for the same agreement)."
+    )
+
+
+def _offline_error(what: str, repo_id: str, root: Path, exc: BaseException) -> CheckpointError:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    offline = isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError))
+    why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
+    return CheckpointError(
+        f"could not download {what} from https://huggingface.co/{repo_id}: {why}.\n"
+        f"Run  {DOWNLOAD_COMMAND} --checkpoints {root}  on a machine with internet access, "
+        f"or copy the files into {root}."
+    )
+
+
+def download_voice_models(root: str | Path | None = None, agree_to_cpml: bool = False,
+                          asr_repo: str | None = None, need_asr: bool = True) -> VoiceModelPaths:
+    """Fetch whatever voice model files are missing under ``root`` (progress bars, resumable).
+
+    XTTS files are only fetched with CPML agreement (``agree_to_cpml`` or ``COQUI_TOS_AGREED=1``); without it a
+    ``LicenceNotAgreedError`` explains the licence and how to agree. Offline, the error names the command.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    paths = resolve_voice_models(root)
+    network_errors = (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError)
+    missing_xtts = paths.missing_xtts()
+    if missing_xtts and not cpml_agreed(agree_to_cpml):
+        raise _cpml_refusal(paths.root)
+    for path in missing_xtts:
+        print(f"downloading {XTTS_REPO}/{path.name} -> {path}", file=sys.stderr)
+        try:
+            hf_hub_download(XTTS_REPO, path.name, local_dir=paths.xtts)
+        except network_errors as exc:
+            raise _offline_error(path.name, XTTS_REPO, paths.root, exc) from exc
+    if need_asr and paths.missing_asr():
+        repo = asr_repo or os.environ.get("LATENTSYNC_ASR_REPO", DEFAULT_ASR_REPO)
+        print(f"downloading {repo} -> {paths.asr}", file=sys.stderr)
+        try:
+            snapshot_download(repo, allow_patterns=ASR_PATTERNS, local_dir=paths.asr)
+        except network_errors as exc:
+            raise _offline_error("the speech recogniser", repo, paths.root, exc) from exc
+    paths.require(need_asr)
+    return paths
