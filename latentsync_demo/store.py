@@ -6,6 +6,8 @@ A checkpoint folder has the official LatentSync release layout::
     <dir>/whisper/tiny.pt             OpenAI whisper checkpoint format
     <dir>/sd-vae-ft-mse/              diffusers AutoencoderKL folder
     <dir>/unet_config.json            optional: {"model": {...}, "data": {"resolution": R}} or a bare model dict
+    <dir>/lcm/                        optional LCM student for the "lcm" sampler: latentsync_unet.pt (full) or a
+                                      peft LoRA (adapter_config.json + adapter_model.safetensors); see models/lcm.py
 
 The default root ``checkpoints/`` keeps one such folder per preset (``checkpoints/latentsync-1.5/``) and
 the shared VAE at ``checkpoints/sd-vae-ft-mse/``. A folder given with ``--checkpoints`` that itself holds
@@ -30,6 +32,15 @@ VAE_DIR = "sd-vae-ft-mse"
 UNET_CONFIG_FILE = "unet_config.json"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 VAE_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+LCM_DIR = "lcm"
+# Hugging Face repo of a distilled LCM student (the lcm/ folder's files at its root). There is no public
+# LatentSync LCM student, so None; set $LATENTSYNC_LCM_REPO once you have published one.
+LCM_REPO_ID: str | None = None
+
+
+def lcm_repo_id() -> str | None:
+    """``$LATENTSYNC_LCM_REPO`` or ``LCM_REPO_ID`` (None: no known download)."""
+    return os.environ.get("LATENTSYNC_LCM_REPO") or LCM_REPO_ID
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,34 @@ class CheckpointSet:
                 f" --checkpoints {self._root_hint()}\n"
                 "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them."
             )
+
+    @property
+    def lcm(self) -> Path:
+        """Folder of the LCM student (``<folder>/lcm``)."""
+        return self.folder / LCM_DIR
+
+    def has_lcm(self) -> bool:
+        from .models.lcm import lcm_format
+
+        return lcm_format(self.lcm) is not None
+
+    def require_lcm(self) -> None:
+        """Raise a CheckpointError saying where the LCM student was looked for and how to get one."""
+        if self.has_lcm():
+            return
+        from .models.lcm import LCM_UNET_FILE, LORA_CONFIG_FILE, LORA_WEIGHTS_FILE
+
+        repo = lcm_repo_id()
+        source = (f"Download it from the Hugging Face repo {repo} into {self.lcm}" if repo else
+                  "No public LatentSync LCM student exists (LCM_REPO_ID is None; set $LATENTSYNC_LCM_REPO to a repo "
+                  "that has one)")
+        raise CheckpointError(
+            f"the LCM sampler needs a distilled student for {self.preset.label}, but {self.lcm} has neither\n"
+            f"  {self.lcm / LCM_UNET_FILE}  (full student) nor\n"
+            f"  {self.lcm / LORA_CONFIG_FILE} + {LORA_WEIGHTS_FILE}  (LoRA).\n"
+            f"{source}, or distil one: accelerate launch -m latentsync_demo.training.lcm_distill --help. "
+            "Or use the ddim sampler."
+        )
 
     def _root_hint(self) -> str:
         return str(self.folder.parent if self.folder.name == self.preset.name else self.folder)
@@ -154,3 +193,18 @@ def load_models(
             f"{audio_dim} (cross_attention_dim): whisper tiny goes with 384, small with 768."
         )
     return LoadedModels(unet, vae, whisper, checkpoints.resolution)
+
+
+def load_lcm_unet(
+    checkpoints: CheckpointSet,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    base_unet: torch.nn.Module | None = None,
+) -> torch.nn.Module:
+    """The LCM student of a checkpoint set (see ``models.lcm``); a LoRA goes on a copy of ``base_unet`` (the
+    already loaded teacher, left untouched) or else on the set's ``latentsync_unet.pt``, merged."""
+    from .models.lcm import load_lcm_unet as load_student
+
+    checkpoints.require_lcm()
+    return load_student(checkpoints.lcm, checkpoints.unet_config, device=device, dtype=dtype,
+                        base_unet=base_unet, base_path=checkpoints.unet)

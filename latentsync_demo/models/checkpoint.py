@@ -49,12 +49,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"):
     """Raise CheckpointError listing every missing, unexpected and mis-shaped key."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_keys(expected, state_dict, source)
+
+
+def check_keys(
+    expected: Mapping[str, tuple[int, ...]],
+    state_dict: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    what: str = "the UNet config",
+    hint: str = "Check that the preset/config matches the checkpoint (e.g. 1.5 vs 1.6, stage1 vs stage2).",
+):
+    """Raise CheckpointError unless ``state_dict`` has exactly the ``expected`` keys and shapes (all listed)."""
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     misshaped = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {expected[k]}"
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k])}"
         for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != expected[k]
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])
     ]
     problems = []
     for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
@@ -64,9 +75,9 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
             problems.append(f"  {len(keys)} {title}:\n    {listed}{more}")
     if problems:
         raise CheckpointError(
-            f"{source} does not match the UNet config ({len(expected)} keys expected, {len(state_dict)} found):\n"
+            f"{source} does not match {what} ({len(expected)} keys expected, {len(state_dict)} found):\n"
             + "\n".join(problems)
-            + "\nCheck that the preset/config matches the checkpoint (e.g. 1.5 vs 1.6, stage1 vs stage2)."
+            + f"\n{hint}"
         )
 
 

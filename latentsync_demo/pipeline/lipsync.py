@@ -4,10 +4,15 @@ Mirrors the official ``LipsyncPipeline`` numerics (mask, 13-channel input, one i
 frames, classifier-free guidance with all-zero audio first, DDIM, paste-back inside the mask, and the
 same order of random draws), without the video I/O: faces come in already aligned, so the caller can
 stream a long video through it chunk by chunk.
+
+Sampler-agnostic: with ``make_scheduler("lcm")`` and a distilled LCM student as ``unet`` it runs the
+few-step consistency sampler instead: no classifier-free guidance (one UNet call per step, the guidance
+scale is ignored) and fresh noise between steps, drawn from the same CPU generator.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -17,7 +22,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..face.mask import latent_mask, load_mask
 from ..models import UNet3DConditionModel
-from .samplers import make_scheduler
+from .inputs import decode_video, encode_video, guided, normalize_faces, unet_condition, with_null_audio
+from .samplers import make_scheduler, sampler_spec
 
 
 @dataclass(frozen=True)
@@ -43,14 +49,28 @@ class LipSyncPipeline:
     Args:
         unet: the audio-conditioned UNet (``in_channels`` 13).
         vae: ``AutoencoderKL`` (sd-vae-ft-mse for the official weights).
-        scheduler: any diffusers scheduler; default is the official DDIM configuration.
+        scheduler: any diffusers scheduler; default is the official DDIM configuration. ``make_scheduler("lcm")``
+            goes with an LCM student UNet (``store.load_lcm_unet``).
+
+    ``unet_calls`` counts UNet evaluations since construction (set it to 0 to restart): per chunk it grows by
+    ``steps`` (LCM, or DDIM without guidance) or ``steps`` batch-of-2 calls (DDIM with classifier-free guidance).
     """
 
     def __init__(self, unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: SchedulerMixin | None = None):
         self.unet = unet.eval()
         self.vae = vae.eval()
         self.scheduler = scheduler if scheduler is not None else make_scheduler("ddim")
+        self.unet_calls = 0
         self._masks: dict[int, torch.Tensor] = {}
+
+    @property
+    def sampler(self) -> str:
+        """"ddim", "lcm" (or the scheduler's class name for other diffusers schedulers)."""
+        return sampler_spec(self.scheduler).name
+
+    def uses_guidance(self, guidance_scale: float, audio: bool = True) -> bool:
+        """Whether a run doubles the batch for classifier-free guidance (never for LCM: it is distilled in)."""
+        return sampler_spec(self.scheduler).uses_guidance and guidance_scale > 1.0 and audio
 
     @property
     def device(self) -> torch.device:
@@ -82,12 +102,17 @@ class LipSyncPipeline:
         generator: torch.Generator | None = None,
         num_frames: int = 16,
         callback: ProgressCallback | None = None,
+        output_type: str = "pixels",
     ) -> torch.Tensor:
-        """faces (N, 3, R, R) uint8 RGB aligned crops; audio_chunks (N, 50, d) -> (N, 3, R, R) float32 in ~[-1, 1]."""
+        """faces (N, 3, R, R) uint8 RGB aligned crops; audio_chunks (N, 50, d) -> (N, 3, R, R) float32 in ~[-1, 1].
+
+        ``output_type="latent"``: the final latents (N, 4, R/8, R/8) float32 instead (no decoding, no paste-back).
+        """
         parts = [
             out
             for _, out in self.generate_chunks(
-                faces, audio_chunks, num_inference_steps, guidance_scale, seed, generator, num_frames, callback
+                faces, audio_chunks, num_inference_steps, guidance_scale, seed, generator, num_frames, callback,
+                output_type,
             )
         ]
         return torch.cat(parts)
@@ -103,13 +128,18 @@ class LipSyncPipeline:
         generator: torch.Generator | None = None,
         num_frames: int = 16,
         callback: ProgressCallback | None = None,
+        output_type: str = "pixels",
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(first_frame_index, faces_out (n, 3, R, R) float32 CPU)`` for each chunk of ``num_frames``.
+        """Yield ``(first_frame_index, faces_out (n, 3, R, R) float32 CPU)`` for each chunk of ``num_frames``
+        (``output_type="latent"``: latents (n, 4, R/8, R/8)).
 
         Random draws follow the official order: one (1, 4, 1, R/8, R/8) noise for the whole clip, then per
-        chunk one VAE posterior sample for the masked faces and one for the reference faces. Noise is drawn
-        on the CPU so a seed gives the same result on every device.
+        chunk one VAE posterior sample for the masked faces and one for the reference faces (then, for LCM,
+        one (1, 4, n, R/8, R/8) float32 noise per step but the last). Noise is drawn on the CPU so a seed
+        gives the same result on every device.
         """
+        if output_type not in ("pixels", "latent"):
+            raise ValueError(f"output_type must be 'pixels' or 'latent', got {output_type!r}")
         n, _, res, res_w = faces.shape
         if res != res_w or res % 8:
             raise ValueError(f"faces must be square with a side divisible by 8, got {tuple(faces.shape)}")
@@ -118,7 +148,10 @@ class LipSyncPipeline:
         if generator is None:
             generator = torch.Generator("cpu").manual_seed(1247 if seed is None else seed)
         device, dtype = self.device, self.dtype
-        cfg = guidance_scale > 1.0 and audio_chunks is not None
+        spec = sampler_spec(self.scheduler)
+        cfg = self.uses_guidance(guidance_scale, audio_chunks is not None)
+        # LCM injects noise inside step(): hand it our CPU generator (DDIM with eta 0 draws nothing from it).
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
@@ -134,53 +167,42 @@ class LipSyncPipeline:
         for chunk in range(num_chunks):
             start = chunk * num_frames
             f = min(num_frames, n - start)
-            # Official preprocessing: pixel = (img/255 - 0.5)/0.5; masked = pixel * mask (in float64).
-            pixels = (faces[start : start + f].to(torch.float64) / 255.0 - 0.5) / 0.5
-            masked = (pixels * keep).to(device, dtype)
+            pixels, masked = normalize_faces(faces[start : start + f], keep)
+            masked = masked.to(device, dtype)
             pixels = pixels.to(device, dtype)
 
-            masked_latents = self._encode(masked, generator)  # (1, 4, f, r, r)
-            ref_latents = self._encode(pixels, generator)
-            mask_in = keep_latent.expand(f, 1, latent_res, latent_res).transpose(0, 1)[None]  # (1, 1, f, r, r)
-            condition = torch.cat([mask_in, masked_latents, ref_latents], dim=1)
+            masked_latents = encode_video(self.vae, masked[None], generator)  # (1, 4, f, r, r)
+            ref_latents = encode_video(self.vae, pixels[None], generator)
+            condition = unet_condition(keep_latent, masked_latents, ref_latents)  # (1, 9, f, r, r)
 
             audio = None
             if audio_chunks is not None:
                 audio = audio_chunks[start : start + f].to(device, dtype)
                 if cfg:
-                    audio = torch.cat([torch.zeros_like(audio), audio])  # unconditional ("null" audio) first
+                    audio = with_null_audio(audio)  # unconditional ("null") audio first
                     condition = torch.cat([condition, condition])
 
+            if chunk:  # stateful schedulers (LCM counts its steps) start every chunk afresh
+                self.scheduler.set_timesteps(num_inference_steps, device=device)
             latents = noise.expand(-1, -1, f, -1, -1).clone()
             for step, t in enumerate(timesteps):
                 model_in = torch.cat([latents, latents]) if cfg else latents
                 model_in = self.scheduler.scale_model_input(model_in, t)
                 pred = self.unet(torch.cat([model_in, condition], dim=1), t, encoder_hidden_states=audio).sample
+                self.unet_calls += 1
                 if cfg:
-                    uncond, cond = pred.chunk(2)
-                    pred = uncond + guidance_scale * (cond - uncond)
-                latents = self.scheduler.step(pred, t, latents).prev_sample
+                    pred = guided(*pred.chunk(2), guidance_scale)
+                if spec.injects_noise:
+                    # Step in float32 so the injected noise is one float32 CPU draw in every dtype and on every device.
+                    latents = self.scheduler.step(pred.float(), t, latents.float(), **step_kwargs).prev_sample.to(dtype)
+                else:
+                    latents = self.scheduler.step(pred, t, latents, **step_kwargs).prev_sample
                 if callback is not None:
                     callback(StepProgress(chunk, num_chunks, step + 1, len(timesteps)))
 
-            decoded = self._decode(latents)
+            if output_type == "latent":
+                yield start, latents[0].transpose(0, 1).float().cpu()
+                continue
+            decoded = decode_video(self.vae, latents)[0]
             out = decoded * (1 - keep_pixels) + pixels * keep_pixels
             yield start, out.float().cpu()
-
-    def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(f, 3, R, R) -> scaled latents (1, 4, f, R/8, R/8), sampled from the VAE posterior."""
-        posterior = self.vae.encode(pixels).latent_dist
-        sample = torch.randn(posterior.mean.shape, generator=generator, dtype=torch.float32)
-        latents = posterior.mean + posterior.std * sample.to(pixels.device, posterior.mean.dtype)
-        latents = (latents - self._shift) * self.vae.config.scaling_factor
-        return latents.transpose(0, 1)[None]
-
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(1, 4, f, r, r) -> (f, 3, R, R)."""
-        flat = latents[0].transpose(0, 1) / self.vae.config.scaling_factor + self._shift
-        return self.vae.decode(flat).sample
-
-    @property
-    def _shift(self) -> float:
-        # sd-vae-ft-mse has no shift_factor; the official code sets it to 0.
-        return getattr(self.vae.config, "shift_factor", None) or 0.0

@@ -1,13 +1,17 @@
-"""Samplers: diffusers schedulers behind one name ("ddim" today; the LCM student adds "lcm").
+"""Samplers: diffusers schedulers behind one name: "ddim" (the official one) and "lcm" (the distilled student).
 
-The DDIM configuration is the official ``configs/scheduler_config.json`` of LatentSync.
+The DDIM configuration is the official ``configs/scheduler_config.json`` of LatentSync. The LCM one shares its
+noise schedule (scaled_linear betas 0.00085-0.012 over 1000 training steps), so the student sees exactly the
+noise levels its teacher was trained on, plus the distillation's own settings: the 50-step skipping schedule
+(timesteps 19, 39, ..., 999; k = 20) and the boundary-condition time scaling of 10. Both must match what
+``latentsync_demo.training.lcm_distill`` trained with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, LCMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 OFFICIAL_DDIM_CONFIG = {
@@ -21,24 +25,48 @@ OFFICIAL_DDIM_CONFIG = {
     "trained_betas": None,
 }
 
+LCM_ORIGINAL_STEPS = 50  # the teacher's DDIM schedule the student was distilled on (skipping step k = 1000 / 50)
+LCM_TIMESTEP_SCALING = 10.0  # c_skip/c_out are computed at t * 10 (sigma_data 0.5), as in the LCM paper
+
+LCM_CONFIG = {
+    **OFFICIAL_DDIM_CONFIG,
+    "original_inference_steps": LCM_ORIGINAL_STEPS,
+    "timestep_scaling": LCM_TIMESTEP_SCALING,
+    "prediction_type": "epsilon",
+}
+
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """What the UI and CLI need to know about a sampler."""
+    """What the UI, the CLI and the pipeline need to know about a sampler."""
 
     name: str
     default_steps: int
     min_steps: int
     max_steps: int
     uses_guidance: bool  # False: guidance is baked into the model, no classifier-free doubling
+    injects_noise: bool = False  # True: fresh noise between steps (drawn from the job's generator)
 
 
 SAMPLERS = {
     "ddim": SamplerSpec("ddim", default_steps=20, min_steps=1, max_steps=100, uses_guidance=True),
+    "lcm": SamplerSpec("lcm", default_steps=4, min_steps=1, max_steps=8, uses_guidance=False, injects_noise=True),
 }
 
 
 def make_scheduler(name: str = "ddim") -> SchedulerMixin:
+    """A fresh scheduler for ``name`` (schedulers keep per-run state: one per pipeline)."""
     if name == "ddim":
         return DDIMScheduler.from_config(OFFICIAL_DDIM_CONFIG)
+    if name == "lcm":
+        return LCMScheduler.from_config(LCM_CONFIG)
     raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+
+
+def sampler_spec(scheduler: SchedulerMixin) -> SamplerSpec:
+    """The spec of a scheduler instance; any other diffusers scheduler is treated like DDIM (guided, no noise)."""
+    if isinstance(scheduler, LCMScheduler):
+        return SAMPLERS["lcm"]
+    if isinstance(scheduler, DDIMScheduler):
+        return SAMPLERS["ddim"]
+    return SamplerSpec(type(scheduler).__name__, 20, 1, 1000, uses_guidance=True)

@@ -4,7 +4,8 @@
 
 DIR then works anywhere a checkpoint folder is accepted (``--checkpoints DIR``): the UNet as an official
 ``latentsync_unet.pt`` dict, whisper in OpenAI's format, the VAE as a diffusers folder, and the UNet's
-config in ``unet_config.json``. Nothing is downloaded; outputs are meaningless but every code path runs.
+config in ``unet_config.json``, and an LCM "student" (a copy of the UNet) in ``lcm/`` for the lcm sampler.
+Nothing is downloaded; outputs are meaningless but every code path runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..models import save_unet_checkpoint
 from ..store import UNET_FILE, VAE_DIR, WHISPER_FILE, write_unet_config
+from .tiny_lcm import write_tiny_lcm
 from .tiny_models import TINY_UNET_CONFIG, TINY_WHISPER_DIMS, tiny_unet, tiny_vae
 from .whisper import write_random_openai_whisper
 
@@ -28,6 +30,7 @@ def write_tiny_checkpoints(folder: str | Path, resolution: int = TINY_RESOLUTION
     write_unet_config(folder, TINY_UNET_CONFIG, resolution)
     write_random_openai_whisper(folder / WHISPER_FILE, TINY_WHISPER_DIMS, seed=seed)
     tiny_vae(seed).save_pretrained(folder / VAE_DIR, safe_serialization=True)
+    write_tiny_lcm(folder, seed)
     return folder
 
 

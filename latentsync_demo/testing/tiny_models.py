@@ -39,6 +39,17 @@ TINY_UNET_CONFIG = {
     "motion_module_kwargs": {**STAGE2_UNET_CONFIG["motion_module_kwargs"], "num_attention_heads": 4},
 }
 
+# Two levels instead of four (0.5 M parameters): what distillation/training tests can afford to run for
+# hundreds of steps on a CPU. The motion modules' GroupNorm always has 32 groups, hence 32 channels.
+MICRO_UNET_CONFIG = {
+    **TINY_UNET_CONFIG,
+    "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"],
+    "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"],
+    "block_out_channels": [32, 32],
+    "norm_num_groups": 8,
+    "motion_module_resolutions": [1, 2],
+}
+
 TINY_VAE_CONFIG = {
     "in_channels": 3,
     "out_channels": 3,
@@ -75,8 +86,8 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def tiny_unet(seed: int = 0) -> UNet3DConditionModel:
-    return randomize_(UNet3DConditionModel.from_config(TINY_UNET_CONFIG), seed).eval()
+def tiny_unet(seed: int = 0, config: dict = TINY_UNET_CONFIG) -> UNet3DConditionModel:
+    return randomize_(UNet3DConditionModel.from_config(config), seed).eval()
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKL:

@@ -1,0 +1,32 @@
+"""The face pass over a clip: landmarks -> chosen face -> aligned crop, frame by frame.
+
+Shared by the video job (``pipeline/video.py``'s ``_analyse`` does exactly this per frame) and the training
+data preprocessing (``training/data.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .aligner import FaceAligner
+from .landmarks import LandmarkDetector, select_face
+
+
+def track_faces(
+    frames: Iterable[np.ndarray], detector: LandmarkDetector, aligner: FaceAligner, face_index: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Yield ``(frame, face, matrix)`` for each (H, W, 3) uint8 RGB frame, in order.
+
+    face: the aligned (R, R, 3) uint8 crop of the ``face_index``-th largest face, matrix its (2, 3) float32
+    alignment (for paste-back); both None when the frame has no such face. The aligner's temporal smoothing
+    runs across the frames, so feed one clip per fresh aligner (and detector, for tracking backends).
+    """
+    for frame in frames:
+        face = select_face(detector.detect(frame), face_index)
+        if face is None:
+            yield frame, None, None
+        else:
+            aligned, matrix = aligner.align(frame, face.anchors)
+            yield frame, aligned, matrix

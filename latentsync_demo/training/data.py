@@ -1,0 +1,188 @@
+"""Training data: talking-head videos -> a cache of aligned faces + whisper chunks -> random 16-frame windows.
+
+    python -m latentsync_demo.training.data VIDEOS_DIR CACHE_DIR [--checkpoints DIR] [--preset latentsync-1.5]
+
+Preprocessing runs once (faces are found and aligned exactly as at inference: 25 fps, the chosen landmark
+backend, ``FaceAligner`` at the preset's resolution; audio features are the inference whisper chunks). Each
+run of consecutive frames that all have a face (and audio) becomes one cache file ``<video>_<k>.safetensors``:
+
+    faces  uint8   (N, 3, R, R)    aligned RGB crops
+    audio  float32 (N, 50, d)      whisper chunks of those frames (d = 384 for whisper tiny)
+    metadata: source, first_frame, fps, resolution
+
+Training reads random windows: ``WindowDataset[i]`` is a deterministic function of (seed, i), so a run that
+resumes at a step simply continues with the next indices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+
+from ..errors import InputError, LatentSyncError
+from ..face import FaceAligner
+from ..face.landmarks import make_detector
+from ..face.track import track_faces
+from ..media import MODEL_FPS, SAMPLE_RATE, iter_frames, load_audio
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, **metadata) -> Path:
+    """Write one cache clip: faces (N, 3, R, R) uint8, audio (N, 50, d) float."""
+    if faces.dtype != torch.uint8 or faces.ndim != 4 or len(faces) != len(audio):
+        raise ValueError(f"faces must be (N, 3, R, R) uint8 matching audio (N, 50, d); got {faces.shape} {audio.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: str(v) for k, v in {"resolution": faces.shape[-1], "fps": MODEL_FPS, **metadata}.items()}
+    save_file({"faces": faces.contiguous(), "audio": audio.float().contiguous()}, str(path), metadata=meta)
+    return path
+
+
+def clip_info(path: str | Path) -> tuple[int, int]:
+    """(number of frames, face resolution) of a cache clip, read from its header only."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_slice("faces").get_shape()[0], int(f.metadata()["resolution"])
+
+
+def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
+                     landmarks: str = "mediapipe", min_frames: int = 16, face_index: int = 0) -> list[Path]:
+    """Cache every run of >= ``min_frames`` consecutive face frames of ``video``; returns the files written."""
+    video, cache_dir = Path(video), Path(cache_dir)
+    waveform = load_audio(video)
+    features = audio_encoder.encode(waveform)
+    num_frames = int(round(len(waveform) / SAMPLE_RATE * MODEL_FPS))  # frames the audio covers (as the video job)
+    written: list[Path] = []
+
+    def flush(run: list[tuple[int, np.ndarray]]) -> None:
+        if len(run) < min_frames:
+            return
+        indices = [i for i, _ in run]
+        faces = torch.from_numpy(np.stack([face for _, face in run])).permute(0, 3, 1, 2)
+        chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=indices)
+        path = cache_dir / f"{video.stem}_{len(written):03d}.safetensors"
+        written.append(write_clip(path, faces, chunks, source=video.name, first_frame=indices[0]))
+
+    detector = make_detector(landmarks)  # one per clip: mediapipe tracks faces across consecutive frames
+    try:
+        run: list[tuple[int, np.ndarray]] = []
+        with closing(iter_frames(video, fps=MODEL_FPS)) as frames:  # closing stops ffmpeg if we stop early
+            faces = track_faces(frames, detector, FaceAligner(resolution), face_index)
+            for i, (_, face, _) in enumerate(faces):
+                if i >= num_frames:
+                    break
+                if face is None:
+                    flush(run)
+                    run = []
+                else:
+                    run.append((i, face))
+        flush(run)
+    finally:
+        detector.close()
+    return written
+
+
+def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
+                      landmarks: str = "mediapipe", min_frames: int = 16) -> list[Path]:
+    """Preprocess every video in ``videos`` (recursively); unusable videos are reported and skipped."""
+    paths = sorted(p for p in Path(videos).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not paths:
+        raise InputError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found in {videos}")
+    written = []
+    for k, path in enumerate(paths):
+        try:
+            files = preprocess_video(path, cache_dir, audio_encoder, resolution, landmarks, min_frames)
+        except InputError as exc:
+            print(f"[{k + 1}/{len(paths)}] skipped {path.name}: {exc}", flush=True)
+            continue
+        print(f"[{k + 1}/{len(paths)}] {path.name}: {len(files)} clip(s)", flush=True)
+        written += files
+    return written
+
+
+class WindowDataset(Dataset):
+    """Random windows of a cache folder: item i -> {"faces", "ref_faces": (f, 3, R, R) uint8, "audio": (f, 50, d)}.
+
+    Clips are drawn in proportion to their number of windows. As in LatentSync training, the reference frames
+    come from another window of the same clip (at least ``num_frames`` away when the clip is long enough), so
+    the model cannot copy the mouth from them. ``len()`` is virtual (``length``): items never repeat by design.
+    """
+
+    def __init__(self, cache_dir: str | Path, num_frames: int = 16, seed: int = 0, length: int = 2**40):
+        self.files, self.lengths, resolutions = [], [], set()
+        for path in sorted(Path(cache_dir).glob("*.safetensors")):
+            n, resolution = clip_info(path)
+            if n >= num_frames:
+                self.files.append(path)
+                self.lengths.append(n)
+                resolutions.add(resolution)
+        if len(resolutions) > 1:
+            raise InputError(f"the cache {cache_dir} mixes face sizes {sorted(resolutions)}: use one cache per size")
+        if not self.files:
+            raise InputError(f"no cache clip of at least {num_frames} frames in {cache_dir}: run "
+                             "python -m latentsync_demo.training.data VIDEOS_DIR CACHE_DIR first")
+        self.resolution = resolutions.pop()
+        self.num_frames, self.seed, self.length = num_frames, seed, length
+        windows = np.array(self.lengths) - num_frames + 1
+        self.weights = windows / windows.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def window(self, index: int) -> tuple[int, int, int]:
+        """(clip, start, reference start) of item ``index``."""
+        rng = np.random.default_rng([self.seed, index])
+        clip = int(rng.choice(len(self.files), p=self.weights))
+        last = self.lengths[clip] - self.num_frames
+        start = int(rng.integers(0, last + 1))
+        far = [s for s in range(last + 1) if abs(s - start) >= self.num_frames]
+        others = far or [s for s in range(last + 1) if s != start] or [start]
+        return clip, start, int(others[rng.integers(0, len(others))])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        clip, start, ref = self.window(index)
+        f = self.num_frames
+        with safe_open(str(self.files[clip]), framework="pt") as data:
+            faces = data.get_slice("faces")
+            return {"faces": faces[start:start + f], "ref_faces": faces[ref:ref + f],
+                    "audio": data.get_slice("audio")[start:start + f].float()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..audio import WhisperAudioEncoder
+    from ..store import DEFAULT_PRESET, resolve
+
+    parser = argparse.ArgumentParser(prog="python -m latentsync_demo.training.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", help="folder of talking-head videos (with sound)")
+    parser.add_argument("cache", help="output folder for the .safetensors clips")
+    parser.add_argument("--checkpoints", help="checkpoint root or folder (whisper and the resolution come from it)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
+    parser.add_argument("--resolution", type=int, help="face size (default: the preset's)")
+    parser.add_argument("--landmarks", default="mediapipe", choices=("mediapipe", "face-alignment"))
+    parser.add_argument("--min-frames", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        ckpt = resolve(args.preset, args.checkpoints)
+        encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper, device=args.device)
+        written = preprocess_folder(args.videos, args.cache, encoder, args.resolution or ckpt.resolution,
+                                    args.landmarks, args.min_frames)
+    except LatentSyncError as exc:
+        print(f"error: {exc}")
+        return 2
+    frames = sum(clip_info(p)[0] for p in written)
+    print(json.dumps({"clips": len(written), "frames": frames, "cache": str(args.cache)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
