@@ -35,6 +35,7 @@ log = logging.getLogger("latentsync_demo.app")
 ASSETS = Path(__file__).parent / "assets"
 PRESET_BY_LABEL = {preset.label: name for name, preset in PRESETS.items()}
 SAMPLER_LABELS = {"DDIM (quality)": "ddim", "LCM · 4 steps (speed)": "lcm"}
+LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
 VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
                 "Script: type what the speaker says": "script"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
@@ -49,6 +50,17 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         listed = "\n".join(f"- `{path}`" for path in missing)
         note = f"**Model weights are missing** for {preset_label}:\n{listed}\n\nDownload them (a few GB) below."
         return gr.update(value=note, visible=True), gr.update(visible=True)
+
+    def sampler_widgets(preset_label: str, sampler_label: str):
+        """LCM is offered only when the preset has a distilled student; steps and guidance follow the sampler."""
+        lcm_ready = service.has_lcm(PRESET_BY_LABEL[preset_label])
+        name = SAMPLER_LABELS[sampler_label] if lcm_ready else "ddim"
+        spec = SAMPLERS[name]
+        choices = list(SAMPLER_LABELS) if lcm_ready else [LABEL_OF_SAMPLER["ddim"]]
+        info = None if lcm_ready else "4-step LCM needs a distilled student in the checkpoints' lcm/ folder."
+        return (gr.update(choices=choices, value=LABEL_OF_SAMPLER[name], info=info),
+                gr.update(value=spec.default_steps, minimum=spec.min_steps, maximum=min(spec.max_steps, 50)),
+                gr.update(interactive=spec.uses_guidance))
 
     def download(preset_label: str, progress=gr.Progress(track_tqdm=True)):
         try:
@@ -84,8 +96,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         out = service.new_output_path()
         overrides = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
                          face_index=int(face_index), keep_video_tail=bool(keep_tail))
-        if SAMPLER_LABELS[sampler_label] != "ddim":
-            overrides["sampler"] = SAMPLER_LABELS[sampler_label]
+        overrides["sampler"] = SAMPLER_LABELS[sampler_label]
         try:
             for event in service.lipsync(video, audio or None, out, PRESET_BY_LABEL[preset_label], voice=voice,
                                          **overrides):
@@ -103,7 +114,6 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Please try again.") from exc
 
-    lcm_ready = "lcm" in SAMPLERS
     with gr.Blocks(title="LatentSync demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# LatentSync lip sync\nUpload a talking-head clip and new speech; watch each 16-frame chunk "
                     "arrive, then compare the original and the result.")
@@ -114,11 +124,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                 video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-in")
                 audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", elem_id="audio-in")
                 preset = gr.Radio(list(PRESET_BY_LABEL), value=PRESETS[DEFAULT_PRESET].label, label="Model")
-                sampler = gr.Radio(
-                    list(SAMPLER_LABELS) if lcm_ready else ["DDIM (quality)"], value="DDIM (quality)",
-                    label="Sampler",
-                    info=None if lcm_ready else "4-step LCM needs distilled weights, which are not available yet.",
-                )
+                sampler = gr.Radio(list(SAMPLER_LABELS), value=LABEL_OF_SAMPLER["ddim"], label="Sampler")
                 steps = gr.Slider(1, 50, value=20, step=1, label="Steps")
                 guidance = gr.Slider(1.0, 3.0, value=1.5, step=0.1, label="Audio guidance")
                 seed = gr.Number(value=1247, precision=0, label="Seed")
@@ -160,6 +166,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         preset.change(weights_note, preset, [weights_md, download_btn], api_visibility="private")
         download_btn.click(download, preset, [weights_md, download_btn], api_visibility="private")
         demo.load(weights_note, preset, [weights_md, download_btn], api_visibility="private")
+        for trigger in (demo.load, preset.change, sampler.input):
+            trigger(sampler_widgets, [preset, sampler], [sampler, steps, guidance], api_visibility="private")
         voice_mode.change(voice_widgets, voice_mode, [script, voice_options, cpml_agree, voice_download_btn],
                           api_visibility="private")
         voice_download_btn.click(download_voice, [voice_mode, cpml_agree], status, api_visibility="private")

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from .errors import LatentSyncError
 from .face.landmarks import BACKENDS
+from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
 from .store import DEFAULT_PRESET, PRESETS
 
@@ -21,8 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "optional with --voice script")
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
-    parser.add_argument("--steps", type=int, default=defaults.num_inference_steps, help="DDIM steps")
-    parser.add_argument("--guidance", type=float, default=defaults.guidance_scale, help="audio guidance, 1.0-3.0")
+    parser.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS),
+                        help="ddim: quality (official); lcm: 4-step distilled student (needs <checkpoints>/lcm/)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=", ".join(f"{s.name}: default {s.default_steps}, {s.min_steps}-{s.max_steps}"
+                                       for s in SAMPLERS.values()))
+    parser.add_argument("--guidance", type=float, default=defaults.guidance_scale,
+                        help="audio guidance, 1.0-3.0 (ddim; lcm has it distilled in)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
@@ -50,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--voice script needs --text")
     from .service import LipSyncService, VoiceRequest  # heavy imports after argument errors are reported
 
+    steps = args.steps if args.steps is not None else SAMPLERS[args.sampler].default_steps
     settings = GenerationSettings(
-        num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+        sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
     )
     service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)

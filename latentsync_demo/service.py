@@ -22,9 +22,9 @@ import torch
 
 from .errors import InputError
 from .media import probe
-from .pipeline import SAMPLERS, LipSyncPipeline
+from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
-from .store import DEFAULT_PRESET, LoadedModels, load_models, resolve
+from .store import DEFAULT_PRESET, LoadedModels, load_lcm_unet, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
 
@@ -67,6 +67,7 @@ class LipSyncService:
         self.device = device or default_device()
         self.dtype = dtype or default_dtype(self.device)
         self._models: dict[tuple, LoadedModels] = {}
+        self._students: dict[tuple, torch.nn.Module] = {}  # LCM students, like _models
         self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
@@ -128,6 +129,32 @@ class LipSyncService:
                 self._models[key] = load_models(resolve(preset, self.checkpoints), self.device, self.dtype)
             return self._models[key]
 
+    def has_lcm(self, preset: str = DEFAULT_PRESET) -> bool:
+        """Whether the preset's folder has a distilled LCM student (``<folder>/lcm/``)."""
+        return resolve(preset, self.checkpoints).has_lcm()
+
+    def pipeline(self, preset: str = DEFAULT_PRESET, sampler: str = "ddim") -> LipSyncPipeline:
+        """A pipeline for ``sampler`` on the cached models (LCM: the distilled student, loaded once)."""
+        models = self.models(preset)
+        if sampler == "ddim":
+            return LipSyncPipeline(models.unet, models.vae, make_scheduler("ddim"))
+        key = (preset, self.device, self.dtype, sampler)
+        with self._load_lock:
+            if key not in self._students:
+                checkpoints = resolve(preset, self.checkpoints)
+                self._students[key] = load_lcm_unet(checkpoints, self.device, self.dtype, base_unet=models.unet)
+        return LipSyncPipeline(self._students[key], models.vae, make_scheduler(sampler))
+
+    def _check_sampler(self, preset: str, settings: GenerationSettings) -> None:
+        spec = SAMPLERS.get(settings.sampler)
+        if spec is None:
+            raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if not spec.min_steps <= settings.num_inference_steps <= spec.max_steps:
+            raise InputError(f"{spec.name} takes {spec.min_steps} to {spec.max_steps} steps, "
+                             f"not {settings.num_inference_steps}")
+        if spec.name == "lcm":
+            resolve(preset, self.checkpoints).require_lcm()
+
     def lipsync(
         self,
         video: str | Path,
@@ -145,8 +172,7 @@ class LipSyncService:
         event with ``audio`` set carries that new speech before lip sync starts.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
-        if settings.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        self._check_sampler(preset, settings)
         if voice is not None and voice.mode != "off":
             self.check_length(video, *([audio] if audio else []))
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
@@ -155,8 +181,8 @@ class LipSyncService:
         if audio is None:
             raise InputError("upload the speech audio that the video should lip-sync to")
         self.check_length(video, audio)
+        pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
-        pipeline = LipSyncPipeline(models.unet, models.vae)
         with self._run_lock:
             yield from lipsync_video(
                 pipeline, models.audio_encoder, models.resolution, video, audio, out, settings

@@ -145,3 +145,13 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
+
+
+def test_lcm_sampler_through_the_api(app, media):
+    """The tiny checkpoint set carries a distilled student, so the app offers and runs 4-step LCM."""
+    client = Client(app, verbose=False)
+    job = client.submit(handle_file(str(media["video"])), handle_file(str(media["speech"])),
+                        "LatentSync 1.5 · 256 px", "LCM · 4 steps (speed)", 4, api_name="/lipsync")
+    updates = list(job)
+    job.result()
+    assert updates[-1][0] == "Done." and count_frames(updates[-1][3]) == 35

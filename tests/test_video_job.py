@@ -186,3 +186,32 @@ def test_service_loads_each_preset_once(service):
     first = service.models()
     assert service.models() is first  # cached for the process, shared by every job
     assert service.models().unet.device.type == "cpu"
+
+
+def test_lcm_sampler_runs_the_student_once_per_step(service, media, tmp_path):
+    calls = []
+    student = service.pipeline("latentsync-1.5", "lcm").unet
+    assert student is not service.models().unet  # the distilled student from <checkpoints>/lcm/
+    hook = student.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    try:
+        list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "lcm.mp4", sampler="lcm",
+                             num_inference_steps=4))
+    finally:
+        hook.remove()
+    assert calls == [1] * 8  # 20 frames = 2 chunks x 4 steps, batch 1: no classifier-free doubling
+    assert count_frames(tmp_path / "lcm.mp4") == 20
+
+
+def test_sampler_errors_are_clear(tmp_path, media):
+    bare = write_tiny_checkpoints(tmp_path / "no_lcm")
+    import shutil
+
+    shutil.rmtree(bare / "lcm")
+    service = LipSyncService(checkpoints=bare, device="cpu")
+    with pytest.raises(InputError, match="lcm takes 1 to 8 steps"):
+        list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "o.mp4", sampler="lcm",
+                             num_inference_steps=20))
+    with pytest.raises(Exception, match="distilled student") as info:
+        list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "o.mp4", sampler="lcm",
+                             num_inference_steps=4))
+    assert "ddim sampler" in str(info.value)

@@ -23,7 +23,8 @@ import torch
 
 from ..errors import InputError
 from ..face import FaceAligner
-from ..face.landmarks import LandmarkDetector, make_detector, select_face
+from ..face.landmarks import LandmarkDetector, make_detector
+from ..face.track import track_faces
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio, mux, probe
 from .lipsync import LipSyncPipeline
 
@@ -145,19 +146,14 @@ def _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
     expected = max(1, info.frames_at(MODEL_FPS))
     faces, matrices, store = [], [], None
     keep_frames = num_out > expected  # ping-pong will revisit frames backwards: keep them on disk
-    for i, frame in enumerate(iter_frames(video_path, fps=MODEL_FPS)):
+    tracked = track_faces(iter_frames(video_path, fps=MODEL_FPS), detector, aligner, settings.face_index)
+    for i, (frame, aligned, matrix) in enumerate(tracked):
         if store is None and keep_frames:
             store = _FrameStore(workdir / "frames.u8", frame.shape)
         if store is not None:
             store.append(frame)
-        face = select_face(detector.detect(frame), settings.face_index)
-        if face is None:
-            faces.append(None)
-            matrices.append(None)
-        else:
-            aligned, matrix = aligner.align(frame, face.anchors)
-            faces.append(aligned)
-            matrices.append(matrix)
+        faces.append(aligned)
+        matrices.append(matrix)
         if i % 10 == 0:
             yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected),
                            f"finding the face: frame {i + 1} of {expected}")
