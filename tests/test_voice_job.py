@@ -10,14 +10,11 @@ from latentsync_demo.media import count_frames, probe
 from latentsync_demo.service import LipSyncService, VoiceRequest
 from latentsync_demo.testing.media import make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
-from latentsync_demo.testing.tiny_voice import write_tiny_voice_models
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    folder = write_tiny_checkpoints(tmp_path_factory.mktemp("voice_ckpt"))
-    write_tiny_voice_models(folder)
-    return folder
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("voice_ckpt"), voice=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 """Write a complete tiny set of random weights in the official file layout and formats.
 
-    python -m latentsync_demo.testing.tiny_checkpoints DIR [--resolution 64] [--seed 0]
+    python -m latentsync_demo.testing.tiny_checkpoints DIR [--resolution 64] [--seed 0] [--no-voice]
 
 DIR then works anywhere a checkpoint folder is accepted (``--checkpoints DIR``): the UNet as an official
 ``latentsync_unet.pt`` dict, whisper in OpenAI's format, the VAE as a diffusers folder, and the UNet's
-config in ``unet_config.json``, and an LCM "student" (a copy of the UNet) in ``lcm/`` for the lcm sampler.
+config in ``unet_config.json``, an LCM "student" (a copy of the UNet) in ``lcm/`` for the lcm sampler, and
+a tiny XTTS (``xtts-v2/``) and Whisper ASR (``asr/``) for the voice modes.
 Nothing is downloaded; outputs are meaningless but every code path runs.
 """
 
@@ -22,8 +23,14 @@ from .whisper import write_random_openai_whisper
 TINY_RESOLUTION = 64
 
 
-def write_tiny_checkpoints(folder: str | Path, resolution: int = TINY_RESOLUTION, seed: int = 0) -> Path:
-    """Write the tiny set into ``folder`` (created if needed) and return it."""
+def write_tiny_checkpoints(
+    folder: str | Path, resolution: int = TINY_RESOLUTION, seed: int = 0, voice: bool = False
+) -> Path:
+    """Write the tiny set into ``folder`` (created if needed) and return it.
+
+    ``voice`` also writes a tiny XTTS and a tiny Whisper ASR (``xtts-v2/``, ``asr/``); off by default here
+    because importing coqui-tts costs seconds, on by default on the command line.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_unet_checkpoint(tiny_unet(seed), folder / UNET_FILE)
@@ -31,6 +38,10 @@ def write_tiny_checkpoints(folder: str | Path, resolution: int = TINY_RESOLUTION
     write_random_openai_whisper(folder / WHISPER_FILE, TINY_WHISPER_DIMS, seed=seed)
     tiny_vae(seed).save_pretrained(folder / VAE_DIR, safe_serialization=True)
     write_tiny_lcm(folder, seed)
+    if voice:
+        from .tiny_voice import write_tiny_voice_models
+
+        write_tiny_voice_models(folder)
     return folder
 
 
@@ -39,8 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder")
     parser.add_argument("--resolution", type=int, default=TINY_RESOLUTION, help="face crop size (multiple of 8)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-voice", action="store_true", help="skip the tiny XTTS and ASR models")
     args = parser.parse_args(argv)
-    folder = write_tiny_checkpoints(args.folder, args.resolution, args.seed)
+    folder = write_tiny_checkpoints(args.folder, args.resolution, args.seed, voice=not args.no_voice)
     print(f"tiny random checkpoints written to {folder}")
 
 
