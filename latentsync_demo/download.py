@@ -30,15 +30,22 @@ def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Pa
         try:
             hf_hub_download(repo_id, filename, local_dir=folder)
         except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            offline = isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError))
-            why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
-            raise CheckpointError(
-                f"could not download {filename} from https://huggingface.co/{repo_id}: {why}.\n"
-                f"Run  python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
-                f"  on a machine with internet access, or copy the file to {folder / filename}."
-            ) from exc
+            command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
+            raise download_error(filename, repo_id, command, folder / filename, exc) from exc
     checkpoints.require()
     return checkpoints.folder
+
+
+def download_error(what: str, repo_id: str, command: str, destination: Path, exc: BaseException) -> CheckpointError:
+    """The message for a failed Hugging Face download: offline or not, the command, where files go."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    offline = isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError))
+    why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
+    return CheckpointError(
+        f"could not download {what} from https://huggingface.co/{repo_id}: {why}.\n"
+        f"Run  {command}  on a machine with internet access, or copy the files to {destination}."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,15 +97,9 @@ def _cpml_refusal(root: Path) -> LicenceNotAgreedError:
 
 
 def _offline_error(what: str, repo_id: str, root: Path, exc: BaseException) -> CheckpointError:
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    from ..download import download_error
 
-    offline = isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError))
-    why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
-    return CheckpointError(
-        f"could not download {what} from https://huggingface.co/{repo_id}: {why}.\n"
-        f"Run  {DOWNLOAD_COMMAND} --checkpoints {root}  on a machine with internet access, "
-        f"or copy the files into {root}."
-    )
+    return download_error(what, repo_id, f"{DOWNLOAD_COMMAND} --checkpoints {root}", root, exc)
 
 
 def download_voice_models(root: str | Path | None = None, agree_to_cpml: bool = False,
