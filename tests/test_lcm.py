@@ -25,7 +25,7 @@ from latentsync_demo.store import resolve
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 from latentsync_demo.testing.media import make_talking_head_clip
 from latentsync_demo.testing.tiny_lcm import write_random_cache, write_teacher_set, write_tiny_lcm
-from latentsync_demo.testing.tiny_models import MICRO_UNET_CONFIG, TINY_AUDIO_DIM, tiny_unet, tiny_vae
+from latentsync_demo.testing.tiny_models import MICRO_UNET_CONFIG, TINY_AUDIO_DIM, tiny_unet
 from latentsync_demo.training.consistency import EMA, LCDConfig, LCMDistiller, boundary_scalings
 from latentsync_demo.training.data import WindowDataset
 from latentsync_demo.training.data import main as data_main
