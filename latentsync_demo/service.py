@@ -100,12 +100,11 @@ class LipSyncService:
 
     def voice_audio(self, video: str | Path, audio: str | Path | None, request: VoiceRequest,
                     seed: int | None = None) -> Path:
-        """The speech that should drive the lip sync for ``request`` (a new .wav in output_dir unless "off")."""
+        """New speech in the speaker's voice for a "revoice" or "script" ``request``: a .wav in output_dir,
+        kept after the job so the app can play it."""
         from .media import job_tempdir
         from .voice import prepare_driving_audio
 
-        if request.mode == "off":
-            return prepare_driving_audio("off", video, audio, None, None, None, self.output_dir, None)
         with job_tempdir() as work:
             made = prepare_driving_audio(request.mode, video, audio, request.text, request.language,
                                          request.reference, work, self.voice, seed=seed)
