@@ -17,6 +17,7 @@ import gradio as gr
 
 from latentsync_demo.errors import LatentSyncError
 from latentsync_demo.pipeline import SAMPLERS
+from latentsync_demo.provenance.consent import consent_statement
 from latentsync_demo.service import DEFAULT_MAX_SECONDS, LipSyncService, VoiceRequest
 from latentsync_demo.store import DEFAULT_PRESET, PRESETS
 from latentsync_demo.voice import LANGUAGES
@@ -42,7 +43,9 @@ CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public
              "(https://coqui.ai/cpml) (non-commercial use only).")
 
 
-def build_demo(service: LipSyncService) -> gr.Blocks:
+def build_demo(service: LipSyncService, consent_text: str | None = None) -> gr.Blocks:
+    statement = consent_text or consent_statement()  # set by the host: --consent-text / LATENTSYNC_CONSENT_TEXT
+
     def weights_note(preset_label: str) -> tuple[dict, dict]:
         missing = service.missing_files(PRESET_BY_LABEL[preset_label])
         if not missing:
@@ -87,8 +90,11 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
     @on_gpu
     def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, keep_tail,
                 voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
-                progress=gr.Progress()):
+                consent=False, progress=gr.Progress()):
         voice = VoiceRequest(VOICE_LABELS[voice_label], script or None, language or None, voice_reference)
+        if consent is not True:
+            raise gr.Error("Tick the consent box first: lip sync needs the consent of the person shown "
+                           "(and of the voice's owner when cloning a voice). API: pass consent=True.")
         if not video:
             raise gr.Error("Upload (or record) a video of a talking face first.")
         if not audio and voice.mode != "script":
@@ -99,7 +105,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         overrides["sampler"] = SAMPLER_LABELS[sampler_label]
         try:
             for event in service.lipsync(video, audio or None, out, PRESET_BY_LABEL[preset_label], voice=voice,
-                                         **overrides):
+                                         consent=True, **overrides):
                 progress(event.fraction, desc=event.message)
                 keep = gr.update()
                 if event.stage == "done":
@@ -143,6 +149,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                 with gr.Accordion("Advanced", open=False):
                     face_index = gr.Number(value=0, precision=0, label="Face (0 = largest in frame)")
                     keep_tail = gr.Checkbox(False, label="Keep the rest of the video when the speech is shorter")
+                consent = gr.Checkbox(False, label=statement, elem_id="consent")
                 with gr.Row():
                     run_btn = gr.Button("Lip-sync", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop")
@@ -159,7 +166,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
 
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, keep_tail,
-                  voice_mode, script, language, voice_reference]
+                  voice_mode, script, language, voice_reference, consent]
         outputs = [status, preview, original_out, result_out, download_out, voice_out]
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
         stop_btn.click(None, cancels=[job])
@@ -183,11 +190,13 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=float(os.environ.get("LATENTSYNC_MAX_SECONDS",
                                                                                 DEFAULT_MAX_SECONDS)))
     parser.add_argument("--queue-size", type=int, default=16)
+    parser.add_argument("--consent-text", default=None,
+                        help="the consent statement users must tick (default: $LATENTSYNC_CONSENT_TEXT or built-in)")
     args = parser.parse_args()
     service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds)
     if os.environ.get("SPACE_ID") and not service.missing_files():
         service.models()  # ZeroGPU: weights go to the device at start-up, not inside a request
-    demo = build_demo(service)
+    demo = build_demo(service, args.consent_text)
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
                                                 allowed_paths=[str(service.output_dir)])
 

@@ -61,7 +61,7 @@ def main() -> None:
 
         command = [sys.executable, "-m", "latentsync_demo", "--video", str(video), "--audio", str(audio),
                    "--out", str(tmp / "out.mp4"), "--checkpoints", str(checkpoints), "--steps", str(args.steps),
-                   "--device", args.device]
+                   "--device", args.device, "--consent"]
         t = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t

@@ -11,6 +11,8 @@ from .errors import LatentSyncError
 from .face.landmarks import BACKENDS
 from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
+from .provenance.consent import consent_from_env, consent_statement
+from .provenance.manifest import sidecar_path
 from .store import DEFAULT_PRESET, PRESETS
 
 
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-video-tail", action="store_true",
         help="when the audio is shorter, keep the rest of the video (original frames, silence)",
     )
+    parser.add_argument("--consent", action="store_true",
+                        help="confirm the consent of the person shown (and of the voice's owner when cloning); "
+                             "also LATENTSYNC_CONSENT=1. Asked on a terminal otherwise")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
                        help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
@@ -54,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--audio is required (unless --voice script --text ...)")
     if args.voice == "script" and not args.text:
         parser.error("--voice script needs --text")
+    consent = args.consent or consent_from_env() or _ask_consent()
+    if not consent:
+        print("error: no consent given. Lip sync needs the consent of the person shown (and of the voice's "
+              "owner when cloning a voice): pass --consent or set LATENTSYNC_CONSENT=1.", file=sys.stderr)
+        return 2
     from .service import LipSyncService, VoiceRequest  # heavy imports after argument errors are reported
 
     steps = args.steps if args.steps is not None else SAMPLERS[args.sampler].default_steps
@@ -65,11 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
             voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
-            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice):
+            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice,
+                                         consent=consent):
                 bar.set_description(event.stage)
                 bar.update(round(event.fraction * 100) - bar.n)
     except LatentSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} (marked as AI-generated: watermark, metadata, {sidecar_path(args.out).name})")
     return 0
+
+
+def _ask_consent() -> bool:
+    """On an interactive terminal, show the consent statement and ask once; elsewhere False."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    print(consent_statement())
+    try:
+        return input("Type 'yes' to confirm: ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False

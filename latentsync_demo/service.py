@@ -24,6 +24,10 @@ from .errors import InputError
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
+from .provenance.consent import require_consent
+from .provenance.manifest import container_tags, stamp
+from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
+from .provenance.watermark import job_number
 from .store import DEFAULT_PRESET, LoadedModels, load_lcm_unet, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
@@ -60,6 +64,7 @@ class LipSyncService:
         dtype: torch.dtype | None = None,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
         output_dir: str | Path | None = None,
+        restrictions: list[RestrictionCheck] | None = None,
     ):
         self.checkpoints = checkpoints
         self.max_seconds = max_seconds  # longest video or audio accepted; None = no limit
@@ -71,6 +76,8 @@ class LipSyncService:
         self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
+        # Host policy checks that may refuse a job (provenance/restrict.py); none unless configured.
+        self.restrictions = list(restrictions or []) + checks_from_env()
 
     def missing_files(self, preset: str = DEFAULT_PRESET) -> list[Path]:
         return resolve(preset, self.checkpoints).missing()
@@ -162,16 +169,26 @@ class LipSyncService:
         preset: str = DEFAULT_PRESET,
         settings: GenerationSettings | None = None,
         voice: VoiceRequest | None = None,
+        consent: bool = False,
         **overrides,
     ) -> Iterator[JobEvent]:
         """Lip-sync ``video`` to ``audio`` into ``out``; yields progress events, the last one ``done``.
 
-        ``overrides`` are GenerationSettings fields (num_inference_steps, guidance_scale, seed, ...).
+        ``consent=True`` confirms the consent of the person shown (and of the voice's owner when cloning);
+        without it the job is refused (ConsentError). ``overrides`` are GenerationSettings fields
+        (num_inference_steps, guidance_scale, seed, ...).
         With a ``voice`` request the speech is first re-voiced or synthesised in the speaker's voice; an
         event with ``audio`` set carries that new speech before lip sync starts.
+        Every output carries an invisible watermark with the job number, AI-generated container metadata
+        and a ``<out>.c2pa.json`` manifest (the done event's ``manifest``).
         """
+        require_consent(consent)
+        job_id = uuid.uuid4().hex[:12]
         settings = replace(settings or GenerationSettings(), **overrides)
+        settings = replace(settings, watermark_job=job_number(job_id))  # every output is marked
         self._check_sampler(preset, settings)
+        enforce(self.restrictions, JobRequest(Path(video), Path(audio) if audio else None, preset, job_id,
+                                              settings, voice))
         if voice is not None and voice.mode != "off":
             self.check_length(video, *([audio] if audio else []))
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
@@ -183,6 +200,10 @@ class LipSyncService:
         pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
         with self._run_lock:
-            yield from lipsync_video(
-                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings
-            )
+            for event in lipsync_video(pipeline, models.audio_encoder, models.resolution, video, audio, out,
+                                       settings):
+                if event.stage == "done":
+                    tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}")
+                    event = replace(event, manifest=stamp(out, {"video": Path(video), "audio": Path(audio)},
+                                                          tags))
+                yield event

@@ -76,7 +76,7 @@ def app(tmp_path_factory):
 
 def _lipsync(client: Client, video, audio):
     """All streamed updates; raises the app's error message (gradio_client only raises it from result())."""
-    job = client.submit(handle_file(str(video)), handle_file(str(audio)), api_name="/lipsync")
+    job = client.submit(handle_file(str(video)), handle_file(str(audio)), consent=True, api_name="/lipsync")
     updates = list(job)
     job.result()
     return updates
@@ -136,6 +136,7 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.goto(app)
         page.locator("#video-in input[type=file]").set_input_files(str(media["video"]))
         page.locator("#audio-in input[type=file]").set_input_files(str(media["speech"]))
+        page.locator("#consent input[type=checkbox]").check()
         page.wait_for_timeout(1500)
         page.locator("#run").click()
         page.get_by_text("generated chunk", exact=False).first.wait_for(timeout=120_000)
@@ -151,7 +152,7 @@ def test_lcm_sampler_through_the_api(app, media):
     """The tiny checkpoint set carries a distilled student, so the app offers and runs 4-step LCM."""
     client = Client(app, verbose=False)
     job = client.submit(handle_file(str(media["video"])), handle_file(str(media["speech"])),
-                        "LatentSync 1.5 · 256 px", "LCM · 4 steps (speed)", 4, api_name="/lipsync")
+                        "LatentSync 1.5 · 256 px", "LCM · 4 steps (speed)", 4, consent=True, api_name="/lipsync")
     updates = list(job)
     job.result()
     assert updates[-1][0] == "Done." and count_frames(updates[-1][3]) == 35

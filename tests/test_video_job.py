@@ -47,7 +47,7 @@ def media(tmp_path_factory):
 
 
 def _run(service, video, audio, out, **settings):
-    events = list(service.lipsync(video, audio, out, num_inference_steps=1, **settings))
+    events = list(service.lipsync(video, audio, out, num_inference_steps=1, consent=True, **settings))
     return events
 
 
@@ -146,7 +146,8 @@ def test_temp_folders_are_removed(service, media, tmp_path, monkeypatch):
     _run(service, media["clip"], media["speech_long"], tmp_path / "ok.mp4")  # ping-pong keeps frames on disk
     with pytest.raises(InputError):
         _run(service, media["no_face"], media["speech_short"], tmp_path / "bad.mp4")
-    job = service.lipsync(media["clip"], media["speech_long"], tmp_path / "cancelled.mp4", num_inference_steps=1)
+    job = service.lipsync(media["clip"], media["speech_long"], tmp_path / "cancelled.mp4", num_inference_steps=1,
+                          consent=True)
     for event in job:
         if event.stage == "generating":
             job.close()  # a cancelled request
@@ -157,7 +158,7 @@ def test_temp_folders_are_removed(service, media, tmp_path, monkeypatch):
 def test_cli_end_to_end_and_error_exit(tiny_dir, media, tmp_path):
     out = tmp_path / "cli.mp4"
     base = [sys.executable, "-m", "latentsync_demo", "--checkpoints", str(tiny_dir), "--steps", "1",
-            "--device", "cpu", "--audio", str(media["speech_short"])]
+            "--device", "cpu", "--consent", "--audio", str(media["speech_short"])]
     ok = subprocess.run(base + ["--video", str(media["clip"]), "--out", str(out)], capture_output=True, text=True,
                         timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
@@ -195,7 +196,7 @@ def test_lcm_sampler_runs_the_student_once_per_step(service, media, tmp_path):
     hook = student.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     try:
         list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "lcm.mp4", sampler="lcm",
-                             num_inference_steps=4))
+                             num_inference_steps=4, consent=True))
     finally:
         hook.remove()
     assert calls == [1] * 8  # 20 frames = 2 chunks x 4 steps, batch 1: no classifier-free doubling
@@ -210,8 +211,8 @@ def test_sampler_errors_are_clear(tmp_path, media):
     service = LipSyncService(checkpoints=bare, device="cpu")
     with pytest.raises(InputError, match="lcm takes 1 to 8 steps"):
         list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "o.mp4", sampler="lcm",
-                             num_inference_steps=20))
+                             num_inference_steps=20, consent=True))
     with pytest.raises(Exception, match="distilled student") as info:
         list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "o.mp4", sampler="lcm",
-                             num_inference_steps=4))
+                             num_inference_steps=4, consent=True))
     assert "ddim sampler" in str(info.value)

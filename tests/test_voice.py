@@ -198,7 +198,7 @@ def test_script_mode_drives_a_lipsync_run(service, media, reference, tmp_path):
     checkpoints = write_tiny_checkpoints(tmp_path / "tiny")
     out = tmp_path / "synced.mp4"
     list(LipSyncService(checkpoints=checkpoints, device="cpu").lipsync(media["clip"], wav, out,
-                                                                        num_inference_steps=1))
+                                                                        num_inference_steps=1, consent=True))
     assert out.is_file() and abs(count_frames(out) - audio.size / sr * 25) <= 1
 
 

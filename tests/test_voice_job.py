@@ -28,7 +28,7 @@ def test_script_mode_speaks_then_lip_syncs(checkpoints, clip, tmp_path):
     service = LipSyncService(checkpoints, device="cpu", output_dir=tmp_path / "outputs")
     out = tmp_path / "script.mp4"
     events = list(service.lipsync(clip, None, out, voice=VoiceRequest("script", "hello there"),
-                                  num_inference_steps=1))
+                                  num_inference_steps=1, consent=True))
     speech = [e.audio for e in events if e.audio is not None]
     assert events[0].stage == "voice" and len(speech) == 1 and speech[0].suffix == ".wav"
     spoken = probe(speech[0]).duration
@@ -39,9 +39,9 @@ def test_script_mode_speaks_then_lip_syncs(checkpoints, clip, tmp_path):
 def test_script_without_text_and_voice_off_without_audio_are_refused(checkpoints, clip, tmp_path):
     service = LipSyncService(checkpoints, device="cpu", output_dir=tmp_path / "outputs")
     with pytest.raises(InputError, match="type the script"):
-        list(service.lipsync(clip, None, tmp_path / "x.mp4", voice=VoiceRequest("script", "  ")))
+        list(service.lipsync(clip, None, tmp_path / "x.mp4", voice=VoiceRequest("script", "  "), consent=True))
     with pytest.raises(InputError, match="upload the speech audio"):
-        list(service.lipsync(clip, None, tmp_path / "x.mp4"))
+        list(service.lipsync(clip, None, tmp_path / "x.mp4", consent=True))
 
 
 def test_cli_script_mode(checkpoints, clip, tmp_path):
@@ -49,7 +49,7 @@ def test_cli_script_mode(checkpoints, clip, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "latentsync_demo", "--checkpoints", str(checkpoints), "--device", "cpu",
          "--video", str(clip), "--voice", "script", "--text", "good morning", "--language", "en",
-         "--steps", "1", "--out", str(out)],
+         "--steps", "1", "--consent", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

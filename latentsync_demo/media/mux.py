@@ -55,3 +55,23 @@ def mux(
             out.unlink(missing_ok=True)
             raise
     return out
+
+
+def set_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """Rewrite the MP4 at `path` in place with container metadata tags (streams copied, nothing re-encoded).
+
+    `use_metadata_tags` stores arbitrary keys (as MP4 'mdta' keys that ffmpeg, exiftool and mediainfo read);
+    keys must be plain words, values any text.
+    """
+    path = Path(path)
+    args = ["-y", "-i", fs_path(path), "-map", "0", "-c", "copy", "-map_metadata", "0"]
+    for key, value in metadata.items():
+        if not key.replace("_", "").isalnum():
+            raise ValueError(f"metadata key must be a plain word: {key!r}")
+        args += ["-metadata", f"{key}={value}"]
+    with job_tempdir() as tmp:
+        staged = tmp / path.name
+        run_ffmpeg([*args, "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", fs_path(staged)])
+        os.replace(staged, path) if staged.stat().st_dev == path.stat().st_dev else path.write_bytes(
+            staged.read_bytes())
+    return path

@@ -26,6 +26,7 @@ from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..face.track import track_faces
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio, mux, probe
+from ..provenance.watermark import frame_marker
 from .lipsync import LipSyncPipeline
 
 
@@ -38,6 +39,7 @@ class GenerationSettings:
     face_index: int = 0  # 0 = the largest face in the frame
     keep_video_tail: bool = False
     landmarks: str = "mediapipe"
+    watermark_job: int | None = 0  # 16-bit job number the invisible watermark carries (provenance); None: off
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class JobEvent:
     preview: np.ndarray | None = field(default=None, repr=False)  # original | result, side by side
     output: Path | None = None
     audio: Path | None = None  # speech made for this job (voice cloning), playable before lip sync ends
+    manifest: Path | None = None  # provenance sidecar (C2PA-style JSON) of the output, on the done event
 
 
 # Share of the job's progress bar each stage gets (generation dominates the wall time).
@@ -114,6 +117,7 @@ def lipsync_video(
         aligner = FaceAligner(resolution, device=pipeline.device)
         num_chunks = -(-num_out // 16)
         originals = _source_frames(video_path, analysis, sources)
+        mark = frame_marker(settings.watermark_job)  # invisible provenance watermark, after paste-back
         with closing(originals), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
             chunks = pipeline.generate_chunks(
                 faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed
@@ -123,7 +127,7 @@ def lipsync_video(
                     src = sources[start + j]
                     frame = next(originals)
                     matrix = analysis.matrices[src]
-                    result = frame if matrix is None else aligner.restore_generated(frame, face, matrix)
+                    result = frame if matrix is None else mark(aligner.restore_generated(frame, face, matrix), matrix)
                     writer.write(result)
                 done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
                 yield JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks,

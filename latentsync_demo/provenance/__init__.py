@@ -1,0 +1,1 @@
+"""Responsible use: consent gate, restriction hook, provenance metadata / manifest, invisible watermark."""

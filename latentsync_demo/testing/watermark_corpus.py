@@ -1,0 +1,82 @@
+"""Watermark robustness on one clip: mark as the pipeline does, attack (downscale + CRF 28), verify.
+
+Shared by tests/test_watermark.py (small corpus) and bench/bench_watermark.py (50+ clips, real faces).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..face import FaceAligner
+from ..face.landmarks import make_detector
+from ..media import VideoWriter, read_frames, run_ffmpeg
+from ..media.ffmpeg import fs_path
+from ..provenance.detect import face_matrices, scan
+from ..provenance.watermark import Detection, FrameWatermark, bit_errors
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    job: int
+    psnr_face: float  # dB over the pasted face region (aligned crop mapped into the frame), worst frame
+    psnr_marked: float  # dB over the pixels the mark changed (stricter), worst frame
+    marked: Detection  # verification of the marked clip after the attack
+    unmarked: Detection  # verification of the same clip, unmarked, after the same attack
+
+    @property
+    def bit_errors(self) -> int:
+        return bit_errors(self.marked, self.job)
+
+
+def attack(src: str | os.PathLike, out: str | os.PathLike, height: int, crf: int = 28) -> Path:
+    """Re-encode with H.264 at ``crf``, scaled to ``height`` (aspect kept)."""
+    run_ffmpeg(["-y", "-i", fs_path(src), "-vf", f"scale=-2:{height}", "-c:v", "libx264", "-crf", str(crf),
+                "-pix_fmt", "yuv420p", "-an", fs_path(out)])
+    return Path(out)
+
+
+def evaluate_clip(src: str | os.PathLike, job: int, workdir: Path, height: int, crf: int = 28,
+                  max_frames: int | None = None) -> ClipResult:
+    """Mark ``src``'s frames (25 fps) with ``job``, write them as the pipeline does, attack, verify both."""
+    frames = read_frames(src)[:max_frames]
+    detector, aligner = make_detector("mediapipe"), FaceAligner(256)
+    try:
+        matrices = [m for _, m in face_matrices(iter(frames), detector, aligner)]
+    finally:
+        detector.close()
+    mark = FrameWatermark(job)
+    marked = np.stack([mark(frame, matrix) for frame, matrix in zip(frames, matrices)])
+    psnr_face, psnr_marked = _psnr(frames, marked, matrices, aligner.face_size)
+    h, w = frames.shape[1:3]
+    paths = {}
+    for name, clip in (("marked", marked), ("unmarked", frames)):
+        with VideoWriter(workdir / f"{name}.mp4", w, h, 25) as writer:
+            writer.write_batch(clip)
+        paths[name] = attack(workdir / f"{name}.mp4", workdir / f"{name}_attacked.mp4", height, crf)
+    return ClipResult(job, psnr_face, psnr_marked, scan(paths["marked"]), scan(paths["unmarked"]))
+
+
+def _psnr(frames, marked, matrices, face_size) -> tuple[float, float]:
+    face_h, face_w = face_size
+    worst_face, worst_marked = np.inf, np.inf
+    for frame, out, matrix in zip(frames, marked, matrices):
+        if matrix is None:
+            continue
+        region = cv2.warpAffine(np.ones((face_h, face_w), np.float32), np.asarray(matrix, np.float64),
+                                (frame.shape[1], frame.shape[0]),
+                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+        diff = out.astype(np.float64) - frame
+        changed = np.abs(diff).max(axis=-1) > 0
+        worst_face = min(worst_face, _db(np.mean(diff[region] ** 2)))
+        if changed.any():
+            worst_marked = min(worst_marked, _db(np.mean(diff[changed] ** 2)))
+    return worst_face, worst_marked
+
+
+def _db(mse: float) -> float:
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
