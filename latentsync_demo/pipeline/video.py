@@ -26,7 +26,7 @@ from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..face.track import track_faces
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio, mux, probe
-from ..provenance.watermark import frame_marker
+from ..provenance.detect import frame_marker
 from .lipsync import LipSyncPipeline
 
 
@@ -117,8 +117,8 @@ def lipsync_video(
         aligner = FaceAligner(resolution, device=pipeline.device)
         num_chunks = -(-num_out // 16)
         originals = _source_frames(video_path, analysis, sources)
-        mark = frame_marker(settings.watermark_job)  # invisible provenance watermark, after paste-back
-        with closing(originals), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
+        mark = frame_marker(settings.watermark_job, settings.face_index)  # invisible provenance watermark
+        with closing(originals), closing(mark), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
             chunks = pipeline.generate_chunks(
                 faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed
             )
@@ -127,7 +127,7 @@ def lipsync_video(
                     src = sources[start + j]
                     frame = next(originals)
                     matrix = analysis.matrices[src]
-                    result = frame if matrix is None else mark(aligner.restore_generated(frame, face, matrix), matrix)
+                    result = mark(frame if matrix is None else aligner.restore_generated(frame, face, matrix))
                     writer.write(result)
                 done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
                 yield JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks,

@@ -1,4 +1,8 @@
-"""Read the watermark back from a video file: find the face in each frame, align it, decode over all frames."""
+"""Find the face the way the verifier does, to mark output frames and to read the mark back from a file.
+
+Marking uses the landmarks of the *finished* frame (not the job's source frame): a generated mouth moves the
+landmarks a little, and the verifier only ever sees finished frames.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from ..face import FaceAligner
 from ..face.landmarks import make_detector
 from ..face.landmarks import select_face
 from ..media import iter_frames
-from .watermark import DEFAULT_KEY, Detection, decide, frame_votes
+from .watermark import DEFAULT_KEY, Detection, FrameWatermark, decide, frame_votes, key_from_env
 
 VERIFY_RESOLUTION = 256  # the mark is defined in units of the aligned face, so any resolution reads it
 
@@ -39,3 +43,39 @@ def face_matrices(frames, detector, aligner: FaceAligner, face_index: int = 0):
     for frame in frames:
         face = select_face(detector.detect(frame), face_index)
         yield frame, None if face is None else aligner.smoothed_matrix(face.anchors)
+
+
+class OutputMarker:
+    """``mark(frame) -> frame`` for every output frame of a job, in order (the tracker and the aligner's
+    smoothing follow the clip exactly as the verifier's will). ``close()`` frees the landmark detector."""
+
+    def __init__(self, job: int, key: int | None = None, face_index: int = 0, landmarks: str = "mediapipe"):
+        self.watermark = FrameWatermark(job, key_from_env() if key is None else key)
+        self.face_index, self.landmarks = face_index, landmarks
+        self.aligner = FaceAligner(VERIFY_RESOLUTION)
+        self.detector = None
+        self.last_matrix = None
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if self.detector is None:
+            self.detector = make_detector(self.landmarks)
+        _, self.last_matrix = next(face_matrices([frame], self.detector, self.aligner, self.face_index))
+        return frame if self.last_matrix is None else self.watermark.embed(frame, self.last_matrix)
+
+    def close(self) -> None:
+        if self.detector is not None:
+            self.detector.close()
+            self.detector = None
+
+
+class _NoMark:
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+def frame_marker(job: int | None, face_index: int = 0) -> OutputMarker | _NoMark:
+    """The per-frame marker of a job with watermark number ``job`` (a no-op when None: watermark off)."""
+    return _NoMark() if job is None else OutputMarker(job, face_index=face_index)

@@ -184,10 +184,10 @@ def frame_luma(frame: np.ndarray) -> np.ndarray:
 
 
 class FrameWatermark:
-    """Marks the output frames of one job after paste-back: ``mark(frame, matrix)`` -> marked frame.
+    """Marks one job's frames: ``embed(frame, matrix)`` -> marked frame (detect.OutputMarker finds the matrix).
 
-    Spread-transform dither modulation measured on the face as the verifier will see it (the pasted frame,
-    cropped with the job's alignment matrix): each pattern's projection is moved onto its keyed lattice (step
+    Spread-transform dither modulation measured on the face as the verifier will see it (the finished frame,
+    cropped with a 256 px FaceAligner's matrix from that frame's landmarks): each pattern's projection is moved onto its keyed lattice (step
     STEP, offset dither + bit / 2), so the host face itself never interferes. The change is drawn in
     face-crop coordinates and mapped into the frame through the inverse of the same affine matrix.
     """
@@ -216,9 +216,8 @@ class FrameWatermark:
         return cv2.warpAffine(canvas, np.asarray(matrix, np.float64), (shape[1], shape[0]),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
 
-    def __call__(self, frame: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
-        if matrix is None:
-            return frame
+    def embed(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 frame, (2, 3) matrix of a 256 px FaceAligner -> marked copy of the frame."""
         window, local = face_window(np.shape(frame), matrix)
         region = np.asarray(frame)[window]
         if region.size == 0:
@@ -240,12 +239,6 @@ def key_from_env() -> int:
         return int(value, 0) if value else DEFAULT_KEY
     except ValueError:
         raise ValueError(f"{KEY_ENV} must be an integer (decimal or 0x...), got {value!r}") from None
-
-
-def frame_marker(job: int | None, key: int | None = None):
-    """The per-frame marking function of a job, ``mark(frame, matrix) -> frame`` (identity when ``job`` is
-    None: watermark off)."""
-    return (lambda frame, matrix: frame) if job is None else FrameWatermark(job, key_from_env() if key is None else key)
 
 
 # ---- detection ------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Shared by tests/test_watermark.py (small corpus) and bench/bench_watermark.py (5
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,11 +14,10 @@ import cv2
 import numpy as np
 
 from ..face import FaceAligner
-from ..face.landmarks import make_detector
 from ..media import VideoWriter, read_frames, run_ffmpeg
 from ..media.ffmpeg import fs_path
-from ..provenance.detect import face_matrices, scan
-from ..provenance.watermark import Detection, FrameWatermark, bit_errors
+from ..provenance.detect import OutputMarker, scan
+from ..provenance.watermark import Detection, bit_errors
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,13 @@ def evaluate_clip(src: str | os.PathLike, job: int, workdir: Path, height: int, 
                   max_frames: int | None = None) -> ClipResult:
     """Mark ``src``'s frames (25 fps) with ``job``, write them as the pipeline does, attack, verify both."""
     frames = read_frames(src)[:max_frames]
-    detector, aligner = make_detector("mediapipe"), FaceAligner(256)
-    try:
-        matrices = [m for _, m in face_matrices(iter(frames), detector, aligner)]
-    finally:
-        detector.close()
-    mark = FrameWatermark(job)
-    marked = np.stack([mark(frame, matrix) for frame, matrix in zip(frames, matrices)])
-    psnr_face, psnr_marked = _psnr(frames, marked, matrices, aligner.face_size)
+    with closing(OutputMarker(job)) as mark:  # exactly as the pipeline marks its output frames
+        marked, matrices = [], []
+        for frame in frames:
+            marked.append(mark(frame))
+            matrices.append(mark.last_matrix)
+    marked = np.stack(marked)
+    psnr_face, psnr_marked = _psnr(frames, marked, matrices, FaceAligner(256).face_size)
     h, w = frames.shape[1:3]
     paths = {}
     for name, clip in (("marked", marked), ("unmarked", frames)):
