@@ -10,10 +10,12 @@ process, and runs one job at a time on the accelerator (a lock), streaming ``Job
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -21,12 +23,14 @@ from typing import Iterator
 import torch
 
 from .errors import InputError
+from .face.landmarks import LANDMARK_CHOICES, make_detector
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .store import DEFAULT_PRESET, LoadedModels, load_lcm_unet, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,17 @@ class LipSyncService:
         self.check_length(video, audio)
         pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
-        with self._run_lock:
+        detector = self.landmark_detector(preset, settings.landmarks)
+        with self._run_lock, closing(detector):
             yield from lipsync_video(
-                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings
+                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings, detector=detector
             )
+
+    def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
+        """The face landmark backend ``name`` ("auto": insightface when its files are in this service's
+        checkpoints, mediapipe otherwise), on this service's device."""
+        if name not in LANDMARK_CHOICES:
+            raise InputError(f"unknown landmark backend {name!r}; choose one of {', '.join(LANDMARK_CHOICES)}")
+        detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
+        log.info("face landmarks: %s", detector.name)
+        return detector
