@@ -122,10 +122,11 @@ def test_rounding_is_numpy_half_to_even_twice():
     lmk = np.zeros((106, 2))
     lmk[[43, 48, 49, 51, 50]] = [[10.5, 20.0], [11.5, 20.0], [12.0, 20.0], [13.0, 20.0], [14.0, 20.0]]
     lmk[101:106] = [[30.0, 41.0], [30.0, 41.0], [31.0, 41.0], [31.0, 42.0], [30.5, 42.0]]
-    lmk[[74, 77, 83, 86]] = [[50.0, 61.0], [51.0, 62.0], [51.0, 62.0], [50.0, 61.0]]
+    lmk[[74, 77, 83, 86]] = [[50.0, 60.5], [51.0, 62.5], [51.0, 64.5], [50.0, 66.5]]
     # brow 1: rounded x 10, 12, 12, 13, 14 -> mean 12.2 -> 12; brow 2: x 30, 30, 31, 31, 30 -> 30.4 -> 30,
-    # y 41, 41, 41, 42, 42 -> 41.4 -> 41; nose: mean x 50.5 -> 50 and y 61.5 -> 62 (ties go to the even side)
-    np.testing.assert_array_equal(official_anchors(lmk), [[12, 20], [30, 41], [50, 62]])
+    # y 41, 41, 41, 42, 42 -> 41.4 -> 41; nose: x mean 50.5 -> 50 (the tie goes to the even side); y rounds
+    # to 60, 62, 64, 66 first -> 63 (without that first rounding: 63.5 -> 64; rounding half up: 64)
+    np.testing.assert_array_equal(official_anchors(lmk), [[12, 20], [30, 41], [50, 63]])
 
 
 def test_track_faces_batches_frames_and_matches_per_frame(graphs):
