@@ -101,14 +101,16 @@ class CheckpointSet:
 
     def require(self) -> None:
         """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""
-        missing = self.missing()
+        self._require(f"model files for {self.preset.label} are missing", self.missing(),
+                      "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them.")
+
+    def _require(self, what: str, missing: list[Path], otherwise: str) -> None:
         if missing:
             listed = "\n  ".join(str(p) for p in missing)
             raise CheckpointError(
-                f"model files for {self.preset.label} are missing:\n  {listed}\n"
+                f"{what}:\n  {listed}\n"
                 f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
-                f" --checkpoints {self._root_hint()}\n"
-                "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them."
+                f" --checkpoints {self._root_hint()}\n{otherwise}"
             )
 
     @property
@@ -152,15 +154,8 @@ class CheckpointSet:
 
     def require_insightface(self) -> None:
         """Raise a CheckpointError naming the missing insightface files and the download command."""
-        missing = self.insightface_files().missing()
-        if missing:
-            listed = "\n  ".join(str(p) for p in missing)
-            raise CheckpointError(
-                f"the insightface landmark backend needs:\n  {listed}\n"
-                f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
-                f" --checkpoints {self._root_hint()}\n"
-                "or choose the offline backend with --landmarks mediapipe."
-            )
+        self._require("the insightface landmark backend needs", self.insightface_files().missing(),
+                      "or choose the offline backend with --landmarks mediapipe.")
 
     def _root_hint(self) -> str:
         return str(self.folder.parent if self.folder.name == self.preset.name else self.folder)
