@@ -23,6 +23,7 @@ import torch
 from .errors import InputError
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
+from .pipeline.length import resolve_length_mode
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .store import DEFAULT_PRESET, LoadedModels, load_lcm_unet, load_models, resolve
 
@@ -172,6 +173,7 @@ class LipSyncService:
         """
         settings = replace(settings or GenerationSettings(), **overrides)
         self._check_sampler(preset, settings)
+        resolve_length_mode(settings.length_mode, settings.keep_video_tail)  # unknown mode: InputError now
         if voice is not None and voice.mode != "off":
             self.check_length(video, *([audio] if audio else []))
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
