@@ -18,6 +18,7 @@ import gradio as gr
 from latentsync_demo.errors import LatentSyncError
 from latentsync_demo.pipeline import SAMPLERS
 from latentsync_demo.pipeline.length import LENGTH_MODES
+from latentsync_demo.rest import RestAPI
 from latentsync_demo.service import DEFAULT_MAX_SECONDS, LipSyncService, VoiceRequest
 from latentsync_demo.store import DEFAULT_PRESET, PRESETS
 from latentsync_demo.voice import LANGUAGES
@@ -190,13 +191,26 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=float(os.environ.get("LATENTSYNC_MAX_SECONDS",
                                                                                 DEFAULT_MAX_SECONDS)))
     parser.add_argument("--queue-size", type=int, default=16)
+    rest = parser.add_argument_group("REST API at /api/v1 (docs at /docs), on the same server and GPU queue")
+    rest.add_argument("--no-api", action="store_true", help="serve the web app only")
+    rest.add_argument("--api-token", default=os.environ.get("LATENTSYNC_API_TOKEN"),
+                      help="require 'Authorization: Bearer TOKEN' on every API call (env LATENTSYNC_API_TOKEN)")
+    rest.add_argument("--api-max-upload-mb", type=float, default=200.0, help="largest accepted upload per file")
+    rest.add_argument("--api-retention-minutes", type=float, default=60.0,
+                      help="job files and results are removed this long after the job ends")
+    rest.add_argument("--api-sync-max-seconds", type=float, default=20.0, help="longest clip POST /api/v1/sync takes")
     args = parser.parse_args()
     service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds)
     if os.environ.get("SPACE_ID") and not service.missing_files():
         service.models()  # ZeroGPU: weights go to the device at start-up, not inside a request
     demo = build_demo(service)
+    app_kwargs = {}
+    if not args.no_api:  # mounted on Gradio's own FastAPI server at start-up (no second server)
+        api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
+                      args.api_sync_max_seconds)
+        app_kwargs["lifespan"] = api.lifespan
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
-                                                allowed_paths=[str(service.output_dir)])
+                                                allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)
 
 
 if __name__ == "__main__":
