@@ -119,7 +119,9 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
     _error(api.post("/api/v1/jobs", files=only_video), 400, "audio file is missing")
     assert api.get("/api/v1/jobs/../../etc/passwd").status_code == 404  # normalised to /etc/passwd: not served
-    _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "no job")
+    _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "Not Found", "/docs")
+    _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "no job 'not-a-job-id'")
+    _error(api.put("/api/v1/jobs"), 405, "Method Not Allowed")
     _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "no job")
 
 

@@ -230,6 +230,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code in (404, 405):  # no route matched: say what was asked and where the API is described
+        return _json(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; "
+                                      f"see {PREFIX}/docs for the endpoints")
     return _json(exc.status_code, str(exc.detail))
 
 
