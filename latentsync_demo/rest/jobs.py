@@ -183,7 +183,7 @@ class JobManager:
             else:
                 self._end(job, "done", "finished")
         except LatentSyncError as exc:
-            self._end(job, "failed", "failed", error=_hide_folder(str(exc), job.folder))
+            self._end(job, "failed", "failed", error=hide_folder(str(exc), job.folder))
         except Exception as exc:  # keep serving; the client sees what broke, the log has the trace
             log.exception("REST job %s failed", job.id)
             job.client_error = False
@@ -199,6 +199,6 @@ class JobManager:
         job.ended.set()
 
 
-def _hide_folder(message: str, folder: Path) -> str:
+def hide_folder(message: str, folder: Path) -> str:
     """Error messages name files by their place on the server; a client only needs the file name."""
     return message.replace(f"{folder}/", "").replace(str(folder), "the job folder")

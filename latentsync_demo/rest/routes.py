@@ -32,7 +32,7 @@ from ..pipeline.samplers import SAMPLERS
 from ..pipeline.video import GenerationSettings
 from ..service import LipSyncService, VoiceRequest
 from ..store import DEFAULT_PRESET
-from .jobs import Job, JobManager, JobRequest
+from .jobs import Job, JobManager, JobRequest, hide_folder
 from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
 
 PREFIX = "/api/v1"
@@ -177,7 +177,7 @@ class RestAPI:
         try:
             self.service.check_length(*paths)
         except LatentSyncError as exc:
-            raise RequestError(400, str(exc).replace(f"{paths[0].parent}/", "")) from exc
+            raise RequestError(400, hide_folder(str(exc), paths[0].parent)) from exc
         if request.url.path.endswith("/sync"):
             from ..media import probe
 
