@@ -7,6 +7,8 @@ checks of the manager's bookkeeping take milliseconds; the real service runs in 
 import threading
 import time
 
+import pytest
+
 from latentsync_demo.errors import InputError
 from latentsync_demo.pipeline.video import JobEvent
 from latentsync_demo.rest.jobs import JobManager, JobRequest, is_job_id
@@ -31,6 +33,19 @@ class ScriptedService:
             self.closed.set()
 
 
+@pytest.fixture
+def service():
+    return ScriptedService()
+
+
+@pytest.fixture
+def manager(service, tmp_path):
+    manager = JobManager(service, tmp_path)
+    manager.start()
+    yield manager
+    manager.stop()
+
+
 def _submit(manager: JobManager):
     job_id, folder = manager.new_folder()
     (folder / "video.mp4").write_bytes(b"v")
@@ -44,23 +59,17 @@ def _wait_for(condition, timeout=10.0):
         time.sleep(0.01)
 
 
-def test_done_job_is_kept_for_the_retention_time_then_removed(tmp_path):
-    service = ScriptedService()
+def test_done_job_is_kept_for_the_retention_time_then_removed(service, manager):
     service.release.set()
-    manager = JobManager(service, tmp_path, retention=0.3)
-    manager.start()
+    manager.retention = 0.3
     job = _submit(manager)
     assert job.ended.wait(10) and job.status == "done" and job.progress == 1.0
     assert job.output.read_bytes() == b"mp4" and manager.get(job.id) is job
     time.sleep(0.4)
     assert manager.get(job.id) is None and not job.folder.exists()
-    manager.stop()
 
 
-def test_cancel_a_running_job_closes_the_generation_and_drops_the_output(tmp_path):
-    service = ScriptedService()
-    manager = JobManager(service, tmp_path)
-    manager.start()
+def test_cancel_a_running_job_closes_the_generation_and_drops_the_output(service, manager):
     job = _submit(manager)
     _wait_for(lambda: job.stage == "reading")
     manager.cancel(job.id)
@@ -69,13 +78,9 @@ def test_cancel_a_running_job_closes_the_generation_and_drops_the_output(tmp_pat
     assert not job.output.exists() and job.folder.exists()  # uploads stay until deleted or expired
     manager.cancel(job.id)  # an ended job: deleted with its folder
     assert manager.get(job.id) is None and not job.folder.exists()
-    manager.stop()
 
 
-def test_errors_name_the_file_not_the_server_folder(tmp_path):
-    service = ScriptedService()
-    manager = JobManager(service, tmp_path)
-    manager.start()
+def test_errors_name_the_file_not_the_server_folder(service, manager, tmp_path):
     job = _submit(manager)
     service.fail = InputError(f"no face was found in {job.folder}/video.mp4")
     assert job.ended.wait(10) and job.status == "failed" and job.client_error
