@@ -207,7 +207,7 @@ def main() -> None:
     app_kwargs = {}
     if not args.no_api:  # mounted on Gradio's own FastAPI server at start-up (no second server)
         api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
-                      args.api_sync_max_seconds)
+                      args.api_sync_max_seconds, max_pending=args.queue_size)
         app_kwargs["lifespan"] = api.lifespan
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
                                                 allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)

@@ -72,9 +72,11 @@ def test_done_job_is_kept_for_the_retention_time_then_removed(service, manager):
 def test_cancel_a_running_job_closes_the_generation_and_drops_the_output(service, manager):
     job = _submit(manager)
     _wait_for(lambda: job.stage == "reading")
+    assert manager.pending() == 1  # running jobs count against the API's queue limit
     manager.cancel(job.id)
     service.release.set()
     assert job.ended.wait(10) and job.status == "cancelled" and service.closed.is_set()
+    assert manager.pending() == 0
     assert not job.output.exists() and job.folder.exists()  # uploads stay until deleted or expired
     manager.cancel(job.id)  # an ended job: deleted with its folder
     assert manager.get(job.id) is None and not job.folder.exists()

@@ -96,6 +96,11 @@ class JobManager:
         self._queue.put(job)
         return job
 
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        with self._lock:
+            return sum(job.status not in FINAL for job in self._jobs.values())
+
     def get(self, job_id: str) -> Job | None:
         """The job, or None for an unknown, expired or malformed id (never touches the file system)."""
         self.prune()

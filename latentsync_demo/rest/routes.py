@@ -47,10 +47,11 @@ class RestAPI:
     """
 
     def __init__(self, service: LipSyncService, token: str | None = None, max_upload_mb: float = 200,
-                 retention: float = 3600.0, sync_max_seconds: float = 20.0, root: str | Path | None = None):
+                 retention: float = 3600.0, sync_max_seconds: float = 20.0, root: str | Path | None = None,
+                 max_pending: int = 16):
         self.service, self.token = service, token or None
         self.max_upload_bytes = int(max_upload_mb * 2**20)
-        self.sync_max_seconds = sync_max_seconds
+        self.sync_max_seconds, self.max_pending = sync_max_seconds, max_pending
         self._own_root = root is None
         root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="latentsync_api_"))
         self.manager = JobManager(service, root, retention)
@@ -155,6 +156,11 @@ class RestAPI:
                         length_mode=length_mode,
                         num_inference_steps=steps if steps is not None else SAMPLERS[sampler].default_steps)
         self.service.check_settings(preset, GenerationSettings(**settings))
+        if self.service.missing_files(preset):
+            raise RequestError(503, f"the model weights for {preset} are not installed on this server; its admin "
+                                    f"can run: python -m latentsync_demo.download --preset {preset}")
+        if self.manager.pending() >= self.max_pending:
+            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
         job_id, folder = self.manager.new_folder()
         try:
             video_path = await save_upload(video, folder, "video", VIDEO_SUFFIXES, self.max_upload_bytes)
