@@ -160,9 +160,13 @@ class LipSyncService:
             resolve(preset, self.checkpoints).require_lcm()
 
     def check_settings(self, preset: str, settings: GenerationSettings) -> None:
-        """InputError for an unknown preset, sampler or length mode, or steps out of range (before any work)."""
+        """InputError for an unknown preset, sampler, length mode or landmark backend, or steps out of range
+        (before any work)."""
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if settings.landmarks not in LANDMARK_CHOICES:
+            raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
+                             f"choose one of {', '.join(LANDMARK_CHOICES)}")
         self._check_sampler(preset, settings)
         resolve_length_mode(settings.length_mode, settings.keep_video_tail)
 
@@ -203,8 +207,6 @@ class LipSyncService:
     def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
         """The face landmark backend ``name`` ("auto": insightface when its files are in this service's
         checkpoints, mediapipe otherwise), on this service's device."""
-        if name not in LANDMARK_CHOICES:
-            raise InputError(f"unknown landmark backend {name!r}; choose one of {', '.join(LANDMARK_CHOICES)}")
         detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
         log.info("face landmarks: %s", detector.name)
         return detector

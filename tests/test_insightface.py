@@ -259,3 +259,12 @@ def test_real_weights_interfaces_and_a_real_face():
     assert len(faces) == 1
     (lx, ly), (rx, ry), (nx, ny) = faces[0].anchors
     assert lx < nx < rx and ny > max(ly, ry) + 20
+
+
+def test_service_refuses_an_unknown_backend_before_any_work(tmp_path):
+    from latentsync_demo.errors import InputError
+    from latentsync_demo.pipeline.video import GenerationSettings
+    from latentsync_demo.service import LipSyncService
+
+    with pytest.raises(InputError, match="unknown landmark backend 'dlib'; choose one of auto, insightface"):
+        LipSyncService(checkpoints=tmp_path).check_settings("latentsync-1.5", GenerationSettings(landmarks="dlib"))
