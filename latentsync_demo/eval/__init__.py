@@ -1,0 +1,1 @@
+"""Lip-sync metrics."""
