@@ -68,27 +68,39 @@ def prepare_crops(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(3, 0, 1, 2).unsqueeze(0).float()
 
 
-@torch.no_grad()
-def embed_windows(model, crops: np.ndarray, audio: np.ndarray, batch_size: int = 20,
-                  device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Lip and audio embeddings of every 5-frame window: crops (T, h, w, 3) uint8 BGR, audio (N,) int16 ->
-    (im_feat, cc_feat), each (n, D) float32 on the CPU, n = min(T, N // 640) - 5."""
-    n = min(len(crops), len(audio) // SAMPLES_PER_FRAME) - LIP_FRAMES
+def num_windows(num_frames: int, num_samples: int) -> int:
+    """Windows the official code scores: min(frames, samples // 640) - 5; InputError when there are none."""
+    n = min(num_frames, num_samples // SAMPLES_PER_FRAME) - LIP_FRAMES
     if n < 1:
-        raise InputError(f"the clip is too short to measure lip sync: {len(crops)} frames and "
-                         f"{len(audio) / SAMPLE_RATE:.2f} s of audio; at least {LIP_FRAMES + 1} frames (0.24 s) "
+        raise InputError(f"the clip is too short to measure lip sync: {num_frames} frames and "
+                         f"{num_samples / SAMPLE_RATE:.2f} s of audio; at least {LIP_FRAMES + 1} frames (0.24 s) "
                          "of both are needed.")
+    return n
+
+
+@torch.no_grad()
+def lip_features(model, crops: np.ndarray, n: int, batch_size: int = 20,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """(n, D) float32 CPU embeddings of the 5-frame windows starting at frames 0..n-1 of (T, h, w, 3) BGR crops."""
     video = prepare_crops(crops)
-    cc = torch.from_numpy(mfcc(audio)).float()[None, None]  # (1, 1, 13, M)
-    model = model.eval()
-    im_feat, cc_feat = [], []
+    feats = []
     for start in range(0, n, batch_size):
-        idx = range(start, min(n, start + batch_size))
-        lips = torch.cat([video[:, :, i:i + LIP_FRAMES] for i in idx])
-        mfccs = torch.cat([cc[..., MFCC_PER_FRAME * i:MFCC_PER_FRAME * i + MFCC_STEPS] for i in idx])
-        im_feat.append(model.forward_lip(lips.to(device)).float().cpu())
-        cc_feat.append(model.forward_aud(mfccs.to(device)).float().cpu())
-    return torch.cat(im_feat), torch.cat(cc_feat)
+        lips = torch.cat([video[:, :, i:i + LIP_FRAMES] for i in range(start, min(n, start + batch_size))])
+        feats.append(model.eval().forward_lip(lips.to(device)).float().cpu())
+    return torch.cat(feats)
+
+
+@torch.no_grad()
+def audio_features(model, audio: np.ndarray, n: int, batch_size: int = 20,
+                   device: str | torch.device = "cpu") -> torch.Tensor:
+    """(n, D) float32 CPU embeddings of the MFCC windows 4i..4i+19, i < n, of (N,) int16 audio."""
+    cc = torch.from_numpy(mfcc(audio)).float()[None, None]  # (1, 1, 13, M)
+    feats = []
+    for start in range(0, n, batch_size):
+        mfccs = torch.cat([cc[..., MFCC_PER_FRAME * i:MFCC_PER_FRAME * i + MFCC_STEPS]
+                           for i in range(start, min(n, start + batch_size))])
+        feats.append(model.eval().forward_aud(mfccs.to(device)).float().cpu())
+    return torch.cat(feats)
 
 
 def offset_distances(im_feat: torch.Tensor, cc_feat: torch.Tensor, vshift: int = VSHIFT) -> torch.Tensor:
@@ -113,5 +125,7 @@ def evaluate_track(model, crops: np.ndarray, audio: np.ndarray, vshift: int = VS
                    device: str | torch.device = "cpu") -> SyncResult:
     """Score one face track: crops (T, h, w, 3) uint8 BGR at 25 fps, audio (N,) int16 16 kHz of the same span."""
     check_audio(audio)
-    im_feat, cc_feat = embed_windows(model, crops, audio, batch_size, device)
+    n = num_windows(len(crops), len(audio))
+    im_feat = lip_features(model, crops, n, batch_size, device)
+    cc_feat = audio_features(model, audio, n, batch_size, device)
     return summarize(offset_distances(im_feat, cc_feat, vshift), vshift)
