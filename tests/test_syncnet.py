@@ -180,24 +180,32 @@ def test_own_audio_scores_higher_than_shifted_or_other_audio(trained):
     assert own.min_dist < min(late40.min_dist, different.min_dist)
 
 
-def test_scoring_a_video_file(trained, tmp_path):
-    """End to end on encoded files: decode, box tracks, official crops, audio from the file."""
-    from latentsync_demo.eval.scorer import SyncScorer, score_line
+@pytest.fixture(scope="module")
+def box_clip(tmp_path_factory):
+    """A 3 s video whose official crop (of the returned box) gives back synthetic mouths, and two wavs."""
     from latentsync_demo.media import VideoWriter, write_wav
     from latentsync_demo.testing.sync_synthetic import synthetic_clip
 
+    folder = tmp_path_factory.mktemp("box_clip")
     frames, audio = synthetic_clip(3.0, seed=5)
     _, other = synthetic_clip(3.0, seed=9)
     # Place each 224 px crop so that the official crop of the box below gives it back (half size 80).
     canvas = np.full((len(frames), 320, 320, 3), 110, np.uint8)
     canvas[:, 48:272, 48:272] = frames[..., ::-1]  # BGR crops -> RGB frames
-    box = np.array([[80.0, 48.0, 240.0, 208.0, 1.0]])
-    video, own_wav, other_wav = tmp_path / "clip.mp4", tmp_path / "own.wav", tmp_path / "other.wav"
+    video = folder / "clip.mp4"
     with VideoWriter(video, 320, 320) as writer:
         writer.write_batch(canvas)
-    write_wav(own_wav, audio)
-    write_wav(other_wav, other)
+    write_wav(folder / "own.wav", audio)
+    write_wav(folder / "other.wav", other)
+    return video, folder / "own.wav", folder / "other.wav", audio, np.array([[80.0, 48.0, 240.0, 208.0, 1.0]])
 
+
+def test_scoring_a_video_file(trained, box_clip, tmp_path):
+    """End to end on encoded files: decode, box tracks, official crops, audio from the file."""
+    from latentsync_demo.eval.scorer import SyncScorer, score_line
+    from latentsync_demo.media import write_wav
+
+    video, own_wav, other_wav, audio, box = box_clip
     scorer = SyncScorer(trained, detect=lambda frame: box, face_detector="test box", min_face_size=50)
     own, different = scorer.score(video, own_wav), scorer.score(video, other_wav)
     print(f"\nfile: {score_line(own, different)}")
@@ -213,3 +221,42 @@ def test_scoring_a_video_file(trained, tmp_path):
     write_wav(short, audio[:4 * 640])
     with pytest.raises(InputError, match="too short"):
         scorer.score(video, short)
+
+
+def test_eval_command_scores_a_csv(trained, box_clip, tmp_path, capsys):
+    from latentsync_demo.eval.batch import read_pairs, score_pairs, summary_table
+    from latentsync_demo.eval.scorer import SyncScorer
+
+    video, own_wav, other_wav, _, box = box_clip
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(f"video,audio,source\n{video},{own_wav},{video}\n{video},{other_wav},\n"
+                       f"missing.mp4,,\n")
+    pairs = read_pairs(listing)
+    assert pairs[2].video == tmp_path / "missing.mp4"  # relative to the CSV
+    scorer = SyncScorer(trained, detect=lambda frame: box, face_detector="test box", min_face_size=50)
+    rows = score_pairs(pairs, scorer, tmp_path / "scores.csv")
+    assert rows[0]["confidence"] > 2 * rows[1]["confidence"] and rows[0]["psnr"] == 100.0 and rows[0]["ssim"] == 1.0
+    assert "missing.mp4" in rows[2]["error"] and "confidence" not in rows[2]
+    table = summary_table(rows)
+    assert "LSE-C" in table and "2 of 3 clips scored" in table
+    written = (tmp_path / "scores.csv").read_text().splitlines()
+    assert written[0].startswith("video,audio,source,confidence,lse_d,offset") and len(written) == 4
+
+
+def test_service_scores_with_official_file_formats(tmp_path):
+    """Random full-size SyncNet v2 saved as auxiliary/syncnet_v2.model; no sfd_face.pth, so the landmark
+    fallback finds the face and the line says so; without the weights the message says how to get them."""
+    from latentsync_demo.service import LipSyncService
+    from latentsync_demo.testing.media import make_talking_head_clip
+
+    service = LipSyncService(checkpoints=tmp_path / "ckpt", device="cpu")
+    with pytest.raises(CheckpointError, match="python -m latentsync_demo.eval --download"):
+        service.score_job(tmp_path / "x.mp4", tmp_path / "x.mp4")
+    (tmp_path / "ckpt" / "auxiliary").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(SyncNetV2().state_dict(), tmp_path / "ckpt" / "auxiliary" / "syncnet_v2.model")
+    clip = make_talking_head_clip(tmp_path / "clip.mp4", seconds=1.0, fps=25, size=(384, 384))
+    line = service.score_job(clip, clip)
+    print(f"\nrandom weights: {line}")
+    assert line.startswith("Lip sync: confidence ") and "(original clip: " in line and "offset" in line
+    assert "faces from mediapipe landmarks" in line

@@ -130,8 +130,9 @@ class SyncScorer:
         finally:
             if close is not None:
                 close()
-        # Clips shorter than the official 2 s minimum are scored on their whole length rather than refused.
-        min_track = min(self.min_track, max(len(detections) - 2, 5))
+        # Clips shorter than the official 2 s minimum are scored on their whole length rather than refused
+        # (a track spans first to last detection: up to detect_every - 1 frames short of the clip's end).
+        min_track = min(self.min_track, max(len(detections) - self.detect_every - 1, 5))
         tracks = build_tracks(detections, min_track=min_track, min_face_size=self.min_face_size)
         if not tracks:
             raise InputError(f"no face was found in {Path(video).name} for long enough to measure lip sync "
@@ -146,8 +147,12 @@ class SyncScorer:
                          offset=int(fmean(r.offset for r in results)), tracks=results, face_detector=self.face_detector)
 
 
-def score_line(result: SyncScore, original: SyncScore | None = None) -> str:
-    """"Lip sync: confidence X (original clip: Y), offset Z frames" (what the app and the CLI show)."""
-    before = f" (original clip: {original.confidence:.2f})" if original is not None else ""
+def score_line(result: SyncScore, original: SyncScore | str | None = None) -> str:
+    """"Lip sync: confidence X (original clip: Y), offset Z frames" (what the app and the CLI show);
+    ``original`` may be a reason why the original clip has no score."""
+    if isinstance(original, SyncScore):
+        before = f" (original clip: {original.confidence:.2f})"
+    else:
+        before = f" (original clip: {original})" if original else ""
     return f"Lip sync: confidence {result.confidence:.2f}{before}, offset {result.offset} frames"
 
