@@ -260,3 +260,46 @@ def test_service_scores_with_official_file_formats(tmp_path):
     print(f"\nrandom weights: {line}")
     assert line.startswith("Lip sync: confidence ") and "(original clip: " in line and "offset" in line
     assert "faces from mediapipe landmarks" in line
+
+
+# --- the training critic: --syncnet stable_syncnet.pt ------------------------------------------------------
+
+@needs_ref
+def test_stable_syncnet_training_loss(stable_tiny):
+    """Whole 256 px faces in, lower half + frame stacking inside: the fixture's loss comes back out, with
+    gradients for the faces (what the distillation's student learns from)."""
+    from latentsync_demo.training.syncnet import StableSyncLoss, load_syncnet
+
+    path, config, io = stable_tiny
+    loss_fn = load_syncnet(path, config=config)
+    assert isinstance(loss_fn, StableSyncLoss) and loss_fn.input_key == "mel"
+    lower = ((io["image_lower_u8"][:16].float() - 128) / 128).permute(0, 3, 1, 2)  # (16, 3, 128, 256)
+    faces = torch.cat([torch.rand(16, 3, 128, 256) * 2 - 1, lower], dim=2)[None].requires_grad_(True)
+    loss = loss_fn(faces, io["audio_sequences"][:1])
+    assert loss.item() == pytest.approx(io["cosine_loss"][0].item(), abs=1e-4)
+    loss.backward()
+    assert faces.grad[:, :, :, 128:].abs().sum() > 0 and faces.grad[:, :, :, :128].abs().sum() == 0
+
+
+def test_syncnet_mel_and_cached_windows(tmp_path):
+    from latentsync_demo.audio.syncnet_mel import mel_start, mel_window_length, syncnet_mel
+    from latentsync_demo.training.data import WindowDataset, write_clip
+
+    t = np.arange(16000) / 16000
+    mel = syncnet_mel(0.5 * np.sin(2 * np.pi * 1000 * t))
+    assert mel.shape == (80, 81) and mel.min() >= -4 and mel.max() <= 4
+    assert 23 < int(mel[:, 40].argmax()) < 29  # 1 kHz: band ~26 of 80 on the Slaney mel scale, 55-7600 Hz
+    assert (syncnet_mel(np.zeros(1600)) == -4).all()
+    assert mel_window_length(16) == 52 and mel_start(10) == 32 and mel_start(11) == 35
+
+    n, first = 40, 10
+    columns = torch.arange(200, dtype=torch.float32)[None].repeat(80, 1)  # value = absolute column
+    m0 = mel_start(first)
+    write_clip(tmp_path / "a.safetensors", torch.zeros(n, 3, 8, 8, dtype=torch.uint8), torch.zeros(n, 50, 4),
+               columns[:, m0:m0 + 100], first_frame=first, mel_start=m0)
+    dataset = WindowDataset(tmp_path, num_frames=16)
+    assert dataset.has_mel
+    for index in range(3):
+        _, start, _ = dataset.window(index)
+        window = dataset[index]["mel"]
+        assert window.shape == (1, 80, 52) and window[0, 0, 0] == mel_start(first + start)

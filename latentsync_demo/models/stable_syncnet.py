@@ -174,7 +174,7 @@ def load_stable_syncnet(path: str | Path, config: dict | None = None, device: st
     with torch.device("meta"):
         model = StableSyncNet.from_model_config(config or SYNCNET_16_PIXEL_ATTN)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_keys(expected, state_dict, str(path), what="StableSyncNet (syncnet_16_pixel_attn)",
+    check_keys(expected, state_dict, str(path), what="the StableSyncNet state dict (syncnet_16_pixel_attn unless a config is given)",
                hint="Expected the official stable_syncnet.pt (https://huggingface.co/ByteDance/LatentSync-1.6).")
     state_dict = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)
