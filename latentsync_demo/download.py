@@ -52,9 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m latentsync_demo.download", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--checkpoints", default=None, help=f"root folder (default: {default_root()})")
+    parser.add_argument("--metric", action="store_true",
+                        help="also the lip-sync metric's auxiliary/syncnet_v2.model and auxiliary/sfd_face.pth")
+    parser.add_argument("--syncnet", action="store_true",
+                        help="also stable_syncnet.pt, the SyncNet loss for training (--syncnet of lcm_distill)")
     args = parser.parse_args(argv)
     try:
         folder = download(args.preset, args.checkpoints)
+        if args.metric:
+            from .eval.scorer import download_metric_weights
+
+            print(f"lip-sync metric weights are in {download_metric_weights(args.checkpoints)}")
+        if args.syncnet:
+            from .training.syncnet import download_stable_syncnet
+
+            print(f"training SyncNet: {download_stable_syncnet(args.checkpoints)}")
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,9 +25,32 @@ from ..errors import CheckpointError
 from ..models.stable_syncnet import NUM_FRAMES, RESOLUTION, StableSyncNet, load_stable_syncnet, stack_frames, sync_loss
 from .consistency import SyncLoss
 
-EXPECTED = ("the official stable_syncnet.pt (https://huggingface.co/ByteDance/LatentSync-1.6), or a torch.export "
+EXPECTED = ("the official stable_syncnet.pt (python -m latentsync_demo.download --syncnet), or a torch.export "
             "program (.pt2) of a module whose forward(faces (b, f, 3, H, W) in [-1, 1], audio (b, f, 50, d)) "
             "returns the scalar sync loss")
+
+
+STABLE_SYNCNET_REPO = "ByteDance/LatentSync-1.6"
+STABLE_SYNCNET_FILE = "stable_syncnet.pt"
+
+
+def download_stable_syncnet(checkpoints: str | Path | None = None) -> Path:
+    """``<checkpoints>/stable_syncnet.pt`` (1.6 GB), fetched from Hugging Face when missing (progress bar)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    from ..download import download_error
+    from ..store import default_root
+
+    root = Path(checkpoints) if checkpoints is not None else default_root()
+    target = root / STABLE_SYNCNET_FILE
+    if not target.is_file():
+        try:
+            hf_hub_download(STABLE_SYNCNET_REPO, STABLE_SYNCNET_FILE, local_dir=root)
+        except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            command = f"python -m latentsync_demo.download --syncnet --checkpoints {root}"
+            raise download_error(STABLE_SYNCNET_FILE, STABLE_SYNCNET_REPO, command, target, exc) from exc
+    return target
 
 
 class StableSyncLoss(nn.Module):
