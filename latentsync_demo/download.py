@@ -17,23 +17,30 @@ from .store import DEFAULT_PRESET, PRESETS, UNET_FILE, VAE_FILES, VAE_REPO, WHIS
 
 def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Path:
     """Fetch whatever of ``preset`` is missing under ``root``; returns the preset's folder."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
     checkpoints = resolve(preset, root)
     wanted = [(checkpoints.preset.repo_id, name, checkpoints.folder) for name in (UNET_FILE, WHISPER_FILE)]
     wanted += [(VAE_REPO, name, checkpoints.vae) for name in VAE_FILES]
+    command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
     for repo_id, filename, folder in wanted:
-        if (folder / filename).is_file():
-            continue
-        print(f"downloading {repo_id}/{filename} -> {folder / filename}", file=sys.stderr)
+        fetch_file(repo_id, filename, folder, command)
+    checkpoints.require()
+    return checkpoints.folder
+
+
+def fetch_file(repo_id: str, filename: str, folder: Path, command: str) -> Path:
+    """``folder / filename`` from the Hugging Face repo when missing (progress bar; resumes); CheckpointError
+    naming ``command`` (the way to retry) when the download fails."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    target = Path(folder) / filename
+    if not target.is_file():
+        print(f"downloading {repo_id}/{filename} -> {target}", file=sys.stderr)
         try:
             hf_hub_download(repo_id, filename, local_dir=folder)
         except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
-            raise download_error(filename, repo_id, command, folder / filename, exc) from exc
-    checkpoints.require()
-    return checkpoints.folder
+            raise download_error(filename, repo_id, command, target, exc) from exc
+    return target
 
 
 def download_error(what: str, repo_id: str, command: str, destination: Path, exc: BaseException) -> CheckpointError:

@@ -11,7 +11,6 @@ mean, as ``eval_sync_conf.py``). Official weights come from the LatentSync relea
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -46,21 +45,11 @@ def missing_metric_files(checkpoints: str | Path | None = None) -> list[Path]:
 
 def download_metric_weights(checkpoints: str | Path | None = None) -> Path:
     """Fetch the missing metric weights (huggingface_hub progress bars); CheckpointError when that fails."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    from ..download import download_error
+    from ..download import fetch_file
 
     root = metric_root(checkpoints)
     for name in METRIC_FILES:
-        if (root / name).is_file():
-            continue
-        print(f"downloading {AUX_REPO}/{name} -> {root / name}", file=sys.stderr)
-        try:
-            hf_hub_download(AUX_REPO, name, local_dir=root)
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            command = f"python -m latentsync_demo.eval --download --checkpoints {root}"
-            raise download_error(name, AUX_REPO, command, root / name, exc) from exc
+        fetch_file(AUX_REPO, name, root, f"python -m latentsync_demo.eval --download --checkpoints {root}")
     return root / AUX_DIR
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import check_keys, read_state_dict
+from .checkpoint import load_strict
 
 MEAN_RGB = (123.0, 117.0, 104.0)
 STEPS = (4, 8, 16, 32, 64, 128)
@@ -141,11 +141,6 @@ class S3FD:
 
 def load_s3fd(path: str | Path, device: str | torch.device = "cpu") -> S3FD:
     """The released ``sfd_face.pth`` (plain state dict), loaded strictly, wrapped in the detector."""
-    state_dict = read_state_dict(path)
-    with torch.device("meta"):
-        net = S3FDNet()
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    check_keys(expected, state_dict, str(path), what="the S3FD face detector",
-               hint="Expected auxiliary/sfd_face.pth from https://huggingface.co/ByteDance/LatentSync-1.5.")
-    net.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
+    net = load_strict(S3FDNet, path, "the S3FD face detector",
+                      "Expected auxiliary/sfd_face.pth from https://huggingface.co/ByteDance/LatentSync-1.5.")
     return S3FD(net, device)

@@ -28,7 +28,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from .checkpoint import check_keys, read_state_dict
+from .checkpoint import load_strict
 
 # The released critic (configs/syncnet/syncnet_16_pixel_attn.yaml, "model:" section).
 SYNCNET_16_PIXEL_ATTN = {
@@ -170,13 +170,7 @@ def load_stable_syncnet(path: str | Path, config: dict | None = None, device: st
                         dtype: torch.dtype = torch.float32) -> StableSyncNet:
     """Build ``config`` (default: the released syncnet_16_pixel_attn) and load ``path`` strictly: the official
     ``stable_syncnet.pt`` ({"state_dict": ...}), a flat state dict or a .safetensors file."""
-    state_dict = read_state_dict(path)
-    with torch.device("meta"):
-        model = StableSyncNet.from_model_config(config or SYNCNET_16_PIXEL_ATTN)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_keys(expected, state_dict, str(path), what="the StableSyncNet state dict (syncnet_16_pixel_attn unless a config is given)",
-               hint="Expected the official stable_syncnet.pt (https://huggingface.co/ByteDance/LatentSync-1.6).")
-    state_dict = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    return model.eval()
-
+    return load_strict(lambda: StableSyncNet.from_model_config(config or SYNCNET_16_PIXEL_ATTN), path,
+                       "the StableSyncNet state dict (syncnet_16_pixel_attn unless a config is given)",
+                       "Expected the official stable_syncnet.pt (https://huggingface.co/ByteDance/LatentSync-1.6).",
+                       device, dtype)

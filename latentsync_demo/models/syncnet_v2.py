@@ -19,7 +19,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .checkpoint import check_keys, read_state_dict
+from .checkpoint import load_strict
 
 LIP_FRAMES = 5  # frames per lip window
 MFCC_STEPS = 20  # MFCC columns per window (4 per video frame: 10 ms hop at 25 fps)
@@ -83,12 +83,5 @@ def load_syncnet_v2(path: str | Path, device: str | torch.device = "cpu") -> Syn
     The official ``loadParameters`` copies tensors by name and never checks for missing ones; here every
     missing, unexpected or mis-shaped key is an error naming them all.
     """
-    state_dict = read_state_dict(path)
-    with torch.device("meta"):
-        model = SyncNetV2()
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_keys(expected, state_dict, str(path), what="SyncNet v2 (eval/syncnet S)",
-               hint="Expected auxiliary/syncnet_v2.model from https://huggingface.co/ByteDance/LatentSync-1.5.")
-    model.load_state_dict({k: v.to(device=device, dtype=torch.float32 if v.is_floating_point() else v.dtype)
-                           for k, v in state_dict.items()}, strict=True, assign=True)
-    return model.eval()
+    return load_strict(SyncNetV2, path, "SyncNet v2 (eval/syncnet S)",
+                       "Expected auxiliary/syncnet_v2.model from https://huggingface.co/ByteDance/LatentSync-1.5.", device)

@@ -36,21 +36,12 @@ STABLE_SYNCNET_FILE = "stable_syncnet.pt"
 
 def download_stable_syncnet(checkpoints: str | Path | None = None) -> Path:
     """``<checkpoints>/stable_syncnet.pt`` (1.6 GB), fetched from Hugging Face when missing (progress bar)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    from ..download import download_error
+    from ..download import fetch_file
     from ..store import default_root
 
     root = Path(checkpoints) if checkpoints is not None else default_root()
-    target = root / STABLE_SYNCNET_FILE
-    if not target.is_file():
-        try:
-            hf_hub_download(STABLE_SYNCNET_REPO, STABLE_SYNCNET_FILE, local_dir=root)
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            command = f"python -m latentsync_demo.download --syncnet --checkpoints {root}"
-            raise download_error(STABLE_SYNCNET_FILE, STABLE_SYNCNET_REPO, command, target, exc) from exc
-    return target
+    return fetch_file(STABLE_SYNCNET_REPO, STABLE_SYNCNET_FILE, root,
+                      f"python -m latentsync_demo.download --syncnet --checkpoints {root}")
 
 
 class StableSyncLoss(nn.Module):
