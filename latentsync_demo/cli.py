@@ -1,4 +1,7 @@
-"""Command line: ``python -m latentsync_demo --video in.mp4 --audio speech.wav --out out.mp4``."""
+"""Command line: ``python -m latentsync_demo --video in.mp4 --audio speech.wav --out out.mp4``.
+
+``python -m latentsync_demo batch MANIFEST --out DIR`` runs a manifest of jobs (see ``batch``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from tqdm import tqdm
 
 from .errors import LatentSyncError
 from .face.landmarks import BACKENDS
+from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
 from .store import DEFAULT_PRESET, PRESETS
@@ -36,7 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--landmarks", default=defaults.landmarks, choices=BACKENDS)
     parser.add_argument(
         "--keep-video-tail", action="store_true",
-        help="when the audio is shorter, keep the rest of the video (original frames, silence)",
+        help="when the audio is shorter, keep the rest of the video (original frames, silence); "
+        "the same as --length-mode keep-tail",
+    )
+    parser.add_argument(
+        "--length-mode", choices=LENGTH_MODES, default=None,
+        help="when speech and video lengths differ: pingpong (default: video plays back and forth to the speech's "
+        "length), loop, cut (the shorter one decides), keep-tail (rest of the video as it was, silent), "
+        "pad-silence (rest of the video lip-synced to silence: closed mouth)",
     )
     parser.add_argument("--score", action="store_true",
                         help="after the job, print the SyncNet lip-sync confidence of the result and of the original "
@@ -51,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["batch"]:  # python -m latentsync_demo batch MANIFEST --out DIR
+        from .batch import main as batch_main
+
+        return batch_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.audio is None and args.voice != "script":
@@ -63,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
+        length_mode=args.length_mode,
     )
     service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
     try:
