@@ -126,8 +126,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
         missing = service.metric_files_missing()
         if any(path.name == "syncnet_v2.model" for path in missing):
-            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see the paper's confidence "
-                    "number here.", gr.update(visible=True))
+            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
+                    "the paper's confidence number here.", gr.update(visible=True))
         if not result:
             return "", gr.update(visible=bool(missing))
         try:

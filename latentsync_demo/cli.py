@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pad-silence (rest of the video lip-synced to silence: closed mouth)",
     )
     parser.add_argument("--score", action="store_true",
-                        help="after the job, print the SyncNet lip-sync confidence of the result and of the original "
-                             "(needs checkpoints/auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
+                        help="after the job, print the SyncNet lip-sync confidence of the result and of the "
+                             "original (needs auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
                        help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")

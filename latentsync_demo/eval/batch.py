@@ -105,7 +105,8 @@ def summary_table(rows: list[dict]) -> str:
             lines.append(f"{label:<28}{statistics.fmean(values):>10.3f}{statistics.median(values):>10.3f}"
                          f"{len(values):>7}")
     failed = sum(1 for r in rows if r.get("error"))
-    lines.append(f"{len(rows) - failed} of {len(rows)} clips scored" + (f"; {failed} failed (see 'error')" if failed else ""))
+    tail = f"; {failed} failed (see 'error')" if failed else ""
+    lines.append(f"{len(rows) - failed} of {len(rows)} clips scored{tail}")
     return "\n".join(lines)
 
 
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", nargs="?", help="folder of videos, or a CSV with video[,audio][,source] columns")
     parser.add_argument("--out", default="sync_scores.csv", help="CSV to write (default: sync_scores.csv)")
-    parser.add_argument("--checkpoints", default=None, help="checkpoint root holding auxiliary/ (default ./checkpoints)")
+    parser.add_argument("--checkpoints", default=None,
+                        help="checkpoint root holding auxiliary/ (default ./checkpoints)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--detect-every", type=int, default=1,
                         help="run the face detector on every n-th frame (1 = official; more is faster on a CPU)")

@@ -117,7 +117,9 @@ def crop_face(frame_rgb: np.ndarray, half_size: float, cx: float, cy: float) -> 
     pad = int(bs * (1 + 2 * CROP_SCALE))
     frame = np.pad(frame_rgb[..., ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=PAD_VALUE)
     my, mx = cy + pad, cx + pad
-    face = frame[int(my - bs):int(my + bs * (1 + 2 * CROP_SCALE)), int(mx - bs * (1 + CROP_SCALE)):int(mx + bs * (1 + CROP_SCALE))]
+    rows = slice(int(my - bs), int(my + bs * (1 + 2 * CROP_SCALE)))  # 1 half-size above the centre, 1.8 below
+    cols = slice(int(mx - bs * (1 + CROP_SCALE)), int(mx + bs * (1 + CROP_SCALE)))
+    face = frame[rows, cols]
     return cv2.resize(face, (CROP_SIZE, CROP_SIZE))
 
 

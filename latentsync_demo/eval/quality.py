@@ -65,7 +65,8 @@ def fidelity_outside_mouth(result: str | Path, source: str | Path, detect: BoxDe
     info = probe(result)
     size = (info.width, info.height)
     psnrs, ssims, boxes = [], [], np.zeros((0, 4))
-    with closing(iter_frames(result, fps=MODEL_FPS)) as out, closing(iter_frames(source, fps=MODEL_FPS, size=size)) as src:
+    out, src = iter_frames(result, fps=MODEL_FPS), iter_frames(source, fps=MODEL_FPS, size=size)
+    with closing(out), closing(src):
         for i, (a, b) in enumerate(zip(out, src)):
             if i % detect_every == 0:
                 found = detect(a)

@@ -80,7 +80,8 @@ class SyncScorer:
                  detect_every: int = 1):
         self.syncnet = syncnet.to(device).eval()
         self.detect, self.face_detector = detect, face_detector
-        self.device, self.min_track, self.min_face_size, self.detect_every = device, min_track, min_face_size, detect_every
+        self.device, self.detect_every = device, detect_every
+        self.min_track, self.min_face_size = min_track, min_face_size
 
     @classmethod
     def from_checkpoints(cls, checkpoints: str | Path | None = None, device: str | torch.device = "cpu",

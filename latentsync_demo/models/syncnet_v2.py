@@ -84,4 +84,5 @@ def load_syncnet_v2(path: str | Path, device: str | torch.device = "cpu") -> Syn
     missing, unexpected or mis-shaped key is an error naming them all.
     """
     return load_strict(SyncNetV2, path, "SyncNet v2 (eval/syncnet S)",
-                       "Expected auxiliary/syncnet_v2.model from https://huggingface.co/ByteDance/LatentSync-1.5.", device)
+                       "Expected auxiliary/syncnet_v2.model from https://huggingface.co/ByteDance/LatentSync-1.5.",
+                       device)

@@ -145,7 +145,8 @@ class WindowDataset(Dataset):
             raise InputError(f"no cache clip of at least {num_frames} frames in {cache_dir}: run "
                              "python -m latentsync_demo.training.data VIDEOS_DIR CACHE_DIR first")
         self.resolution = resolutions.pop()
-        self.has_mel = all(_has_tensor(path, "mel") for path in self.files)  # caches made before the SyncNet loss lack it
+        # Caches made before the SyncNet loss have no mel.
+        self.has_mel = all(_has_tensor(path, "mel") for path in self.files)
         self.num_frames, self.seed, self.length = num_frames, seed, length
         windows = np.array(self.lengths) - num_frames + 1
         self.weights = windows / windows.sum()
