@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from latentsync_demo.errors import LatentSyncError
+from latentsync_demo.face.landmarks import LANDMARK_CHOICES
 from latentsync_demo.pipeline import SAMPLERS
 from latentsync_demo.pipeline.length import LENGTH_MODES
 from latentsync_demo.rest import RestAPI
@@ -94,7 +95,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
     @on_gpu
     def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                 voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
-                progress=gr.Progress()):
+                landmarks="auto", progress=gr.Progress()):
         voice = VoiceRequest(VOICE_LABELS[voice_label], script or None, language or None, voice_reference)
         if not video:
             raise gr.Error("Upload (or record) a video of a talking face first.")
@@ -102,7 +103,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             raise gr.Error("Upload (or record) the speech the face should say.")
         out = service.new_output_path()
         overrides = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
-                         face_index=int(face_index), length_mode=length_mode or None)
+                         face_index=int(face_index), length_mode=length_mode or None,
+                         landmarks=landmarks or "auto")
         overrides["sampler"] = SAMPLER_LABELS[sampler_label]
         try:
             for event in service.lipsync(video, audio or None, out, PRESET_BY_LABEL[preset_label], voice=voice,
@@ -175,6 +177,9 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                     face_index = gr.Number(value=0, precision=0, label="Face (0 = largest in frame)")
                     length_mode = gr.Dropdown([(LENGTH_MODE_LABELS[m], m) for m in LENGTH_MODES], value="pingpong",
                                               label="When speech and video lengths differ", elem_id="length-mode")
+                    landmarks = gr.Dropdown(list(LANDMARK_CHOICES), value="auto", label="Face landmarks",
+                                            info="auto: insightface (as the official code) when its files are "
+                                                 "downloaded, else mediapipe (offline)")
                 with gr.Row():
                     run_btn = gr.Button("Lip-sync", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop")
@@ -193,7 +198,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
 
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
-                  voice_mode, script, language, voice_reference]
+                  voice_mode, script, language, voice_reference, landmarks]
         outputs = [status, preview, original_out, result_out, download_out, voice_out]
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
         stop_btn.click(None, cancels=[job])

@@ -11,7 +11,7 @@ import sys
 from tqdm import tqdm
 
 from .errors import LatentSyncError
-from .face.landmarks import BACKENDS
+from .face.landmarks import LANDMARK_CHOICES
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
-    parser.add_argument("--landmarks", default=defaults.landmarks, choices=BACKENDS)
+    parser.add_argument("--landmarks", default=defaults.landmarks, choices=LANDMARK_CHOICES,
+                        help="face landmarks: insightface (official; needs its ONNX files from the download "
+                        "command), mediapipe (offline), face-alignment; auto (default) = insightface when present")
     parser.add_argument(
         "--keep-video-tail", action="store_true",
         help="when the audio is shorter, keep the rest of the video (original frames, silence); "

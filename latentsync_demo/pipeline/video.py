@@ -40,7 +40,7 @@ class GenerationSettings:
     seed: int = 1247
     face_index: int = 0  # 0 = the largest face in the frame
     keep_video_tail: bool = False
-    landmarks: str = "mediapipe"
+    landmarks: str = "auto"  # auto: insightface when its files are there, else mediapipe (face.landmarks)
     length_mode: str | None = None  # a pipeline.length.LENGTH_MODES name; None: from keep_video_tail
 
 
@@ -153,7 +153,7 @@ def _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
         matrices.append(matrix)
         if i % 10 == 0:
             yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected),
-                           f"finding the face: frame {i + 1} of {expected}")
+                           f"finding the face ({getattr(detector, 'name', 'landmarks')}): frame {i + 1} of {expected}")
     if not faces:
         raise InputError(f"could not read any frame from {Path(video_path).name}: is the file complete?")
     if all(f is None for f in faces):
