@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--consent", action="store_true",
                         help="confirm the consent of the person shown (and of the voice's owner when cloning); "
                              "also LATENTSYNC_CONSENT=1. Asked on a terminal otherwise")
+    parser.add_argument("--score", action="store_true",
+                        help="after the job, print the SyncNet lip-sync confidence of the result and of the "
+                             "original (needs auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
                        help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
@@ -102,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} (marked as AI-generated: watermark, metadata, {sidecar_path(args.out).name})")
+    if args.score:
+        try:
+            print(service.score_job(args.out, args.video, args.audio))
+        except LatentSyncError as exc:
+            print(f"lip sync not scored: {exc}", file=sys.stderr)
     return 0
 
 
