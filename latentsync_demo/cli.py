@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import LatentSyncError
+from .errors import InputError, LatentSyncError
 from .face.landmarks import BACKENDS
 from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
@@ -54,15 +55,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--audio is required (unless --voice script --text ...)")
     if args.voice == "script" and not args.text:
         parser.error("--voice script needs --text")
+    from .logs import quiet_native_logs
     from .service import LipSyncService, VoiceRequest  # heavy imports after argument errors are reported
+
+    quiet_native_logs()
 
     steps = args.steps if args.steps is not None else SAMPLERS[args.sampler].default_steps
     settings = GenerationSettings(
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
     )
-    service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
     try:
+        _make_output_folder(args.out)
+        service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None)
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
             voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
             for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice):
@@ -73,3 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {args.out}")
     return 0
+
+
+def _make_output_folder(out: str) -> None:
+    """Create the output's folder when missing (for a file name the job can write; the rest is validated)."""
+    from .validation import OUTPUT_SUFFIXES
+
+    folder = Path(out).parent
+    if Path(out).suffix.lower() in OUTPUT_SUFFIXES and not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the output folder {folder} ({exc.strerror or exc}): "
+                             "choose a folder you can write to.") from exc

@@ -96,7 +96,10 @@ class CheckpointSet:
                 f"model files for {self.preset.label} are missing:\n  {listed}\n"
                 f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
                 f" --checkpoints {self._root_hint()}\n"
-                "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them."
+                "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them.",
+                web=f"The model weights for {self.preset.label} are not on this server yet "
+                    f"({', '.join(p.name for p in missing)}). Press “Download model weights” above (a few GB), "
+                    "or ask the host to add them.",
             )
 
     @property
@@ -124,7 +127,9 @@ class CheckpointSet:
             f"  {self.lcm / LCM_UNET_FILE}  (full student) nor\n"
             f"  {self.lcm / LORA_CONFIG_FILE} + {LORA_WEIGHTS_FILE}  (LoRA).\n"
             f"{source}, or distil one: accelerate launch -m latentsync_demo.training.lcm_distill --help. "
-            "Or use the ddim sampler."
+            "Or use the ddim sampler.",
+            web=f"The fast LCM sampler needs a distilled model that {self.preset.label} does not have on this server: "
+                "choose the DDIM sampler.",
         )
 
     def _root_hint(self) -> str:
