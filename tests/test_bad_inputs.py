@@ -234,3 +234,19 @@ def test_app_endpoint_refuses_the_corpus_with_clear_messages(app, corpus):
     job = client.submit(handle_file(str(corpus["face"])), handle_file(str(corpus["speech"])),
                         "LatentSync 1.5 · 256 px", "DDIM (quality)", 1, api_name="/lipsync")
     assert list(job)[-1][0].startswith("**Done**")
+
+
+def test_a_flat_official_set_serves_only_its_own_preset(tmp_path):
+    """Files directly in checkpoints/ (the official release's flat layout) are one 256 px set: LatentSync 1.6
+    must not silently run on them, and its error says where its own files go."""
+    from latentsync_demo.errors import CheckpointError
+    from latentsync_demo.store import resolve
+
+    (tmp_path / "whisper").mkdir()
+    for name in ("latentsync_unet.pt", "whisper/tiny.pt"):
+        (tmp_path / name).write_bytes(b"weights")
+    assert resolve("latentsync-1.5", tmp_path).folder == tmp_path
+    other = resolve("latentsync-1.6", tmp_path)
+    assert other.folder == tmp_path / "latentsync-1.6" and other.resolution == 512
+    with pytest.raises(CheckpointError, match=r"holds a 256 px set, used for LatentSync 1\.5.*needs its own files"):
+        other.require()
