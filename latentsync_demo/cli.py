@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -68,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _make_output_folder(args.out)
         service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None)
+        voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
+        job = service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice)
+        first = next(job)  # every input is validated here: bad input fails before a progress bar is drawn
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
-            voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
-            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice):
+            for event in itertools.chain([first], job):
                 bar.set_description(event.stage)
                 bar.update(round(event.fraction * 100) - bar.n)
     except LatentSyncError as exc:
