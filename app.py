@@ -33,10 +33,13 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from latentsync_demo.errors import LatentSyncError, user_message  # noqa: E402
+from latentsync_demo.face.landmarks import LANDMARK_CHOICES  # noqa: E402
 from latentsync_demo.media import MODEL_FPS, probe  # noqa: E402
 from latentsync_demo.media.preview import browser_preview, needs_preview  # noqa: E402
 from latentsync_demo.pipeline import SAMPLERS  # noqa: E402
+from latentsync_demo.pipeline.length import LENGTH_MODES  # noqa: E402
 from latentsync_demo.pipeline.video import GenerationSettings  # noqa: E402
+from latentsync_demo.rest import RestAPI  # noqa: E402
 from latentsync_demo.service import (  # noqa: E402
     DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, LipSyncService, VoiceRequest, run_summary,
 )
@@ -50,6 +53,11 @@ SAMPLER_LABELS = {"DDIM (quality)": "ddim", "LCM · 4 steps (speed)": "lcm"}
 LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
 VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
                 "Script: type what the speaker says": "script"}
+LENGTH_MODE_LABELS = {"pingpong": "Ping-pong: video plays back and forth to the speech's length",
+                      "loop": "Loop: video starts over to the speech's length",
+                      "cut": "Cut: the shorter of video and speech decides",
+                      "keep-tail": "Keep tail: rest of the video as it was, silent",
+                      "pad-silence": "Pad silence: rest of the video with a closed mouth, silent"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
 TINY_WEIGHTS_NOTE = ("To try the app offline without them, the host can write tiny random weights "
@@ -85,12 +93,13 @@ def on_gpu(fn):
     return spaces.GPU(duration=gpu_seconds)(fn) if spaces is not None else fn
 
 
-def collect_settings(steps, guidance, seed, face_index, keep_tail, sampler_label) -> GenerationSettings:
+def collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks) -> GenerationSettings:
     """Widget values -> GenerationSettings. Values pass through as given (validation refuses bad ones with a
     message); only the UI's float-typed numbers become ints when they are whole."""
     return GenerationSettings(sampler=SAMPLER_LABELS.get(sampler_label, sampler_label),
                               num_inference_steps=_whole(steps), guidance_scale=guidance, seed=_whole(seed),
-                              face_index=_whole(face_index), keep_video_tail=bool(keep_tail))
+                              face_index=_whole(face_index), length_mode=length_mode or None,
+                              landmarks=landmarks or "auto")
 
 
 def _whole(value):
@@ -202,9 +211,9 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
         return "**Stopping** after the chunk being generated…"
 
     @on_gpu
-    def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, keep_tail,
+    def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                 voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
-                sources=None, request: gr.Request = None, progress=gr.Progress()):
+                landmarks="auto", sources=None, request: gr.Request = None, progress=gr.Progress()):
         source = (sources or {}).get(str(video), video) if video else video
         names = {str(p): Path(p).name for p in (source, audio, voice_reference) if p}
         if video and source != video:
@@ -218,7 +227,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
             return
         preset = PRESET_BY_LABEL.get(preset_label, preset_label)
         try:
-            settings = collect_settings(steps, guidance, seed, face_index, keep_tail, sampler_label)
+            settings = collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks)
             voice = VoiceRequest(VOICE_LABELS.get(voice_label, voice_label), script or None, language or None,
                                  voice_reference)
             stem = Path(source).stem if source else "video"
@@ -253,6 +262,30 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
             if stops.get(session) is stop:
                 del stops[session]
 
+    @on_gpu
+    def score_result(video, audio, result):
+        """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
+        missing = service.metric_files_missing()
+        if any(path.name == "syncnet_v2.model" for path in missing):
+            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
+                    "the paper's confidence number here.", gr.update(visible=allow_download))
+        if not result:
+            return "", gr.update(visible=bool(missing) and allow_download)
+        try:
+            return service.score_job(result, video, audio or None), gr.update(visible=bool(missing) and allow_download)
+        except LatentSyncError as exc:
+            return f"Lip sync not scored: {user_message(exc)}", gr.update(visible=bool(missing) and allow_download)
+        except Exception as exc:  # the video is already there: a failed score must not look like a failed job
+            log.exception("lip-sync scoring failed")
+            return f"Lip sync not scored ({type(exc).__name__}).", gr.update()
+
+    def download_metric(progress=gr.Progress(track_tqdm=True)):
+        try:
+            service.download_metric_weights()
+        except LatentSyncError as exc:
+            raise gr.Error(user_message(exc), duration=None) from exc
+        return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)
+
     with gr.Blocks(title="LatentSync demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# LatentSync lip sync\nUpload a talking-head clip and new speech; watch each 16-frame chunk "
                     "arrive, then compare the original and the result.")
@@ -284,7 +317,11 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
                 seed = gr.Number(value=1247, precision=0, label="Seed")
                 with gr.Accordion("Advanced", open=False):
                     face_index = gr.Number(value=0, precision=0, label="Face index (0 = the largest in frame)")
-                    keep_tail = gr.Checkbox(False, label="Keep the rest of the video when the speech is shorter")
+                    length_mode = gr.Dropdown([(LENGTH_MODE_LABELS[m], m) for m in LENGTH_MODES], value="pingpong",
+                                              label="When speech and video lengths differ", elem_id="length-mode")
+                    landmarks = gr.Dropdown(list(LANDMARK_CHOICES), value="auto", label="Face landmarks",
+                                            info="auto: insightface (as the official code) when its files are "
+                                                 "downloaded, else mediapipe (offline)")
                 with gr.Row():
                     run_btn = gr.Button("Lip-sync", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop", elem_id="stop")
@@ -295,6 +332,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
                 compare_out = gr.Video(label="Original | lip-synced (one player, always in sync)", interactive=False,
                                        visible=False, elem_id="compare-out")
                 result_out = gr.Video(label="Lip-synced", interactive=False, visible=False, elem_id="result-out")
+                sync_md = gr.Markdown(elem_id="sync-score")
+                sync_download_btn = gr.Button("Download lip-sync scoring weights", visible=False)
                 download_out = gr.File(label="Download", visible=False, elem_id="download-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
@@ -302,12 +341,15 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
 
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
-        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, keep_tail,
-                  voice_mode, script, language, voice_reference, sources]
+        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
+                  voice_mode, script, language, voice_reference, landmarks, sources]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out]
         run_btn.click(arm, None, [preview, compare_out, result_out, download_out], queue=False, js=SCROLL_TO_STATUS,
                       api_visibility="private")
-        run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
+        job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
+        job.success(score_result, [video_in, audio_in, result_out], [sync_md, sync_download_btn],
+                    api_visibility="private")
+        sync_download_btn.click(download_metric, None, [sync_md, sync_download_btn], api_visibility="private")
         stop_btn.click(request_stop, None, status, queue=False, api_visibility="private")
         video_in.upload(show_upload, [video_in, sources], [video_in, sources], api_visibility="private")
         weights_outputs = [weights_md, download_btn, run_btn]
@@ -335,6 +377,14 @@ def main() -> None:
                                                                            DEFAULT_MAX_PIXELS)),
                         help="largest video frame accepted, width x height (default: 4K UHD)")
     parser.add_argument("--queue-size", type=int, default=16)
+    rest = parser.add_argument_group("REST API at /api/v1 (docs at /docs), on the same server and GPU queue")
+    rest.add_argument("--no-api", action="store_true", help="serve the web app only")
+    rest.add_argument("--api-token", default=os.environ.get("LATENTSYNC_API_TOKEN"),
+                      help="require 'Authorization: Bearer TOKEN' on every API call (env LATENTSYNC_API_TOKEN)")
+    rest.add_argument("--api-max-upload-mb", type=float, default=200.0, help="largest accepted upload per file")
+    rest.add_argument("--api-retention-minutes", type=float, default=60.0,
+                      help="job files and results are removed this long after the job ends")
+    rest.add_argument("--api-sync-max-seconds", type=float, default=20.0, help="longest clip POST /api/v1/sync takes")
     parser.add_argument("--no-download", action="store_true", default=bool(os.environ.get("SPACE_ID")),
                         help="hide the weight download buttons (default on Hugging Face Spaces: the host adds "
                              "weights with preload_from_hub)")
@@ -353,8 +403,13 @@ def main() -> None:
         if not service.missing_files():
             service.models()  # ZeroGPU: weights go to the device at start-up, not inside a request
     demo = build_demo(service, allow_download=not args.no_download)
+    app_kwargs = {}
+    if not args.no_api:  # mounted on Gradio's own FastAPI server at start-up (no second server)
+        api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
+                      args.api_sync_max_seconds, max_pending=args.queue_size)
+        app_kwargs["lifespan"] = api.lifespan
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
-                                                allowed_paths=[str(service.output_dir)])
+                                                allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
-from .face.landmarks import BACKENDS
 from .media import MediaInfo, probe
 from .media.audio import check_finite_samples
 from .pipeline.video import GenerationSettings
@@ -33,11 +32,11 @@ VOICE_MODES = ("off", "revoice", "script")
 
 def validate_request(video, audio, out, settings: GenerationSettings, voice=None, max_seconds: float | None = None,
                      max_pixels: int | None = None) -> None:
-    """Everything about one job that can be checked before it starts; raises InputError with the first problem.
+    """Everything about one job's inputs and output that can be checked before it starts (the settings go
+    through ``check_settings``, via ``LipSyncService.check_settings``); raises InputError with the first problem.
 
     ``voice``: a ``service.VoiceRequest`` (mode "off", "revoice" or "script", text, reference) or None.
     """
-    check_settings(settings)
     mode = getattr(voice, "mode", "off") if voice is not None else "off"
     if mode not in VOICE_MODES:
         raise InputError(f"unknown voice mode {mode!r}; choose one of {', '.join(VOICE_MODES)}.")
@@ -59,7 +58,7 @@ def validate_request(video, audio, out, settings: GenerationSettings, voice=None
 
 
 def check_settings(settings: GenerationSettings) -> None:
-    """Refuse settings no sampler can run: seed, steps, guidance, face index, landmark backend."""
+    """Refuse settings no sampler can run: seed, steps, guidance, face index."""
     seed = settings.seed
     if not _is_int(seed) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise InputError(f"Seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {_show(seed)}.")
@@ -76,8 +75,6 @@ def check_settings(settings: GenerationSettings) -> None:
     if not _is_int(face) or face < 0:
         raise InputError(f"Face index must be a whole number, 0 for the largest face, 1 for the next, ...; "
                          f"not {_show(face)}.")
-    if settings.landmarks not in BACKENDS:
-        raise InputError(f"unknown landmark backend {settings.landmarks!r}; choose one of {', '.join(BACKENDS)}.")
 
 
 def check_device(device: str) -> str:

@@ -155,8 +155,8 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.locator("#audio-in input[type=file]").set_input_files(str(media["speech"]))
         page.wait_for_timeout(1500)
         page.locator("#run").click()
-        page.locator("#status").get_by_text("Generating chunk", exact=False).wait_for(timeout=120_000)
-        page.locator("#status").get_by_text("Done", exact=False).wait_for(timeout=120_000)
+        page.locator("#status").get_by_text("Generating chunk", exact=False).first.wait_for(timeout=120_000)
+        page.locator("#status").get_by_text("Done", exact=False).first.wait_for(timeout=120_000)
         assert page.locator("#compare-out video").count() == 1
         assert page.locator("#result-out video").count() == 1
         assert page.locator("#status").is_visible() and page.locator("#preview img").count() == 1

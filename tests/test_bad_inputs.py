@@ -201,7 +201,7 @@ def app(corpus, tmp_path_factory):
 
 def _app_error(client: Client, video, audio, **settings) -> str:
     args = dict(preset_label="LatentSync 1.5 · 256 px", sampler_label="DDIM (quality)", steps=1, guidance=1.5,
-                seed=1247, face_index=0, keep_tail=False)
+                seed=1247, face_index=0, length_mode="pingpong")
     args.update(settings)
     job = client.submit(handle_file(str(video)), handle_file(str(audio)), *args.values(), api_name="/lipsync")
     with pytest.raises(Exception) as info:
