@@ -198,9 +198,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
         return str(preview), sources
 
     def arm(request: gr.Request):
-        """On click, before the queued job: forget an old Stop, and show where the results will appear."""
+        """On click, before the queued job: forget a Stop pressed earlier."""
         stop_early.discard(request.session_hash)
-        return [gr.update(visible=True)] * 4
 
     def request_stop(request: gr.Request):
         switch = stops.get(request.session_hash)
@@ -328,13 +327,13 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
             with gr.Column():
                 status = gr.Markdown("Results appear here.", elem_id="status")
                 preview = gr.Image(label="Latest chunk: face the model saw | face it made", type="numpy",
-                                   interactive=False, visible=False, elem_id="preview")
+                                   interactive=False, elem_id="preview")
                 compare_out = gr.Video(label="Original | lip-synced (one player, always in sync)", interactive=False,
-                                       visible=False, elem_id="compare-out")
-                result_out = gr.Video(label="Lip-synced", interactive=False, visible=False, elem_id="result-out")
+                                       elem_id="compare-out")
+                result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
                 sync_md = gr.Markdown(elem_id="sync-score")
                 sync_download_btn = gr.Button("Download lip-sync scoring weights", visible=False)
-                download_out = gr.File(label="Download", visible=False, elem_id="download-out")
+                download_out = gr.File(label="Download", elem_id="download-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
         if examples:
@@ -344,8 +343,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True) -> gr.Block
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out]
-        run_btn.click(arm, None, [preview, compare_out, result_out, download_out], queue=False, js=SCROLL_TO_STATUS,
-                      api_visibility="private")
+        run_btn.click(None, js=SCROLL_TO_STATUS)
+        run_btn.click(arm, None, None, queue=False, api_visibility="private")
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
         job.success(score_result, [video_in, audio_in, result_out], [sync_md, sync_download_btn],
                     api_visibility="private")

@@ -157,10 +157,10 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.locator("#run").click()
         page.locator("#status").get_by_text("Generating chunk", exact=False).first.wait_for(timeout=120_000)
         page.locator("#status").get_by_text("Done", exact=False).first.wait_for(timeout=120_000)
-        assert page.locator("#compare-out video").count() == 1
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        page.locator("#compare-out video").wait_for(timeout=30_000)  # original | result, one player
         assert page.locator("#result-out video").count() == 1
         assert page.locator("#status").is_visible() and page.locator("#preview img").count() == 1
-        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
 
