@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_rows(rows, out_dir)
     state.wait_for_everyone()  # every process decided from the same results before any writes more
-    service = LipSyncService(checkpoints=args.checkpoints, device=args.device or str(state.device), max_seconds=None)
+    service = LipSyncService(checkpoints=args.checkpoints, device=args.device or str(state.device), max_seconds=None,
+                             max_pixels=None)
     part = out_dir / f"results.part-{state.process_index}.csv"
     with state.split_between_processes(todo) as mine:
         new_file = not part.exists()

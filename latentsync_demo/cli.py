@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import LatentSyncError
+from .errors import InputError, LatentSyncError
 from .face.landmarks import LANDMARK_CHOICES
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
@@ -85,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no consent given. Lip sync needs the consent of the person shown (and of the voice's "
               "owner when cloning a voice): pass --consent or set LATENTSYNC_CONSENT=1.", file=sys.stderr)
         return 2
+    from .logs import quiet_native_logs
     from .service import LipSyncService, VoiceRequest  # heavy imports after argument errors are reported
+
+    quiet_native_logs()
 
     steps = args.steps if args.steps is not None else SAMPLERS[args.sampler].default_steps
     settings = GenerationSettings(
@@ -93,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
         length_mode=args.length_mode,
     )
-    service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
     try:
+        _make_output_folder(args.out)
+        service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None)
+        voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
+        job = service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)
+        first = next(job)  # every input is validated here: bad input fails before a progress bar is drawn
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
-            voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
-            for event in service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice,
-                                         consent=consent):
+            for event in itertools.chain([first], job):
                 bar.set_description(event.stage)
                 bar.update(round(event.fraction * 100) - bar.n)
     except LatentSyncError as exc:
@@ -122,3 +129,16 @@ def _ask_consent() -> bool:
         return input("Type 'yes' to confirm: ").strip().lower() in ("y", "yes")
     except EOFError:
         return False
+
+
+def _make_output_folder(out: str) -> None:
+    """Create the output's folder when missing (for a file name the job can write; the rest is validated)."""
+    from .validation import OUTPUT_SUFFIXES
+
+    folder = Path(out).parent
+    if Path(out).suffix.lower() in OUTPUT_SUFFIXES and not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the output folder {folder} ({exc.strerror or exc}): "
+                             "choose a folder you can write to.") from exc

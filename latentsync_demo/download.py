@@ -22,8 +22,7 @@ from .store import (DEFAULT_PRESET, INSIGHTFACE_FILES, INSIGHTFACE_REPO, PRESETS
 def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Path:
     """Fetch whatever of ``preset`` is missing under ``root``; returns the preset's folder."""
     checkpoints = resolve(preset, root)
-    wanted = [(checkpoints.preset.repo_id, name, checkpoints.folder) for name in (UNET_FILE, WHISPER_FILE)]
-    wanted += [(VAE_REPO, name, checkpoints.vae) for name in VAE_FILES]
+    wanted = _wanted(checkpoints)
     command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
     for repo_id, filename, folder in wanted:
         fetch_file(repo_id, filename, folder, command)
@@ -76,6 +75,34 @@ def download_insightface(checkpoints: CheckpointSet) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _wanted(checkpoints) -> list[tuple[str, str, Path]]:
+    """(repo id, file name in the repo, local folder) of every file a preset needs."""
+    wanted = [(checkpoints.preset.repo_id, name, checkpoints.folder) for name in (UNET_FILE, WHISPER_FILE)]
+    return wanted + [(VAE_REPO, name, checkpoints.vae) for name in VAE_FILES]
+
+
+def link_from_hub_cache(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> list[Path]:
+    """Link files of ``preset`` that are already in the Hugging Face cache into the checkpoint layout.
+
+    A Space's ``preload_from_hub`` (README front matter) downloads the weights into that cache when the Space
+    is built; this makes them visible where the store looks, without any download. Returns the linked paths.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    checkpoints = resolve(preset, root)
+    wanted = _wanted(checkpoints)
+    linked = []
+    for repo_id, filename, folder in wanted:
+        target = folder / filename
+        cached = try_to_load_from_cache(repo_id, filename)
+        if target.exists() or not isinstance(cached, str):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(Path(cached).resolve())
+        linked.append(target)
+    return linked
+
+
 def download_error(what: str, repo_id: str, command: str, destination: Path, exc: BaseException) -> CheckpointError:
     """The message for a failed Hugging Face download: offline or not, the command, where files go."""
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
@@ -84,7 +111,9 @@ def download_error(what: str, repo_id: str, command: str, destination: Path, exc
     why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
     return CheckpointError(
         f"could not download {what} from https://huggingface.co/{repo_id}: {why}.\n"
-        f"Run  {command}  on a machine with internet access, or copy the files to {destination}."
+        f"Run  {command}  on a machine with internet access, or copy the files to {destination}.",
+        web=f"Could not download {Path(what).name} from Hugging Face ({'this server is offline' if offline else why}). "
+            "Ask the host to add the model files.",
     )
 
 

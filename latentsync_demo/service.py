@@ -11,6 +11,8 @@ process, and runs one job at a time on the accelerator (a lock), streaming ``Job
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -33,8 +35,11 @@ from .provenance.manifest import container_tags, stamp
 from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
 from .provenance.watermark import job_number
 from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
+from .validation import check_device, check_duration, validate_request
+from .validation import check_settings as check_setting_values
 
 DEFAULT_MAX_SECONDS = 120.0
+DEFAULT_MAX_PIXELS = 3840 * 2160  # 4K UHD; an 8K frame is 100 MB of RGB per decoded frame
 log = logging.getLogger(__name__)
 
 
@@ -69,12 +74,14 @@ class LipSyncService:
         dtype: torch.dtype | None = None,
         max_seconds: float | None = DEFAULT_MAX_SECONDS,
         output_dir: str | Path | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         restrictions: list[RestrictionCheck] | None = None,
     ):
         self.checkpoints = checkpoints
         self.max_seconds = max_seconds  # longest video or audio accepted; None = no limit
+        self.max_pixels = max_pixels  # largest video frame (width * height) accepted; None = no limit
         self.output_dir = Path(output_dir or Path(tempfile.gettempdir()) / "latentsync_outputs")
-        self.device = device or default_device()
+        self.device = check_device(device) if device else default_device()  # InputError for "foo", GPU-less "cuda"
         self.dtype = dtype or default_dtype(self.device)
         self._models: dict[tuple, LoadedModels] = {}
         self._students: dict[tuple, torch.nn.Module] = {}  # LCM students, like _models
@@ -94,13 +101,25 @@ class LipSyncService:
 
         return download(preset, self.checkpoints)
 
-    def new_output_path(self, suffix: str = ".mp4", keep_seconds: float = 3600.0) -> Path:
-        """A fresh path in ``output_dir``; results older than ``keep_seconds`` are removed."""
+    def new_output_path(self, suffix: str = ".mp4", keep_seconds: float = 3600.0, name: str | None = None) -> Path:
+        """A fresh path in ``output_dir``; results older than ``keep_seconds`` are removed.
+
+        ``name``: the file's name without suffix (e.g. "talk_lipsync", what a download is saved as); it goes in a
+        folder of its own so that equal names never collide.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for old in self.output_dir.iterdir():
-            if old.is_file() and time.time() - old.stat().st_mtime > keep_seconds:
-                old.unlink(missing_ok=True)
-        return self.output_dir / f"lipsync_{uuid.uuid4().hex[:12]}{suffix}"
+            if time.time() - old.stat().st_mtime > keep_seconds:
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+        if name is None:
+            return self.output_dir / f"lipsync_{uuid.uuid4().hex[:12]}{suffix}"
+        folder = self.output_dir / uuid.uuid4().hex[:12]
+        folder.mkdir()
+        safe = re.sub(r"[^\w.-]+", "_", name).strip("._")[:80] or "lipsync"
+        return folder / f"{safe}{suffix}"
 
     @property
     def voice(self):
@@ -126,12 +145,7 @@ class LipSyncService:
     def check_length(self, *paths: str | Path) -> None:
         """Refuse inputs longer than ``max_seconds`` before any work starts."""
         for path in paths:
-            duration = probe(path).duration
-            if self.max_seconds is not None and duration > self.max_seconds:
-                raise InputError(
-                    f"{Path(path).name} lasts {duration:.0f} s; this server accepts up to {self.max_seconds:.0f} s. "
-                    "Trim it, or run the CLI locally for long clips."
-                )
+            check_duration(probe(path), self.max_seconds)
 
     def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
         """The preset's models, loaded once per process."""
@@ -169,7 +183,8 @@ class LipSyncService:
 
     def check_settings(self, preset: str, settings: GenerationSettings) -> None:
         """InputError for an unknown preset, sampler, length mode or landmark backend, or steps out of range
-        (before any work)."""
+        (before any work), and settings no sampler can run (seed, steps, guidance, face index)."""
+        check_setting_values(settings)
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if settings.landmarks not in LANDMARK_CHOICES:
@@ -186,6 +201,8 @@ class LipSyncService:
         preset: str = DEFAULT_PRESET,
         settings: GenerationSettings | None = None,
         voice: VoiceRequest | None = None,
+        stop: threading.Event | None = None,
+        compare: str | Path | None = None,
         consent: bool = False,
         **overrides,
     ) -> Iterator[JobEvent]:
@@ -196,6 +213,8 @@ class LipSyncService:
         (num_inference_steps, guidance_scale, seed, ...).
         With a ``voice`` request the speech is first re-voiced or synthesised in the speaker's voice; an
         event with ``audio`` set carries that new speech before lip sync starts.
+        Every input and setting is checked first (``validation.validate_request``): bad input raises InputError
+        before any model loads. ``stop`` and ``compare``: see ``pipeline.video.lipsync_video``.
         Every output carries an invisible watermark with the job number, AI-generated container metadata
         and a ``<out>.c2pa.json`` manifest (the done event's ``manifest``).
         """
@@ -204,23 +223,25 @@ class LipSyncService:
         settings = replace(settings or GenerationSettings(), **overrides)
         settings = replace(settings, watermark_job=job_number(job_id))  # every output is marked
         self.check_settings(preset, settings)
+        validate_request(video, audio, out, settings, voice, self.max_seconds, self.max_pixels)
         enforce(self.restrictions, JobRequest(Path(video), Path(audio) if audio else None, preset, job_id,
                                               settings, voice))
         if voice is not None and voice.mode != "off":
-            self.check_length(video, *([audio] if audio else []))
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
             audio = self.voice_audio(video, audio, voice, settings.seed)
             yield JobEvent("voice", 0.0, "new speech ready", audio=audio)
         if audio is None:
             raise InputError("upload the speech audio that the video should lip-sync to")
         self.check_length(video, audio)
+        if (preset, self.device, self.dtype) not in self._models:
+            yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
         pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
         detector = self.landmark_detector(preset, settings.landmarks)
         with self._run_lock, closing(detector):
             for event in lipsync_video(pipeline, models.audio_encoder, models.resolution, video, audio, out,
-                                       settings, detector=detector):
-                if event.stage == "done":
+                                       settings, detector=detector, stop=stop, compare_path=compare):
+                if event.stage in ("done", "stopped"):
                     tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}")
                     event = replace(event, manifest=stamp(out, {"video": Path(video), "audio": Path(audio)},
                                                           tags))
@@ -281,3 +302,15 @@ class LipSyncService:
         if not scored.face_detector.startswith("s3fd"):
             line += f" (faces from {scored.face_detector}: close to, not exactly, the official protocol)"
         return line
+
+
+def run_summary(frames: int, seconds: float, settings: GenerationSettings, preset: str, device: str) -> str:
+    """One line for the end of a job: wall time, speed, and the settings that produced it."""
+    from .pipeline import SAMPLERS
+    from .store import get_preset
+
+    spec = SAMPLERS.get(settings.sampler)
+    guidance = f", guidance {settings.guidance_scale:g}" if spec is None or spec.uses_guidance else ""
+    return (f"{frames} frames ({frames / 25:.1f} s of video) in {seconds:.1f} s: {frames / max(seconds, 1e-9):.2f} "
+            f"frames/s · {settings.sampler.upper()} {settings.num_inference_steps} steps{guidance}, seed "
+            f"{settings.seed} · {get_preset(preset).label} · {device}")

@@ -10,8 +10,10 @@ A checkpoint folder has the official LatentSync release layout::
                                       peft LoRA (adapter_config.json + adapter_model.safetensors); see models/lcm.py
 
 The default root ``checkpoints/`` keeps one such folder per preset (``checkpoints/latentsync-1.5/``) and
-the shared VAE at ``checkpoints/sd-vae-ft-mse/``. A folder given with ``--checkpoints`` that itself holds
-``latentsync_unet.pt`` is used as is, whatever the preset (that is how test and fine-tuned sets work).
+the shared VAE at ``checkpoints/sd-vae-ft-mse/``. A folder that itself holds
+``latentsync_unet.pt`` (a "flat" set) is one model set: it serves the preset of its resolution (256 px, i.e.
+LatentSync 1.5, when it has no ``unet_config.json``), while the other preset keeps its own subfolder; a set whose
+``unet_config.json`` names a resolution no preset has (test and fine-tuned sets) serves every preset.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class CheckpointSet:
     unet_config: dict
     resolution: int
     root: Path | None = None  # the --checkpoints folder (shared files such as auxiliary/ live there)
+    note: str = ""  # why the preset's own folder is used although the root holds a (different) flat set
 
     def missing(self) -> list[Path]:
         missing = [p for p in (self.unet, self.whisper, self.vae / "config.json") if not p.is_file()]
@@ -101,16 +104,22 @@ class CheckpointSet:
 
     def require(self) -> None:
         """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""
-        self._require(f"model files for {self.preset.label} are missing", self.missing(),
-                      "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them.")
+        missing = self.missing()
+        self._require(f"model files for {self.preset.label} are missing", missing,
+                      "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them.",
+                      web=f"The model weights for {self.preset.label} are not on this server yet "
+                          f"({', '.join(p.name for p in missing)}). Press “Download model weights” above (a few "
+                          "GB), or ask the host to add them.")
 
-    def _require(self, what: str, missing: list[Path], otherwise: str) -> None:
+    def _require(self, what: str, missing: list[Path], otherwise: str, web: str | None = None) -> None:
         if missing:
             listed = "\n  ".join(str(p) for p in missing)
             raise CheckpointError(
-                f"{what}:\n  {listed}\n"
+                f"{what}:\n  {listed}\n{self.note}"
                 f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
-                f" --checkpoints {self._root_hint()}\n{otherwise}"
+                f" --checkpoints {self._root_hint()}\n{otherwise}",
+                web=web or f"Model files this job needs are not on this server yet "
+                           f"({', '.join(p.name for p in missing)}): ask the host to add them.",
             )
 
     @property
@@ -138,7 +147,9 @@ class CheckpointSet:
             f"  {self.lcm / LCM_UNET_FILE}  (full student) nor\n"
             f"  {self.lcm / LORA_CONFIG_FILE} + {LORA_WEIGHTS_FILE}  (LoRA).\n"
             f"{source}, or distil one: accelerate launch -m latentsync_demo.training.lcm_distill --help. "
-            "Or use the ddim sampler."
+            "Or use the ddim sampler.",
+            web=f"The fast LCM sampler needs a distilled model that {self.preset.label} does not have on this server: "
+                "choose the DDIM sampler.",
         )
 
     @property
@@ -166,11 +177,19 @@ def resolve(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Che
     spec = get_preset(preset)
     root = Path(root) if root is not None else default_root()
     flat = (root / UNET_FILE).is_file() or (root / UNET_CONFIG_FILE).is_file()
+    note = ""
+    if flat:  # one model set directly in root: it belongs to the preset of its resolution (256 px without config)
+        _, flat_resolution = _read_unet_config(root / UNET_CONFIG_FILE, PRESETS[DEFAULT_PRESET].resolution)
+        owner = next((p for p in PRESETS.values() if p.resolution == flat_resolution), None)
+        if owner is not None and owner.name != spec.name:  # never serve 1.5's files as 1.6 (or back)
+            flat = False
+            note = (f"({root} itself holds a {flat_resolution} px set, used for {owner.label}; "
+                    f"{spec.label} needs its own files in {root / spec.name}, see checkpoints/README.md.)\n")
     folder = root if flat else root / spec.name
     vae = folder / VAE_DIR if (folder / VAE_DIR).is_dir() or flat else root / VAE_DIR
     model_config, resolution = _read_unet_config(folder / UNET_CONFIG_FILE, spec.resolution)
     return CheckpointSet(spec, folder, folder / UNET_FILE, folder / WHISPER_FILE, vae, model_config, resolution,
-                         root)
+                         root, note)
 
 
 def _read_unet_config(path: Path, default_resolution: int) -> tuple[dict, int]:

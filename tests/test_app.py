@@ -1,6 +1,7 @@
 """The Gradio app, started for real on tiny checkpoints and driven through gradio_client and a browser."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -85,24 +86,39 @@ def _lipsync(client: Client, video, audio):
 def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     client = Client(app, verbose=False)
     updates = _lipsync(client, media["video"], media["speech"])
-    chunk_updates = [u for u in updates if u[0].startswith("generated chunk")]
-    assert [u[0] for u in chunk_updates] == [f"generated chunk {k} of 3…" for k in (1, 2, 3)]
-    assert all(u[1] for u in chunk_updates)  # each carries a preview image
-    status, _, original, result, download, _ = updates[-1]
-    assert status == "Done." and result == download
+    statuses = [u[0] for u in updates]
+    # Each label names what runs next: the chunk being generated, then the writing.
+    labels = [re.match(r"\*\*(.+?)\*\* · (\d+)% · (\d+:\d\d) elapsed", s) for s in statuses[:-1]]
+    assert all(labels), statuses
+    chunk_labels = [m[1] for m in labels if m[1].startswith(("Generating chunk", "Writing the video"))]
+    assert chunk_labels == ["Generating chunk 1 of 3", "Generating chunk 2 of 3", "Generating chunk 3 of 3",
+                            "Writing the video"]
+    assert [int(m[2]) for m in labels] == sorted(int(m[2]) for m in labels)
+    assert any("left" in s for s in statuses if "Generating chunk 3" in s)  # an ETA once chunks are done
+    previews = [u[1] for u in updates if isinstance(u[1], str)]
+    assert len(previews) == 3  # one face-crop preview per chunk, large enough to see the mouth
+    from PIL import Image
+
+    assert Image.open(previews[0]).size == (512, 256)  # 64 px crops of the tiny set, shown 256 px high
+    status, _, compare, result, download, _ = updates[-1]
+    assert status.startswith("**Done** · 35 frames (1.4 s of video) in ") and "frames/s · DDIM 20 steps, " \
+        "guidance 1.5, seed 1247 · LatentSync 1.5 · 256 px · cpu" in status
+    assert result == download and Path(result).name == "face_lipsync.mp4"  # the download's name
     info = probe(result)
     assert info.video_codec == "h264" and info.has_audio and count_frames(result) == 35
-    assert Path(original).name == Path(media["video"]).name
+    both = probe(compare)  # original | result, one player
+    assert Path(compare).name == "face_side_by_side.mp4" and both.has_audio and count_frames(compare) == 35
+    assert (both.width, both.height) == (2 * 256, 256)
 
 
 def test_bad_input_reports_and_server_keeps_serving(app, media):
     client = Client(app, verbose=False)
-    with pytest.raises(Exception, match="not a video or audio file"):
+    with pytest.raises(Exception, match="notes.mp4 is not a video or audio file this app can read"):
         _lipsync(client, media["text"], media["speech"])
     with pytest.raises(Exception, match="accepts up to 3 s"):
         _lipsync(client, media["video"], media["long"])
     updates = _lipsync(client, media["video"], media["speech"])
-    assert updates[-1][0] == "Done."
+    assert updates[-1][0].startswith("**Done**")
 
 
 def test_missing_weights_app_still_starts_and_names_the_download(tmp_path, media):
@@ -110,8 +126,9 @@ def test_missing_weights_app_still_starts_and_names_the_download(tmp_path, media
     try:
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "LatentSync" in page
-        with pytest.raises(Exception, match="python -m latentsync_demo.download --preset latentsync-1.5"):
+        with pytest.raises(Exception, match="model weights for LatentSync 1.5 · 256 px are not on this server") as info:
             _lipsync(Client(url, verbose=False), media["video"], media["speech"])
+        assert "python -m" not in str(info.value) and "Download model weights" in str(info.value)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -139,11 +156,12 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.locator("#consent input[type=checkbox]").check()
         page.wait_for_timeout(1500)
         page.locator("#run").click()
-        page.get_by_text("generated chunk", exact=False).first.wait_for(timeout=120_000)
-        page.locator("#status").get_by_text("Done.").wait_for(timeout=120_000)
-        assert page.locator("#original-out video").count() == 1
-        assert page.locator("#result-out video").count() == 1
+        page.locator("#status").get_by_text("Generating chunk", exact=False).first.wait_for(timeout=120_000)
+        page.locator("#status").get_by_text("Done", exact=False).first.wait_for(timeout=120_000)
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        page.locator("#compare-out video").wait_for(timeout=30_000)  # original | result, one player
+        assert page.locator("#result-out video").count() == 1
+        assert page.locator("#status").is_visible() and page.locator("#preview img").count() == 1
         browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
 
@@ -155,4 +173,35 @@ def test_lcm_sampler_through_the_api(app, media):
                         "LatentSync 1.5 · 256 px", "LCM · 4 steps (speed)", 4, consent=True, api_name="/lipsync")
     updates = list(job)
     job.result()
-    assert updates[-1][0] == "Done." and count_frames(updates[-1][3]) == 35
+    assert "LCM 4 steps" in updates[-1][0] and count_frames(updates[-1][3]) == 35
+
+
+def test_stop_keeps_the_finished_chunks_playable(tmp_path, media):
+    """What the app's Stop button does: the job ends after the current chunk and keeps what is done."""
+    import threading
+
+    from latentsync_demo.service import LipSyncService
+
+    service = LipSyncService(write_tiny_checkpoints(tmp_path / "tiny"), device="cpu")
+    stop = threading.Event()
+    out, compare = tmp_path / "stopped.mp4", tmp_path / "compare.mp4"
+    events = []
+    for event in service.lipsync(media["video"], media["speech"], out, num_inference_steps=1, stop=stop,
+                                 compare=compare, consent=True):
+        events.append(event)
+        if event.stage == "generating":
+            stop.set()  # pressed while chunk 2 of 3 would start
+    last = events[-1]
+    assert last.stage == "stopped" and last.chunk == 1 and last.frames == 16 and last.output == out
+    assert count_frames(out) == 16 and probe(out).has_audio and abs(probe(out).duration - 16 / 25) < 0.05
+    assert last.compare == compare and count_frames(compare) == 16
+
+
+def test_phone_hevc_uploads_get_an_h264_preview(tmp_path):
+    from latentsync_demo.media.preview import browser_preview, needs_preview
+
+    hevc = make_talking_head_clip(tmp_path / "phone.mov", seconds=0.4, fps=25, size=(120, 160), video_codec="libx265")
+    h264 = make_talking_head_clip(tmp_path / "ok.mp4", seconds=0.2, fps=25, size=(64, 64))
+    assert needs_preview(hevc) and not needs_preview(h264)
+    preview = probe(browser_preview(hevc, tmp_path / "phone_preview.mp4", max_height=80))
+    assert (preview.video_codec, preview.height, preview.width, preview.has_audio) == ("h264", 80, 60, True)

@@ -35,6 +35,17 @@ from latentsync_demo.training.syncnet import load_syncnet
 RES = 32  # faces; latents are 4x4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The micro models' ops are too small to split across threads: with 2 OpenMP threads on a busy 2-core
+    machine the distillation ran ~10x slower (threads spin waiting for each other), with 1 it is as fast
+    as on an idle one. Same computation, same assertions."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("lcm")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import wave
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from .ffmpeg import fs_path, run_ffmpeg
-from .probe import probe
+from .probe import MediaInfo, probe
 
 SAMPLE_RATE = 16000
 
@@ -33,7 +34,25 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / np.float32(32768.0)
     if samples.size == 0:
         raise InputError(f"the audio track is empty (length 0) in {info.path}; record or export it again.")
+    check_finite_samples(info)
     return samples
+
+
+def check_finite_samples(info: MediaInfo) -> None:
+    """Refuse float PCM audio (32/64-bit float WAV, CAF, ...) holding NaN or infinite samples.
+
+    The conversion to 16-bit above would silently turn them into noise or silence, and the AAC encoder
+    of the final mux fails on them; so they are caught here, where the audio is first read.
+    """
+    if not (info.audio_codec or "").startswith("pcm_f"):
+        return  # integer PCM and compressed codecs cannot carry NaN/inf
+    args = ["-i", fs_path(info.path), "-vn", "-sn", "-dn", "-acodec", "pcm_f32le", "-f", "f32le", "pipe:1"]
+    raw = run_ffmpeg(args, input_error=f"could not decode the audio of {info.path} (corrupt?)").stdout
+    samples = np.frombuffer(raw, dtype="<f4")
+    bad = np.count_nonzero(~np.isfinite(samples))
+    if bad:
+        raise InputError(f"the audio of {Path(info.path).name} contains {bad} invalid samples (NaN or infinite "
+                         "values, a broken float WAV export); export it again, e.g. as 16-bit WAV.")
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:

@@ -87,6 +87,6 @@ def run_ffmpeg(
     if proc.returncode != 0:
         tail = stderr_tail(proc.stderr)
         if input_error:
-            raise InputError(f"{input_error}: {tail}")
+            raise InputError(f"{input_error}: {tail}", web=f"{input_error}.")
         raise RuntimeError(f"ffmpeg failed (exit code {proc.returncode}): {tail}")
     return proc

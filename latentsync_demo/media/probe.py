@@ -75,7 +75,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         reason = stderr_tail("\n".join(x for x in text.splitlines() if "Error opening input file" not in x), 2)
         raise InputError(
             f"not a video or audio file, or unreadable (corrupt or truncated?): {p.name} [{reason}]. "
-            "Re-export it as MP4 (H.264/AAC) or WAV and try again."
+            "Re-export it as MP4 (H.264/AAC) or WAV and try again.",
+            web=f"{p.name} is not a video or audio file this app can read (it may be incomplete or damaged). "
+                "Export it again as MP4 or WAV and upload it again.",
         )
     container = text.split("Input #0, ", 1)[1].split(",", 1)[0] if "Input #0, " in text else "unknown"
     video, audio = _first_streams(text)

@@ -63,7 +63,9 @@ def _decode(args: list[str], width: int, height: int, name: str) -> Iterator[np.
                 err.seek(0)
                 done = f"after {count} frames" if count else "before the first frame"
                 raise InputError(f"could not decode the video {name} ({done}; corrupt or unsupported?): "
-                                 f"{stderr_tail(err.read())}. Re-export it as MP4 (H.264) and try again.")
+                                 f"{stderr_tail(err.read())}. Re-export it as MP4 (H.264) and try again.",
+                                 web=f"{os.path.basename(name)} could not be read to the end ({done}): it may be "
+                                     "damaged or in an unusual format. Export it again as MP4 and upload it again.")
         finally:
             if proc.poll() is None:
                 proc.kill()  # the consumer stopped early

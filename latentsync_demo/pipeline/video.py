@@ -13,6 +13,7 @@ Frames where no face is found pass through unchanged.
 
 from __future__ import annotations
 
+import threading
 from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
@@ -56,6 +57,8 @@ class JobEvent:
     preview: np.ndarray | None = field(default=None, repr=False)  # original | result, side by side
     output: Path | None = None
     audio: Path | None = None  # speech made for this job (voice cloning), playable before lip sync ends
+    frames: int | None = None  # "done"/"stopped": frames in the output
+    compare: Path | None = None  # "done"/"stopped": the original | result video, when one was asked for
     manifest: Path | None = None  # provenance sidecar (C2PA-style JSON) of the output, on the done event
 
 
@@ -80,8 +83,15 @@ def lipsync_video(
     out_path: str | Path,
     settings: GenerationSettings = GenerationSettings(),
     detector: LandmarkDetector | None = None,
+    stop: threading.Event | None = None,
+    compare_path: str | Path | None = None,
 ) -> Iterator[JobEvent]:
-    """Run one lip-sync job; see the module docstring. Raises InputError on unusable input."""
+    """Run one lip-sync job; see the module docstring. Raises InputError on unusable input.
+
+    ``stop``: once set, the job ends after the chunk being generated and writes what is done so far (a playable
+    video, audio cut to match), ending with a ``stopped`` event instead of ``done``. ``compare_path``: also
+    write the original | result video there (one player keeps both halves in sync).
+    """
     out_path = Path(out_path)
     yield JobEvent("reading", 0.0, "reading the video and audio")
     info = probe(video_path)
@@ -117,28 +127,48 @@ def lipsync_video(
         num_chunks = -(-plan.num_generated // 16)
         originals = _source_frames(video_path, analysis, plan.sources)
         mark = frame_marker(settings.watermark_job, settings.face_index)  # invisible provenance watermark
-        with closing(originals), closing(mark), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
+        compare = _Compare(compare_path, workdir, (width, height))
+        stopped = False
+        with closing(originals), closing(mark), VideoWriter(silent_video, width, height, MODEL_FPS) as writer, \
+                compare:
             chunks = pipeline.generate_chunks(
                 faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed
             )
+            yield JobEvent("starting generation", _DETECT + _AUDIO, f"generating chunk 1 of {num_chunks}",
+                           num_chunks=num_chunks)
             for k, (start, generated) in enumerate(chunks):
+                shown = None
                 for j, face in enumerate(generated):
                     src = sources[start + j]
                     frame = next(originals)
                     matrix = analysis.matrices[src]
                     result = mark(frame if matrix is None else aligner.restore_generated(frame, face, matrix))
                     writer.write(result)
+                    compare.write(frame, result)
+                    if matrix is not None or shown is None:
+                        shown = (faces[start + j], face, frame, result, matrix is not None)
                 done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
                 yield JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks,
-                               preview=_side_by_side(frame, result))
-            if plan.num_frames > plan.num_generated:
+                               preview=_chunk_preview(*shown, resolution))
+                if stop is not None and stop.is_set() and k + 1 < num_chunks:
+                    stopped = True
+                    break
+            if plan.num_frames > plan.num_generated and not stopped:
                 yield JobEvent("writing", 0.96, "copying the rest of the video")
                 for frame in islice(originals, plan.num_frames - plan.num_generated):  # pass-through frames
                     writer.write(frame)
+                    compare.write(frame, frame)
+            frames = writer.frames_written
 
         yield JobEvent("writing", 0.97, "adding the audio track")
-        mux(silent_video, audio_path, out_path, num_frames=plan.num_frames)
-    yield JobEvent("done", 1.0, f"wrote {out_path.name}", output=out_path)
+        mux(silent_video, audio_path, out_path, num_frames=frames)
+        compared = compare.finish(audio_path, frames)
+    if stopped:
+        yield JobEvent("stopped", done, f"stopped after chunk {k + 1} of {num_chunks}: wrote {out_path.name} "
+                       f"({frames / MODEL_FPS:.1f} s)", k + 1, num_chunks, output=out_path, frames=frames,
+                       compare=compared)
+        return
+    yield JobEvent("done", 1.0, f"wrote {out_path.name}", output=out_path, frames=frames, compare=compared)
 
 
 def _analyse(video_path, info, resolution, settings, detector, num_out, workdir) -> Iterator[JobEvent]:
@@ -147,7 +177,8 @@ def _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
     expected = max(1, info.frames_at(MODEL_FPS))
     faces, matrices, store = [], [], None
     keep_frames = num_out > expected  # ping-pong will revisit frames backwards: keep them on disk
-    tracked = track_faces(iter_frames(video_path, fps=MODEL_FPS), detector, aligner, settings.face_index)
+    counter = _FaceCounter(detector)
+    tracked = track_faces(iter_frames(video_path, fps=MODEL_FPS), counter, aligner, settings.face_index)
     for i, (frame, aligned, matrix) in enumerate(tracked):
         if store is None and keep_frames:
             store = _FrameStore(workdir / "frames.u8", frame.shape)
@@ -160,6 +191,12 @@ def _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
                            f"finding the face ({getattr(detector, 'name', 'landmarks')}): frame {i + 1} of {expected}")
     if not faces:
         raise InputError(f"could not read any frame from {Path(video_path).name}: is the file complete?")
+    if all(f is None for f in faces) and 0 < counter.most <= settings.face_index:
+        raise InputError(
+            f"Face index {settings.face_index} asks for the {_ordinal(settings.face_index + 1)} largest face, but the "
+            f"video shows at most {counter.most} face{'s' if counter.most > 1 else ''}: choose "
+            + ("0." if counter.most == 1 else f"0 (the largest) to {counter.most - 1}.")
+        )
     if all(f is None for f in faces):
         raise InputError(
             "no face was found in any frame of the video: upload a clip where one face is clearly visible "
@@ -178,6 +215,30 @@ def _source_frames(video_path, analysis: _Analysis, sources: list[int]) -> Itera
     if analysis.frames is not None:
         return (analysis.frames[s] for s in sources)
     return iter_frames(video_path, fps=MODEL_FPS)
+
+
+class _FaceCounter:
+    """A detector that remembers the most faces it saw in one frame (to explain a face index that is too high)."""
+
+    def __init__(self, detector: LandmarkDetector):
+        self.detector, self.most = detector, 0
+
+    def detect(self, frame: np.ndarray):
+        faces = self.detector.detect(frame)
+        self.most = max(self.most, len(faces))
+        return faces
+
+    def detect_many(self, frames: list[np.ndarray]):
+        found = self.detector.detect_many(frames)
+        self.most = max([self.most, *(len(faces) for faces in found)])
+        return found
+
+    def __getattr__(self, name: str):  # everything else (name, close, ...) is the wrapped detector's
+        return getattr(self.detector, name)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 class _FrameStore:
@@ -209,3 +270,47 @@ def _side_by_side(original: np.ndarray, result: np.ndarray, height: int = 256) -
     size = (max(1, int(round(original.shape[1] * scale))), height)
     return np.hstack([cv2.resize(np.asarray(original), size, interpolation=cv2.INTER_AREA),
                       cv2.resize(result, size, interpolation=cv2.INTER_AREA)])
+
+
+def _chunk_preview(face_in: torch.Tensor, face_out: torch.Tensor, frame: np.ndarray, result: np.ndarray,
+                   has_face: bool, resolution: int) -> np.ndarray:
+    """The face crop the model saw | the crop it made, at least 256 px high, so the mouth is visible.
+
+    face_in (3, R, R) uint8, face_out (3, R, R) float in ~[-1, 1]; a chunk without any face shows whole frames.
+    """
+    if not has_face:
+        return _side_by_side(frame, result)
+    made = ((face_out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    pair = np.hstack([face_in.permute(1, 2, 0).numpy(), made.permute(1, 2, 0).numpy()])
+    height = max(256, resolution)
+    if pair.shape[0] != height:
+        scale = height / pair.shape[0]
+        pair = cv2.resize(pair, (round(pair.shape[1] * scale), height), interpolation=cv2.INTER_CUBIC)
+    return pair
+
+
+class _Compare:
+    """The optional original | result video of a job (``compare_path`` None: does nothing)."""
+
+    def __init__(self, path: str | Path | None, workdir: Path, frame_size: tuple[int, int]):
+        from ..media.preview import SideBySideWriter
+
+        self.path = Path(path) if path is not None else None
+        self.silent = workdir / "compare.mp4"
+        self.writer = SideBySideWriter(self.silent, frame_size, MODEL_FPS) if self.path is not None else None
+
+    def write(self, original: np.ndarray, result: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.write(original, result)
+
+    def finish(self, audio_path, frames: int) -> Path | None:
+        if self.writer is None:
+            return None
+        return mux(self.silent, audio_path, self.path, num_frames=frames)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.__exit__(*exc)

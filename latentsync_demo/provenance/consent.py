@@ -41,5 +41,7 @@ def require_consent(consent: bool) -> None:
         raise ConsentError(
             "lip sync needs the consent of the person shown (and of the voice's owner when cloning a voice): "
             "confirm it first (app: tick the consent box; CLI: --consent or LATENTSYNC_CONSENT=1; "
-            "Python / API: consent=True)."
+            "Python / API: consent=True).",
+            web="Tick the consent box first: lip sync needs the consent of the person shown (and of the voice's "
+                "owner when cloning a voice). API clients: pass consent=True.",
         )

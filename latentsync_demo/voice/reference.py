@@ -104,7 +104,9 @@ def speaker_reference(path: str | os.PathLike, *, user_supplied: bool = False,
     if seconds < MIN_SPEECH_S:
         found = "no speech" if seconds == 0 else f"only {seconds:.1f} s of speech"
         raise InputError(f"Voice cloning needs at least {MIN_SPEECH_S:.0f} s of the speaker's speech, but {what} "
-                         f"({path}) has {found}. {advice}")
+                         f"({path}) has {found}. {advice}",
+                         web=f"Voice cloning needs at least {MIN_SPEECH_S:.0f} s of the speaker's speech, but {what} "
+                             f"has {found}. Upload a voice sample of the speaker (Voice sample), or set Voice to Off.")
     if seconds < GOOD_SPEECH_S:
         log.warning("only %.1f s of speech in %s; %d s or more clones the voice better", seconds, what,
                     GOOD_SPEECH_S)

@@ -73,7 +73,9 @@ class VoiceModelPaths:
                 f"voice model files are missing:\n  {listed}\n"
                 f"Download them with:  {DOWNLOAD_COMMAND} --checkpoints {self.root}\n"
                 f"(XTTS v2 is under the non-commercial Coqui Public Model License, {CPML_URL}; "
-                "--agree-cpml says you accept it.)"
+                "--agree-cpml says you accept it.)",
+                web="The voice-cloning models are not on this server yet: tick the licence box and press "
+                    "“Download voice models”, or ask the host to add them.",
             )
 
 
@@ -92,7 +94,9 @@ def _cpml_refusal(root: Path) -> LicenceNotAgreedError:
         "XTTS v2 (the voice-cloning model) is released under the Coqui Public Model License (CPML, "
         f"{CPML_URL}): non-commercial use only, and you must accept it before downloading the weights.\n"
         f"To accept and download, run:  {DOWNLOAD_COMMAND} --checkpoints {root}\n"
-        "or set the environment variable COQUI_TOS_AGREED=1 (Coqui's own switch for the same agreement)."
+        "or set the environment variable COQUI_TOS_AGREED=1 (Coqui's own switch for the same agreement).",
+        web="Voice cloning uses XTTS v2 under the non-commercial Coqui Public Model License: tick the box to "
+            "accept it, then download the voice models.",
     )
 
 

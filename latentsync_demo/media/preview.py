@@ -1,0 +1,67 @@
+"""Videos for people to look at in a browser: playable previews of uploads, and original | result comparisons.
+
+Phones record HEVC, which Chromium does not play, so an upload in any codec other than H.264/VP8/VP9/AV1 gets an
+H.264 copy for display (the job itself still reads the original). The comparison video holds the frames the
+result was made from next to the result, so both halves always show the same moment (one player, one timeline).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .ffmpeg import fs_path, run_ffmpeg
+from .probe import probe
+from .video import VideoWriter, h264_args
+
+BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")
+BROWSER_CONTAINERS = ("mov", "webm", "matroska", "ogg")  # ffmpeg's names; "mov" covers mp4/m4v/mov
+
+
+def needs_preview(path: str | os.PathLike) -> bool:
+    """Whether a browser cannot play ``path`` as it is (HEVC, ProRes, MPEG-4 part 2, AVI, ...)."""
+    info = probe(path)
+    return info.has_video and (info.video_codec not in BROWSER_CODECS
+                               or not info.container.startswith(BROWSER_CONTAINERS)
+                               or Path(path).suffix.lower() in (".avi", ".flv", ".wmv", ".ts"))
+
+
+def browser_preview(path: str | os.PathLike, out: str | os.PathLike, max_height: int = 720) -> Path:
+    """An H.264/AAC MP4 copy of ``path`` at most ``max_height`` pixels high (phones' portrait clips stay light)."""
+    info = probe(path)
+    height = min(max_height, info.height - info.height % 2)
+    audio = ["-c:a", "aac", "-b:a", "128k"] if info.has_audio else ["-an"]
+    args = ["-y", "-i", fs_path(path), "-map", "0:V:0", *(["-map", "0:a:0"] if info.has_audio else []),
+            "-vf", f"scale=-2:{height},format=yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+            *audio, "-movflags", "+faststart", fs_path(out)]
+    run_ffmpeg(args, input_error=f"could not make a browser preview of {Path(path).name}")
+    return Path(out)
+
+
+class SideBySideWriter:
+    """Writes (original | result) frame pairs, scaled to ``height`` pixels, as one silent H.264 video."""
+
+    def __init__(self, path: str | os.PathLike, frame_size: tuple[int, int], fps: float, height: int = 480):
+        width, frame_h = frame_size
+        self.height = min(height, frame_h) // 2 * 2
+        self.half = max(2, round(width * self.height / frame_h) // 2 * 2)
+        self.writer = VideoWriter(path, 2 * self.half, self.height, fps,
+                                  output_args=h264_args(2 * self.half, self.height, crf=23))
+
+    def write(self, original: np.ndarray, result: np.ndarray) -> None:
+        size = (self.half, self.height)
+        self.writer.write(np.hstack([cv2.resize(np.asarray(original), size, interpolation=cv2.INTER_AREA),
+                                     cv2.resize(np.asarray(result), size, interpolation=cv2.INTER_AREA)]))
+
+    @property
+    def frames_written(self) -> int:
+        return self.writer.frames_written
+
+    def __enter__(self) -> SideBySideWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.__exit__(*exc)

@@ -1,0 +1,177 @@
+"""Every check on a lip-sync request that can be made before any work starts, in one place.
+
+``LipSyncService.lipsync`` calls ``validate_request`` first, so the CLI, the Python API, the web app and the
+REST API refuse the same bad input with the same message, before a model loads or a frame is decoded.
+Messages name the setting the way every front end shows it ("Seed", "Steps", "Audio guidance", "Face
+index") and say what to do; file names appear without their folder when the web app shows them
+(``errors.user_message``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+from .media import MediaInfo, probe
+from .media.audio import check_finite_samples
+from .pipeline.video import GenerationSettings
+
+SEED_RANGE = (0, 2**32 - 1)  # what torch, numpy and the UI all accept
+GUIDANCE_RANGE = (1.0, 3.0)  # 1 = no guidance; the official app offers 1-3
+# Containers that take the result's H.264 video and AAC audio as they are (the mux copies, never re-encodes).
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+VOICE_MODES = ("off", "revoice", "script")
+
+
+def validate_request(video, audio, out, settings: GenerationSettings, voice=None, max_seconds: float | None = None,
+                     max_pixels: int | None = None) -> None:
+    """Everything about one job's inputs and output that can be checked before it starts (the settings go
+    through ``check_settings``, via ``LipSyncService.check_settings``); raises InputError with the first problem.
+
+    ``voice``: a ``service.VoiceRequest`` (mode "off", "revoice" or "script", text, reference) or None.
+    """
+    mode = getattr(voice, "mode", "off") if voice is not None else "off"
+    if mode not in VOICE_MODES:
+        raise InputError(f"unknown voice mode {mode!r}; choose one of {', '.join(VOICE_MODES)}.")
+    if mode == "script" and not (voice.text or "").strip():
+        raise InputError("Script voice needs the words the speaker should say: type them in the Script box.")
+    if video is None:
+        raise InputError("no video given: upload (or record) a video of a talking face.")
+    if audio is None and mode != "script":
+        raise InputError("no speech given: upload (or record) the speech the face should say.")
+    check_output(out, (video, audio))
+    check_media(video, audio, max_seconds, max_pixels)
+    reference = getattr(voice, "reference", None) if mode != "off" else None
+    if reference is not None:
+        info = probe(reference)
+        if not info.has_audio:
+            raise InputError(f"the voice sample {Path(reference).name} has no sound: upload a recording of the "
+                             "speaker, or leave it empty to use the video's own audio.")
+        check_finite_samples(info)
+
+
+def check_settings(settings: GenerationSettings) -> None:
+    """Refuse settings no sampler can run: seed, steps, guidance, face index."""
+    seed = settings.seed
+    if not _is_int(seed) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise InputError(f"Seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {_show(seed)}.")
+    steps = settings.num_inference_steps
+    if not _is_int(steps) or steps < 1:
+        raise InputError(f"Steps must be a whole number of at least 1, not {_show(steps)}.")
+    guidance = settings.guidance_scale
+    low, high = GUIDANCE_RANGE
+    if (isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not math.isfinite(guidance)
+            or not low <= guidance <= high):
+        raise InputError(f"Audio guidance must be a number from {low:g} to {high:g} (1 = no guidance), "
+                         f"not {_show(guidance)}.")
+    face = settings.face_index
+    if not _is_int(face) or face < 0:
+        raise InputError(f"Face index must be a whole number, 0 for the largest face, 1 for the next, ...; "
+                         f"not {_show(face)}.")
+
+
+def check_device(device: str) -> str:
+    """``device`` as torch spells it, after checking this machine has it ("cuda" without a GPU is refused)."""
+    try:
+        parsed = torch.device(str(device))
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in DEVICE_TYPES:
+        raise InputError(f"unknown device {device!r}: use cpu, cuda (or cuda:0, cuda:1, ...) or mps.")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r} was asked for, but this machine has no usable CUDA GPU "
+                             "(or this torch build has no CUDA support): use cpu.")
+        if (parsed.index or 0) >= count:
+            raise InputError(f"device {device!r} does not exist: this machine has {count} CUDA GPU(s), "
+                             f"cuda:0 to cuda:{count - 1}.")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} was asked for, but Apple's MPS is not available here: use cpu.")
+    return str(parsed)
+
+
+def check_output(out: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = ()) -> Path:
+    """Refuse an output path the job could not write at its end: a folder, a missing or read-only folder,
+    a container that cannot hold H.264 + AAC, or one of the inputs itself."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"the output {path} is a folder: give a file name such as {path / 'result.mp4'}.")
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InputError(f"cannot write a video named {path.name}: the output must end in "
+                         f"{', '.join(OUTPUT_SUFFIXES)} (e.g. {path.with_suffix('.mp4').name}).")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"the output folder {folder} does not exist: create it first, or choose another folder.")
+    for source in inputs:
+        if source is not None and Path(source).exists() and _same_file(path, Path(source)):
+            raise InputError(f"the output {path.name} is also an input: choose a new file name for the result.")
+    try:  # os.access is always True for root; only really creating a file tells (read-only mounts, ACLs)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".latentsync_write_test_"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write into the output folder {folder} ({exc.strerror or exc}): "
+                         "choose a folder you can write to.") from exc
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"the output {path} exists and is read-only: choose another name or remove it.")
+    return path
+
+
+def check_media(video: str | os.PathLike, audio: str | os.PathLike | None, max_seconds: float | None = None,
+                max_pixels: int | None = None) -> None:
+    """Probe the inputs: readable, the right kind, not too long or too large, audio samples finite."""
+    info = probe(video)
+    if not info.has_video:
+        raise InputError(f"{Path(video).name} has no video stream: upload a video of a talking face.")
+    if max_pixels is not None and info.width * info.height > max_pixels:
+        raise InputError(
+            f"{Path(video).name} is {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} megapixels); "
+            f"this server accepts up to {max_pixels / 1e6:.1f} megapixels (e.g. {_example_size(max_pixels)}). "
+            "Export it at a lower resolution (1080p is plenty) and try again."
+        )
+    audio_info = probe(audio) if audio is not None else None
+    for media in (info, audio_info):
+        if media is not None:
+            check_duration(media, max_seconds)
+    if audio_info is not None:
+        if not audio_info.has_audio:
+            raise InputError(f"{Path(audio).name} has no sound: upload the speech as WAV, MP3, M4A, FLAC or OGG, "
+                             "or a video that has sound.")
+        check_finite_samples(audio_info)
+
+
+def check_duration(info: MediaInfo, max_seconds: float | None) -> None:
+    if max_seconds is not None and info.duration > max_seconds:
+        raise InputError(f"{Path(info.path).name} lasts {info.duration:.0f} s; this server accepts up to "
+                         f"{max_seconds:.0f} s. Trim it, or run the command line locally for long clips.")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _show(value) -> str:
+    """A value as the user typed it, shortened (2**70 prints 22 digits)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _example_size(max_pixels: int) -> str:
+    for w, h in ((7680, 4320), (3840, 2160), (2560, 1440), (1920, 1080), (1280, 720), (854, 480)):
+        if w * h <= max_pixels:
+            return f"{w}x{h}"
+    return "a smaller size"

@@ -1,0 +1,252 @@
+"""Bad input is refused up front, with one message, whichever way it comes in: the CLI, the Python API
+(``LipSyncService``) and the web app's ``lipsync`` endpoint all go through ``latentsync_demo.validation``.
+
+Every case must fail before generation starts (most before any model loads), so the corpus is fast. Web
+messages must also speak the user's language: no server paths, no command-line flags, no traceback, and never
+the app's generic "Something went wrong" fallback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io.wavfile
+from gradio_client import Client, handle_file
+
+from latentsync_demo.cli import main as cli_main
+from latentsync_demo.errors import InputError, LatentSyncError, user_message
+from latentsync_demo.media import VideoWriter, read_frames
+from latentsync_demo.service import LipSyncService
+from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_app import _start_app  # noqa: E402  (the same start-up as the app tests)
+
+MAX_PIXELS = 200 * 200  # the server's cap in these tests; the clips are 128x128, "big" is 256x256
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_inputs")
+    face = make_talking_head_clip(root / "face.mp4", seconds=0.4, fps=25, size=(128, 128))
+    frames = read_frames(face)
+    with VideoWriter(root / "two faces.mp4", 256, 128, 25) as writer:  # the face twice, mirrored
+        for frame in frames:
+            writer.write(np.hstack([frame, frame[:, ::-1]]))
+    broken = make_speech_wav(root / "speech.wav", seconds=0.5).read_bytes()
+    samples = (0.2 * np.sin(np.arange(8000) / 7)).astype(np.float32)
+    samples[[100, 2000]] = [np.nan, np.inf]
+    scipy.io.wavfile.write(root / "nan.wav", 16000, samples)
+    (root / "notes.mp4").write_text("this is not a video")
+    read_only = root / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.geteuid() == 0:  # root writes into a chmod 555 folder anyway; /proc refuses new files even to root
+        read_only = Path("/proc")
+    return {
+        "root": root, "face": face, "two": root / "two faces.mp4", "speech": root / "speech.wav",
+        "nan": root / "nan.wav", "notes": root / "notes.mp4", "read_only": read_only, "broken_bytes": broken,
+        "big": make_talking_head_clip(root / "big.mp4", seconds=0.2, fps=25, size=(256, 256), with_audio=False),
+        "tiny": write_tiny_checkpoints(root / "tiny"),
+    }
+
+
+# id, service keyword overrides, the same on the command line, the same as app arguments, expected message.
+SETTINGS_CASES = [
+    ("seed 2**70", {"seed": 2**70}, ["--seed", str(2**70)], {"seed": 2**70}, r"Seed must be a whole number from 0 to"),
+    ("seed -1", {"seed": -1}, ["--seed", "-1"], {"seed": -1}, r"Seed must be a whole number"),
+    ("guidance inf", {"guidance_scale": math.inf}, ["--guidance", "inf"], {"guidance": math.inf},
+     r"Audio guidance must be a number from 1 to 3"),
+    ("guidance nan", {"guidance_scale": math.nan}, ["--guidance", "nan"], {"guidance": math.nan},
+     r"Audio guidance must be .* not nan"),
+    ("guidance -1", {"guidance_scale": -1.0}, ["--guidance", "-1"], {"guidance": -1.0},
+     r"Audio guidance must be .* not -1"),
+    ("steps 0", {"num_inference_steps": 0}, ["--steps", "0"], {"steps": 0}, r"Steps must be a whole number"),
+    ("face index -1", {"face_index": -1}, ["--face-index", "-1"], {"face_index": -1}, r"Face index must be"),
+]
+
+
+def _service(corpus, **kwargs) -> LipSyncService:
+    return LipSyncService(corpus["tiny"], device="cpu", max_pixels=MAX_PIXELS, **kwargs)
+
+
+def _events_until_error(job, expected: str) -> list:
+    """Run a job to its error; returns the events seen before it."""
+    events = []
+    with pytest.raises(InputError, match=expected):
+        for event in job:
+            events.append(event)
+    return events
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    rc = cli_main([*args, "--consent"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+# ------------------------------------------------------------------------------------------------ Python API
+@pytest.mark.parametrize("case", SETTINGS_CASES, ids=[c[0] for c in SETTINGS_CASES])
+def test_api_refuses_bad_settings_before_loading_models(corpus, case):
+    _, overrides, _, _, expected = case
+    service = _service(corpus)
+    events = _events_until_error(service.lipsync(corpus["face"], corpus["speech"], corpus["root"] / "out.mp4",
+                                                 consent=True, **overrides), expected)
+    assert events == [] and service._models == {}  # nothing started, nothing loaded
+
+
+def test_api_refuses_bad_files_and_outputs_up_front(corpus):
+    service, root = _service(corpus), corpus["root"]
+    face, speech = corpus["face"], corpus["speech"]
+    cases = [
+        ((face, corpus["nan"], root / "o.mp4"), r"nan\.wav contains 2 invalid samples \(NaN or infinite"),
+        ((corpus["notes"], speech, root / "o.mp4"), r"not a video or audio file.*notes\.mp4"),
+        ((face, speech, root / "missing" / "o.mp4"), r"output folder .*missing does not exist"),
+        ((face, speech, corpus["read_only"] / "o.mp4"), r"cannot write into the output folder .*: choose a folder"),
+        ((face, speech, root), r"is a folder: give a file name"),
+        ((face, speech, root / "o.txt"), r"cannot write a video named o\.txt: the output must end in \.mp4"),
+        ((face, speech, face), r"also an input"),
+        ((corpus["big"], speech, root / "o.mp4"), r"big\.mp4 is 256x256 .*accepts up to 0\.0 megapixels"),
+        ((face, None, root / "o.mp4"), r"no speech given"),
+    ]
+    for (video, audio, out), expected in cases:
+        assert _events_until_error(service.lipsync(video, audio, out, consent=True), expected) == []
+    assert service._models == {} and not (root / "missing").exists() and not (root / "o.txt").exists()
+
+
+def test_float_wav_with_nan_is_refused_when_loading_audio(corpus):
+    from latentsync_demo.media import load_audio
+
+    with pytest.raises(InputError, match="invalid samples"):
+        load_audio(corpus["nan"])
+    assert load_audio(corpus["speech"]).dtype == np.float32  # integer PCM is never scanned
+
+
+def test_unknown_or_absent_devices_are_refused(corpus):
+    for device, expected in (("foo", r"unknown device 'foo'"), ("cuda:7", r"cuda:7"), ("gpu", "unknown device")):
+        if device.startswith("cuda") and __import__("torch").cuda.device_count() > 7:
+            continue
+        with pytest.raises(InputError, match=expected):
+            _service(corpus).__class__(corpus["tiny"], device=device)
+
+
+def test_face_index_beyond_the_faces_says_how_many_there_are(corpus):
+    service = _service(corpus)
+    job = service.lipsync(corpus["two"], corpus["speech"], corpus["root"] / "o.mp4", face_index=5,
+                          num_inference_steps=1, consent=True)
+    events = _events_until_error(job, r"Face index 5 .* the video shows at most 2 faces: choose 0 \(the largest\) to 1")
+    assert {e.stage for e in events} <= {"loading models", "reading", "detecting faces"}  # before generation
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+@pytest.mark.parametrize("case", SETTINGS_CASES, ids=[c[0] for c in SETTINGS_CASES])
+def test_cli_refuses_bad_settings_with_exit_code_2(corpus, capsys, case):
+    _, _, args, _, expected = case
+    rc, err = _cli(capsys, "--checkpoints", str(corpus["tiny"]), "--device", "cpu", "--video", str(corpus["face"]),
+                   "--audio", str(corpus["speech"]), "--out", str(corpus["root"] / "cli.mp4"), *args)
+    assert rc == 2 and err.startswith("error: ") and re.search(expected, err), err
+
+
+def test_cli_refuses_bad_devices_files_and_outputs(corpus, capsys):
+    root = corpus["root"]
+    base = ["--checkpoints", str(corpus["tiny"]), "--video", str(corpus["face"]), "--audio", str(corpus["speech"])]
+    cases = [
+        (["--device", "foo", "--out", str(root / "c.mp4")], r"unknown device 'foo'"),
+        (["--device", "cuda:7", "--out", str(root / "c.mp4")], r"cuda:7"),
+        (["--out", str(root / "c.txt")], r"must end in \.mp4"),
+        (["--out", str(root)], r"is a folder"),
+        (["--out", str(corpus["read_only"] / "c.mp4")], r"cannot write into the output folder"),
+        (["--audio", str(corpus["nan"]), "--out", str(root / "c.mp4")], r"invalid samples"),
+        (["--video", str(corpus["two"]), "--face-index", "5", "--steps", "1", "--out", str(root / "c.mp4")],
+         r"shows at most 2 faces"),
+    ]
+    for extra, expected in cases:
+        rc, err = _cli(capsys, *base, *extra)
+        assert rc == 2 and re.search(expected, err), (extra, err)
+
+
+def test_cli_creates_a_missing_output_folder(corpus, capsys):
+    out = corpus["root"] / "new" / "deeper" / "cli.mp4"
+    rc, err = _cli(capsys, "--checkpoints", str(corpus["tiny"]), "--device", "cpu", "--video", str(corpus["face"]),
+                   "--audio", str(corpus["speech"]), "--out", str(out), "--steps", "1")
+    assert rc == 0 and out.is_file(), err
+
+
+# ------------------------------------------------------------------------------------------- web messages
+def test_user_message_shows_uploaded_names_not_server_paths():
+    exc = InputError("file not found: /tmp/gradio/3f2a9c/My clip.mp4. Check; see https://coqui.ai/cpml",
+                     web=None)
+    assert user_message(exc, {"/tmp/gradio/3f2a9c/My clip.mp4": "My clip.mp4"}) == (
+        "file not found: My clip.mp4. Check; see https://coqui.ai/cpml")
+    assert user_message(InputError("no audio in /srv/x/y/speech.wav.")) == "no audio in speech.wav."
+    assert user_message(LatentSyncError("run python -m x --flag", web="press the button")) == "press the button"
+
+
+@pytest.fixture(scope="module")
+def app(corpus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad_inputs_app")
+    proc, url = _start_app(corpus["tiny"], tmp, "--max-seconds", "3", "--max-pixels", str(MAX_PIXELS))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _app_error(client: Client, video, audio, **settings) -> str:
+    args = dict(preset_label="LatentSync 1.5 · 256 px", sampler_label="DDIM (quality)", steps=1, guidance=1.5,
+                seed=1247, face_index=0, length_mode="pingpong")
+    args.update(settings)
+    job = client.submit(handle_file(str(video)), handle_file(str(audio)), *args.values(), consent=True, api_name="/lipsync")
+    with pytest.raises(Exception) as info:
+        job.result()
+    message = str(info.value)
+    assert "Something went wrong" not in message and "Traceback" not in message
+    assert "/tmp" not in message and not re.search(r"(^|\s)--[a-z]", message), message
+    return message
+
+
+def test_app_endpoint_refuses_the_corpus_with_clear_messages(app, corpus):
+    client = Client(app, verbose=False)
+    for name, _, _, settings, expected in SETTINGS_CASES:
+        if any(isinstance(v, float) and not math.isfinite(v) for v in settings.values()):
+            continue  # JSON cannot carry NaN or infinity: no browser or API client can send them
+        message = _app_error(client, corpus["face"], corpus["speech"], **settings)
+        # Sliders are range-checked by Gradio itself before the handler runs, with its own clear message.
+        assert re.search(expected, message) or re.search(r"less than minimum value 1", message), (name, message)
+    files = [
+        (corpus["face"], corpus["nan"], r"nan\.wav contains 2 invalid samples"),
+        (corpus["notes"], corpus["speech"], r"notes\.mp4 is not a video or audio file this app can read"),
+        (corpus["big"], corpus["speech"], r"big\.mp4 is 256x256"),
+        (corpus["two"], corpus["speech"], r"Face index 5 .* at most 2 faces"),
+    ]
+    for video, audio, expected in files:
+        extra = {"face_index": 5} if video == corpus["two"] else {}
+        message = _app_error(client, video, audio, **extra)
+        assert re.search(expected, message), message
+    # ... and the server still serves a good request afterwards
+    job = client.submit(handle_file(str(corpus["face"])), handle_file(str(corpus["speech"])),
+                        "LatentSync 1.5 · 256 px", "DDIM (quality)", 1, consent=True, api_name="/lipsync")
+    assert list(job)[-1][0].startswith("**Done**")
+
+
+def test_a_flat_official_set_serves_only_its_own_preset(tmp_path):
+    """Files directly in checkpoints/ (the official release's flat layout) are one 256 px set: LatentSync 1.6
+    must not silently run on them, and its error says where its own files go."""
+    from latentsync_demo.errors import CheckpointError
+    from latentsync_demo.store import resolve
+
+    (tmp_path / "whisper").mkdir()
+    for name in ("latentsync_unet.pt", "whisper/tiny.pt"):
+        (tmp_path / name).write_bytes(b"weights")
+    assert resolve("latentsync-1.5", tmp_path).folder == tmp_path
+    other = resolve("latentsync-1.6", tmp_path)
+    assert other.folder == tmp_path / "latentsync-1.6" and other.resolution == 512
+    with pytest.raises(CheckpointError, match=r"holds a 256 px set, used for LatentSync 1\.5.*needs its own files"):
+        other.require()
