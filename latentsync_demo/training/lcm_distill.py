@@ -189,8 +189,10 @@ def train(cfg: TrainConfig) -> Path:
     return final
 
 
-def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, autocast=None) -> Path:
-    """Write ``path``: the first window of the first cache clip, its faces | the 4-step LCM result (cheap)."""
+def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, autocast=None,
+             sampler: str = "lcm") -> Path:
+    """Write ``path``: the first window of the first cache clip, its faces | the ``steps``-step result of
+    ``sampler`` (4-step LCM: cheap; the UNet trainer uses DDIM)."""
     from contextlib import nullcontext
 
     from ..media import VideoWriter
@@ -199,7 +201,7 @@ def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, a
     sample = _first_window(dataset)
     was_training = student.training
     with (autocast or nullcontext)():
-        out = LipSyncPipeline(student, vae, make_scheduler("lcm"))(sample["faces"], sample["audio"], steps, seed=0)
+        out = LipSyncPipeline(student, vae, make_scheduler(sampler))(sample["faces"], sample["audio"], steps, seed=0)
     student.train(was_training)
     generated = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     frames = torch.cat([sample["faces"], generated], dim=-1).permute(0, 2, 3, 1).numpy()  # (f, R, 2R, 3)
