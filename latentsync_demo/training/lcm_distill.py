@@ -157,12 +157,7 @@ def train(cfg: TrainConfig) -> Path:
             break
         with accelerator.accumulate(student):
             losses = distiller.loss(batch)
-            accelerator.backward(losses["loss"])
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(accelerator, losses["loss"], params, optimizer, lr_scheduler, cfg.max_grad_norm)
         if not accelerator.sync_gradients:
             continue
         ema.update()
@@ -187,6 +182,16 @@ def train(cfg: TrainConfig) -> Path:
     accelerator.print(f"LCM student written to {final}; copy it to <checkpoint folder>/{LCM_DIR}/ to sample with lcm")
     accelerator.end_training()
     return final
+
+
+def optimizer_step(accelerator, loss, params, optimizer, lr_scheduler, max_grad_norm: float) -> None:
+    """backward, clip (on synchronising micro-steps), step, schedule, zero: one micro-step under accumulate()."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, autocast=None,
@@ -219,7 +224,8 @@ def _first_window(dataset: WindowDataset) -> dict[str, torch.Tensor]:
         return {"faces": data.get_slice("faces")[:f], "audio": data.get_slice("audio")[:f].float()}
 
 
-def _resume_folder(output: Path, resume: str) -> Path:
+def _resume_folder(output: Path, resume: str, marker: str = LCM_DIR, script: str = "this script") -> Path:
+    """The checkpoint folder of ``--resume`` ('latest' or a path); it must hold ``marker`` (written by the script)."""
     if resume != "latest":
         folder = Path(resume)
     else:
@@ -227,8 +233,8 @@ def _resume_folder(output: Path, resume: str) -> Path:
         if not found:
             raise CheckpointError(f"--resume latest: no checkpoint-<step> folder in {output}")
         folder = found[-1]
-    if not (folder / LCM_DIR).is_dir():
-        raise CheckpointError(f"--resume: {folder} is not a checkpoint of this script (no {LCM_DIR}/ inside)")
+    if not (folder / marker).exists():
+        raise CheckpointError(f"--resume: {folder} is not a checkpoint of {script} (no {marker} inside)")
     return folder
 
 
@@ -282,13 +288,18 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(lcd=lcd, **{k: v for k, v in args.items() if k in known})
 
 
-def main(argv: list[str] | None = None) -> int:
+def cli_main(train_fn, parse_fn, argv: list[str] | None) -> int:
+    """Run a training script's ``train_fn(parse_fn(argv))``; our errors become one line and exit status 2."""
     try:
-        train(parse_args(argv))
+        train_fn(parse_fn(argv))
     except LatentSyncError as exc:
         print(f"error: {exc}", flush=True)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(train, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -36,13 +36,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import CheckpointError, InputError, LatentSyncError
+from ..errors import CheckpointError, InputError
 from ..models import UNet3DConditionModel, load_unet, save_unet_checkpoint
 from ..models.improvements import FUSION_DIR, Improvements, apply_improvements
 from ..models.lcm import add_lora, save_lora
 from ..store import DEFAULT_PRESET, UNET_FILE, VAE_DIR, WHISPER_FILE, resolve, write_unet_config
 from .data import WindowDataset
-from .lcm_distill import TrainState, _Logger, validate
+from .lcm_distill import TrainState, _Logger, _resume_folder, cli_main, optimizer_step, validate
 from .unet_objective import UNetLossConfig, UNetObjective
 
 MARKER = "unet_training.json"  # written into every checkpoint-<step>/ of this script
@@ -257,7 +257,7 @@ def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
         discriminator, d_optimizer = accelerator.prepare(discriminator, d_optimizer)
     accelerator.register_for_checkpointing(state)
     if cfg.resume:
-        accelerator.load_state(str(_resume_folder(output, cfg.resume)))
+        accelerator.load_state(str(_resume_folder(output, cfg.resume, MARKER, "train_unet")))
         accelerator.print(f"resumed from step {state.step}")
 
     per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
@@ -284,12 +284,7 @@ def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
             break
         with accelerator.accumulate(*trained):
             losses = objective.loss(batch, state.step)
-            accelerator.backward(losses["loss"])
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(accelerator, losses["loss"], params, optimizer, lr_scheduler, cfg.max_grad_norm)
             if discriminator is not None:
                 d_loss = objective.discriminator_loss(losses)
                 accelerator.backward(d_loss)
@@ -353,19 +348,6 @@ def _save_state(accelerator, folder: Path) -> None:
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
         (folder / MARKER).write_text(json.dumps({"script": "train_unet"}))
-
-
-def _resume_folder(output: Path, resume: str) -> Path:
-    if resume != "latest":
-        folder = Path(resume)
-    else:
-        found = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        if not found:
-            raise CheckpointError(f"--resume latest: no checkpoint-<step> folder in {output}")
-        folder = found[-1]
-    if not (folder / MARKER).is_file():
-        raise CheckpointError(f"--resume: {folder} is not a checkpoint of train_unet (no {MARKER} inside)")
-    return folder
 
 
 def _validate(unet, fusion, vae, dataset, output: Path, step: int, cfg: TrainConfig, accelerator) -> None:
@@ -435,12 +417,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        train(parse_args(argv))
-    except LatentSyncError as exc:
-        print(f"error: {exc}", flush=True)
-        return 2
-    return 0
+    return cli_main(train, parse_args, argv)
 
 
 if __name__ == "__main__":

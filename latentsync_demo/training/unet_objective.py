@@ -25,11 +25,10 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
-from ..face.mask import latent_mask, load_mask
-from ..pipeline.inputs import decode_video, encode_video, normalize_faces, unet_condition
+from ..pipeline.inputs import decode_video
 from ..pipeline.samplers import make_scheduler
 from .adversarial import adversarial_weight, discriminator_loss, generator_loss, mouth_box, mouth_crops
-from .consistency import mixed_noise, predicted_x0
+from .consistency import encode_batch, mixed_noise, predicted_x0
 from .unet_losses import smoothness_loss
 
 
@@ -90,21 +89,10 @@ class UNetObjective:
             (c.sync_weight, self.sync_loss), (c.lpips_weight, self.lpips), (c.trepa_weight, self.trepa),
             (c.adv_weight, self.discriminator)))
 
-    @torch.no_grad()
     def inputs(self, batch: dict) -> dict[str, torch.Tensor]:
         """-> x0 (b, 4, f, r, r) float32, condition (b, 9, f, r, r), pixels (b, f, 3, R, R) float32 in [-1, 1]."""
-        faces, refs = batch["faces"], batch["ref_faces"]
-        res = faces.shape[-1]
-        if res not in self._masks:
-            self._masks[res] = load_mask(res)
-        keep = self._masks[res]
-        device, dtype = self.vae.device, self.vae.dtype
-        pixels, masked = (p.to(device, dtype) for p in normalize_faces(faces, keep))
-        ref_pixels = normalize_faces(refs, keep)[0].to(device, dtype)
-        x0 = encode_video(self.vae, pixels).float()
-        condition = unet_condition(latent_mask(keep).to(device), encode_video(self.vae, masked),
-                                   encode_video(self.vae, ref_pixels)).float()
-        return {"x0": x0, "condition": condition, "pixels": pixels.float()}
+        x0, condition, pixels = encode_batch(self.vae, batch, self._masks)
+        return {"x0": x0, "condition": condition, "pixels": pixels}
 
     def audio(self, batch: dict, device) -> torch.Tensor:
         """The UNet's audio tokens (b, f, 50, d); fused with Wav2Vec2 (with grad into the fusion) if enabled."""
