@@ -2,17 +2,21 @@
 
     python -m latentsync_demo.download --preset latentsync-1.5 [--checkpoints DIR]
 
-huggingface_hub shows a progress bar per file and resumes interrupted downloads.
+huggingface_hub shows a progress bar per file and resumes interrupted downloads. Besides the UNet, whisper and
+VAE this fetches the two insightface files of the official face pass (``<root>/auxiliary/models/buffalo_l/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from .errors import CheckpointError
-from .store import DEFAULT_PRESET, PRESETS, UNET_FILE, VAE_FILES, VAE_REPO, WHISPER_FILE, default_root, resolve
+from .store import (DEFAULT_PRESET, INSIGHTFACE_FILES, INSIGHTFACE_REPO, PRESETS, UNET_FILE, VAE_FILES, VAE_REPO,
+                    WHISPER_FILE, CheckpointSet, default_root, resolve)
 
 
 def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Path:
@@ -32,8 +36,37 @@ def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Pa
         except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
             raise download_error(filename, repo_id, command, folder / filename, exc) from exc
+    download_insightface(checkpoints)
     checkpoints.require()
     return checkpoints.folder
+
+
+def download_insightface(checkpoints: CheckpointSet) -> None:
+    """Fetch the missing insightface detector / 106-point files into ``checkpoints.insightface_dir``.
+
+    They sit under ``insightface/models/buffalo_l/`` in their repo; each is downloaded into a scratch folder
+    next to its destination and moved into place, so a broken download never leaves a partial model there.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    target = checkpoints.insightface_dir
+    scratch = target.parent / ".download"
+    try:
+        for name, remote in INSIGHTFACE_FILES.items():
+            if (target / name).is_file():
+                continue
+            print(f"downloading {INSIGHTFACE_REPO}/{remote} -> {target / name}", file=sys.stderr)
+            try:
+                fetched = hf_hub_download(INSIGHTFACE_REPO, remote, local_dir=scratch)
+            except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+                command = (f"python -m latentsync_demo.download --preset {checkpoints.preset.name} "
+                           f"--checkpoints {checkpoints.root or checkpoints.folder.parent}")
+                raise download_error(remote, INSIGHTFACE_REPO, command, target / name, exc) from exc
+            target.mkdir(parents=True, exist_ok=True)
+            os.replace(fetched, target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def download_error(what: str, repo_id: str, command: str, destination: Path, exc: BaseException) -> CheckpointError:

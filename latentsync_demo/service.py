@@ -10,10 +10,12 @@ process, and runs one job at a time on the accelerator (a lock), streaming ``Job
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -21,12 +23,15 @@ from typing import Iterator
 import torch
 
 from .errors import InputError
+from .face.landmarks import LANDMARK_CHOICES, make_detector
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
+from .pipeline.length import resolve_length_mode
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
-from .store import DEFAULT_PRESET, LoadedModels, load_lcm_unet, load_models, resolve
+from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,17 @@ class LipSyncService:
         if spec.name == "lcm":
             resolve(preset, self.checkpoints).require_lcm()
 
+    def check_settings(self, preset: str, settings: GenerationSettings) -> None:
+        """InputError for an unknown preset, sampler, length mode or landmark backend, or steps out of range
+        (before any work)."""
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if settings.landmarks not in LANDMARK_CHOICES:
+            raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
+                             f"choose one of {', '.join(LANDMARK_CHOICES)}")
+        self._check_sampler(preset, settings)
+        resolve_length_mode(settings.length_mode, settings.keep_video_tail)
+
     def lipsync(
         self,
         video: str | Path,
@@ -171,7 +187,7 @@ class LipSyncService:
         event with ``audio`` set carries that new speech before lip sync starts.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
-        self._check_sampler(preset, settings)
+        self.check_settings(preset, settings)
         if voice is not None and voice.mode != "off":
             self.check_length(video, *([audio] if audio else []))
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
@@ -182,7 +198,15 @@ class LipSyncService:
         self.check_length(video, audio)
         pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
-        with self._run_lock:
+        detector = self.landmark_detector(preset, settings.landmarks)
+        with self._run_lock, closing(detector):
             yield from lipsync_video(
-                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings
+                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings, detector=detector
             )
+
+    def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
+        """The face landmark backend ``name`` ("auto": insightface when its files are in this service's
+        checkpoints, mediapipe otherwise), on this service's device."""
+        detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
+        log.info("face landmarks: %s", detector.name)
+        return detector

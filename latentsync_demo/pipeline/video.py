@@ -4,9 +4,10 @@
 ending with a ``done`` event that carries the output path. Closing the generator (a cancelled request)
 stops ffmpeg and releases everything; the per-job temporary folder is always removed.
 
-Length rule: the output follows the audio exactly (25 fps frames = round(audio seconds * 25)). A video
-shorter than the audio plays forward and backward (ping-pong) as in the official code; a longer one is
-cut at the end of the audio, or, with ``keep_video_tail``, continues with its original frames in silence.
+Length rule: ``settings.length_mode`` (see ``pipeline.length``). By default the output follows the audio
+exactly (25 fps frames = round(audio seconds * 25)): a video shorter than the audio plays forward and
+backward (ping-pong) as in the official code; a longer one is cut at the end of the audio, or, with
+``keep_video_tail`` (= length mode keep-tail), continues with its original frames in silence.
 Frames where no face is found pass through unchanged.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +28,7 @@ from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..face.track import track_faces
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio, mux, probe
+from .length import pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (pingpong_index: re-export)
 from .lipsync import LipSyncPipeline
 
 
@@ -37,7 +40,8 @@ class GenerationSettings:
     seed: int = 1247
     face_index: int = 0  # 0 = the largest face in the frame
     keep_video_tail: bool = False
-    landmarks: str = "mediapipe"
+    landmarks: str = "auto"  # auto: insightface when its files are there, else mediapipe (face.landmarks)
+    length_mode: str | None = None  # a pipeline.length.LENGTH_MODES name; None: from keep_video_tail
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,6 @@ class JobEvent:
 
 # Share of the job's progress bar each stage gets (generation dominates the wall time).
 _DETECT, _AUDIO, _GENERATE = 0.15, 0.05, 0.75
-
-
-def pingpong_index(i: int, n: int) -> int:
-    """Source frame for output frame ``i``: 0..n-1, n-1..0, 0..n-1, ... (the official loop)."""
-    k = i % (2 * n)
-    return k if k < n else 2 * n - 1 - k
 
 
 @dataclass
@@ -100,20 +98,21 @@ def lipsync_video(
             if own_detector:
                 detector.close()
 
+        plan = plan_length(len(analysis.faces), num_out,
+                           resolve_length_mode(settings.length_mode, settings.keep_video_tail))
         yield JobEvent("encoding audio", _DETECT, "computing whisper audio features")
-        features = audio_encoder.encode(audio)
-        audio_chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=range(num_out))
+        features = audio_encoder.encode(plan.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)))
+        audio_chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=range(plan.num_generated))
 
-        num_src = len(analysis.faces)
-        sources = [pingpong_index(i, num_src) for i in range(num_out)]
+        sources = plan.sources[:plan.num_generated]
         stand_in = _nearest_face_index(analysis.faces)
         faces = torch.from_numpy(np.stack([analysis.faces[stand_in[s]] for s in sources])).permute(0, 3, 1, 2)
 
         silent_video = workdir / "video.mp4"
         width, height = analysis.size
         aligner = FaceAligner(resolution, device=pipeline.device)
-        num_chunks = -(-num_out // 16)
-        originals = _source_frames(video_path, analysis, sources)
+        num_chunks = -(-plan.num_generated // 16)
+        originals = _source_frames(video_path, analysis, plan.sources)
         with closing(originals), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
             chunks = pipeline.generate_chunks(
                 faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed
@@ -128,15 +127,13 @@ def lipsync_video(
                 done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
                 yield JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks,
                                preview=_side_by_side(frame, result))
-            tail = 0
-            if settings.keep_video_tail and num_src > num_out:
+            if plan.num_frames > plan.num_generated:
                 yield JobEvent("writing", 0.96, "copying the rest of the video")
-                for frame in originals:  # the file stream continues right after the last generated frame
+                for frame in islice(originals, plan.num_frames - plan.num_generated):  # pass-through frames
                     writer.write(frame)
-                    tail += 1
 
         yield JobEvent("writing", 0.97, "adding the audio track")
-        mux(silent_video, audio_path, out_path, num_frames=num_out + tail)
+        mux(silent_video, audio_path, out_path, num_frames=plan.num_frames)
     yield JobEvent("done", 1.0, f"wrote {out_path.name}", output=out_path)
 
 
@@ -156,7 +153,7 @@ def _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
         matrices.append(matrix)
         if i % 10 == 0:
             yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected),
-                           f"finding the face: frame {i + 1} of {expected}")
+                           f"finding the face ({getattr(detector, 'name', 'landmarks')}): frame {i + 1} of {expected}")
     if not faces:
         raise InputError(f"could not read any frame from {Path(video_path).name}: is the file complete?")
     if all(f is None for f in faces):
