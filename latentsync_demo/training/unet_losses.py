@@ -179,7 +179,14 @@ class TREPALoss(nn.Module):
         return F.mse_loss(self.embed(pred), self.embed(target))
 
 
-def smoothness_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Temporal smoothness: the frame-to-frame change of the prediction should match the ground truth's.
-    pred, target (b, c, f, h, w) latents (or (b, f, ...) with ``dim`` 1 = frames: pass them transposed)."""
-    return F.mse_loss(pred.diff(dim=2).float(), target.diff(dim=2).float())
+def smoothness_loss(pred: torch.Tensor, target: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """Temporal smoothness: the frame-to-frame change of the one-step estimate should match the ground truth's.
+
+    pred, target: (b, c, f, h, w) latents. ``alpha`` (b,) = alphas_cumprod[t] weights each clip: the estimate's
+    error is sqrt((1 - a) / a) times the noise error, which would explode at high noise levels; weighted by a,
+    the term stays as well-conditioned as the simple loss.
+    """
+    per_clip = (pred.diff(dim=2).float() - target.diff(dim=2).float()).square().flatten(1).mean(1)
+    if alpha is not None:
+        per_clip = per_clip * alpha.float()
+    return per_clip.mean()

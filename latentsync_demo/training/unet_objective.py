@@ -10,7 +10,7 @@ for stage 2 "mel": (b, 1, 80, 52); with phoneme-aware audio "wav2vec": (b, f, 10
 4. stage 1: loss = simple (MSE(eps_hat, eps))
    stage 2: decode the one-step estimate x0_hat = (x_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t) and add
    0.05 SyncNet + 0.1 LPIPS (lower half) + 10 TREPA, weights (1, 0.05, 0.1, 10) as the official stage2.yaml
-5. improvements: + smoothness (frame differences of x0_hat vs x0), + adversarial (mouth-crop PatchGAN, stage 2,
+5. improvements: + smoothness (frame differences of x0_hat vs x0, weighted by a_t), + adversarial (mouth-crop PatchGAN, stage 2,
    warm-up ramp); the discriminator's own loss comes from ``discriminator_loss`` on the same decoded faces.
 """
 
@@ -123,7 +123,7 @@ class UNetObjective:
         total = cfg.simple_weight * terms["simple"]
         x0_hat = predicted_x0(eps, x_t, alphas[t]) if cfg.smooth_weight > 0 or self.pixel_space else None
         if cfg.smooth_weight > 0:
-            terms["smooth"] = smoothness_loss(x0_hat, x0)
+            terms["smooth"] = smoothness_loss(x0_hat, x0, alphas[t])
             total = total + cfg.smooth_weight * terms["smooth"]
         out = {}
         if self.pixel_space:
