@@ -130,20 +130,20 @@ def test_stage2_terms_fall_in_a_short_run(setup):
 # -------------------------------------------------------------------------------------------- the trainer
 def test_stage1_lowers_the_simple_loss_and_saves_the_official_format(setup):
     out = setup["root"] / "stage1"
-    final = train(_config(setup, out, stage=1, max_steps=60, log_every=10))
+    final = train(_config(setup, out, stage=1, max_steps=30, log_every=10))
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     unet0 = load_unet(setup["ckpt"].unet, setup["ckpt"].unet_config)
     saved = torch.load(final / "latentsync_unet.pt", weights_only=True)
-    assert saved["global_step"] == 60 and saved["state_dict"].keys() == unet0.state_dict().keys()
+    assert saved["global_step"] == 30 and saved["state_dict"].keys() == unet0.state_dict().keys()
     trained = load_unet(final / "latentsync_unet.pt", resolve("latentsync-1.5", final).unet_config)  # strict
     batch = _batch(setup, start=50)
     objective = UNetObjective(unet0, setup["vae"], UNetLossConfig(stage=1))
     before = _eval(objective, batch)["simple"]
     objective.unet = trained
     after = _eval(objective, batch)["simple"]
-    print(f"\nstage 1, 60 steps: simple loss {before:.4f} -> {after:.4f} (held-out windows); "
-          f"logged {log[0]['simple']:.4f} (step 10) -> {log[-1]['simple']:.4f} (step 60)")
-    assert after < 0.8 * before
+    print(f"\nstage 1, 30 steps: simple loss {before:.4f} -> {after:.4f} (held-out windows); "
+          f"logged {log[0]['simple']:.4f} (step 10) -> {log[-1]['simple']:.4f} (step 30)")
+    assert after < 0.9 * before
     assert all(torch.equal(p, q) for p, q in zip(trained.state_dict().values(), saved["state_dict"].values()))
     assert (final / "sd-vae-ft-mse").is_symlink()  # the folder works as --checkpoints
 
