@@ -1,7 +1,7 @@
 """Lip-region adversarial loss (improvement 2, stage 2 only): a multi-scale PatchGAN on 96x96 mouth crops.
 
-The crop is the bounding box of the fixed mask's generated region (the lower face, ``face.mask``) in the
-aligned face, resized to 96x96. Three PatchGANs see it at 96, 48 and 24 px. Hinge (default) or LSGAN losses;
+The crop is the square over the fixed mask's generated region (the lower face, ``face.mask``) of the aligned
+face, resized to 96x96. Three PatchGANs see it at 96, 48 and 24 px. Hinge (default) or LSGAN losses;
 the generator's term is weighted 0.1 times a linear warm-up ramp. The discriminator never runs at inference and
 is saved apart from the UNet (``discriminator/``).
 """
@@ -20,10 +20,17 @@ CROP = 96
 
 
 def mouth_box(resolution: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the fixed mask's generated (0) region at ``resolution``: the mouth area."""
+    """(top, bottom, left, right): the square over the fixed mask's generated (0) region at ``resolution``.
+
+    That region is the lower face (at 256 px rows 95-242, nearly full width); the square spans its full height,
+    centred on it, so it holds mouth, lips and jaw without the cheeks' edges: a 96x96 crop keeps the aspect.
+    """
     generated = load_mask(resolution)[0] < 0.5
     rows, cols = generated.any(1).nonzero().flatten(), generated.any(0).nonzero().flatten()
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    side = min(bottom - top, int(cols[-1]) + 1 - int(cols[0]))
+    left = (int(cols[0]) + int(cols[-1]) + 1 - side) // 2
+    return top, top + side, left, left + side
 
 
 def mouth_crops(faces: torch.Tensor, box: tuple[int, int, int, int], size: int = CROP) -> torch.Tensor:
