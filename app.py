@@ -123,6 +123,30 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Please try again.") from exc
 
+    @on_gpu
+    def score_result(video, audio, result):
+        """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
+        missing = service.metric_files_missing()
+        if any(path.name == "syncnet_v2.model" for path in missing):
+            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
+                    "the paper's confidence number here.", gr.update(visible=True))
+        if not result:
+            return "", gr.update(visible=bool(missing))
+        try:
+            return service.score_job(result, video, audio or None), gr.update(visible=bool(missing))
+        except LatentSyncError as exc:
+            return f"Lip sync not scored: {exc}", gr.update(visible=bool(missing))
+        except Exception as exc:  # the video is already there: a failed score must not look like a failed job
+            log.exception("lip-sync scoring failed")
+            return f"Lip sync not scored ({type(exc).__name__}).", gr.update()
+
+    def download_metric(progress=gr.Progress(track_tqdm=True)):
+        try:
+            service.download_metric_weights()
+        except LatentSyncError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+        return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)
+
     with gr.Blocks(title="LatentSync demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# LatentSync lip sync\nUpload a talking-head clip and new speech; watch each 16-frame chunk "
                     "arrive, then compare the original and the result.")
@@ -165,6 +189,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                 with gr.Row():
                     original_out = gr.Video(label="Original", interactive=False, elem_id="original-out")
                     result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
+                sync_md = gr.Markdown(elem_id="sync-score")
+                sync_download_btn = gr.Button("Download lip-sync scoring weights", visible=False)
                 download_out = gr.File(label="Download")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
@@ -176,6 +202,9 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         outputs = [status, preview, original_out, result_out, download_out, voice_out]
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
         stop_btn.click(None, cancels=[job])
+        job.success(score_result, [video_in, audio_in, result_out], [sync_md, sync_download_btn],
+                    api_visibility="private")
+        sync_download_btn.click(download_metric, None, [sync_md, sync_download_btn], api_visibility="private")
         preset.change(weights_note, preset, [weights_md, download_btn], api_visibility="private")
         download_btn.click(download, preset, [weights_md, download_btn], api_visibility="private")
         demo.load(weights_note, preset, [weights_md, download_btn], api_visibility="private")

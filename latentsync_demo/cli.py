@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         "length), loop, cut (the shorter one decides), keep-tail (rest of the video as it was, silent), "
         "pad-silence (rest of the video lip-synced to silence: closed mouth)",
     )
+    parser.add_argument("--score", action="store_true",
+                        help="after the job, print the SyncNet lip-sync confidence of the result and of the "
+                             "original (needs auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
                        help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
@@ -91,4 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")
+    if args.score:
+        try:
+            print(service.score_job(args.out, args.video, args.audio))
+        except LatentSyncError as exc:
+            print(f"lip sync not scored: {exc}", file=sys.stderr)
     return 0

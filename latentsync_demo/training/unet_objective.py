@@ -100,7 +100,7 @@ class UNetObjective:
         if self.fusion is None:
             return audio
         if "wav2vec" not in batch:
-            raise ValueError("phoneme-aware audio needs wav2vec chunks in the cache (training.data --wav2vec)")
+            raise ValueError("phoneme-aware audio needs wav2vec chunks in the cache (write_clip(..., wav2vec=...))")
         return self.fusion(audio, batch["wav2vec"].to(device, torch.float32))
 
     def loss(self, batch: dict, step: int = 0) -> dict[str, torch.Tensor]:
@@ -131,7 +131,7 @@ class UNetObjective:
             real = data["pixels"]
             if self.sync_loss is not None and cfg.sync_weight > 0:
                 if "mel" not in batch:
-                    raise ValueError("the SyncNet loss needs mel windows in the cache (training.data --mel)")
+                    raise ValueError("the SyncNet loss needs mel windows in the cache (rebuild it with training.data)")
                 terms["sync"] = self.sync_loss(faces, batch["mel"].to(device, torch.float32))
                 total = total + cfg.sync_weight * terms["sync"]
             if self.lpips is not None and cfg.lpips_weight > 0:
