@@ -23,8 +23,10 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoid_table(max_len, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, f, dim), f <= max_len."""
-        return x + self.pe[:, : x.shape[1]].to(x.dtype)
+        """x: (n, f, dim). Past max_len (long clips, ``models.hierarchical``) the same sinusoid continues."""
+        f = x.shape[1]
+        pe = self.pe if f <= self.pe.shape[1] else sinusoid_table(f, x.shape[2]).to(self.pe.device)
+        return x + pe[:, :f].to(x.dtype)
 
 
 class TemporalSelfAttention(Attention):
@@ -126,6 +128,8 @@ class MotionModule(nn.Module):
         )
         if zero_initialize:
             zero_(self.temporal_transformer.proj_out)
+        self.hierarchical = None  # optional local+keyframe attention (models.hierarchical); off = official
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        return self.temporal_transformer(x, num_frames)
+        x = self.temporal_transformer(x, num_frames)
+        return x if self.hierarchical is None else self.hierarchical(x, num_frames)

@@ -41,11 +41,18 @@ def write_teacher_set(folder: str | Path, config: dict = TINY_UNET_CONFIG, resol
 
 
 def write_random_cache(folder: str | Path, clips: int = 2, frames: int = 40, resolution: int = 32,
-                       audio_dim: int = TINY_AUDIO_DIM, seed: int = 0) -> Path:
-    """A training cache of random faces (N, 3, R, R) uint8 and random whisper-like chunks (N, 50, d)."""
+                       audio_dim: int = TINY_AUDIO_DIM, seed: int = 0, mel: bool = False,
+                       wav2vec_dim: int = 0) -> Path:
+    """A training cache of random faces (N, 3, R, R) uint8 and random whisper-like chunks (N, 50, d); with
+    ``mel`` also a random SyncNet mel (80, ceil(3.2 N)) in [-4, 4], with ``wav2vec_dim`` random (N, 10, d_w)."""
     generator = torch.Generator().manual_seed(seed)
     for k in range(clips):
         faces = torch.randint(0, 256, (frames, 3, resolution, resolution), dtype=torch.uint8, generator=generator)
-        write_clip(Path(folder) / f"random_{k:03d}.safetensors", faces, torch.randn(frames, 50, audio_dim,
-                                                                                   generator=generator))
+        audio = torch.randn(frames, 50, audio_dim, generator=generator)
+        extra = {}
+        if mel:
+            extra["mel"] = torch.rand(80, -(-frames * 16 // 5), generator=generator) * 8 - 4
+        if wav2vec_dim:
+            extra["wav2vec"] = torch.randn(frames, 10, wav2vec_dim, generator=generator)
+        write_clip(Path(folder) / f"random_{k:03d}.safetensors", faces, audio, first_frame=0, mel_start=0, **extra)
     return Path(folder)

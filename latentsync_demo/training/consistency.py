@@ -95,6 +95,27 @@ def mixed_noise(like: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return shared + torch.randn_like(like) * (1 - shared_std**2) ** 0.5
 
 
+@torch.no_grad()
+def encode_batch(vae: AutoencoderKL, batch: dict, masks: dict[int, torch.Tensor] | None = None):
+    """A training batch's faces -> (x0 (b, 4, f, r, r), condition (b, 9, f, r, r), pixels (b, f, 3, R, R)), float32.
+
+    Exactly the UNet inputs inference builds (``pipeline.inputs``); ``masks`` caches the fixed mask per size.
+    """
+    faces, refs = batch["faces"], batch["ref_faces"]
+    masks = {} if masks is None else masks
+    res = faces.shape[-1]
+    if res not in masks:
+        masks[res] = load_mask(res)
+    keep = masks[res]
+    device, dtype = vae.device, vae.dtype
+    pixels, masked = (p.to(device, dtype) for p in normalize_faces(faces, keep))
+    ref_pixels = normalize_faces(refs, keep)[0].to(device, dtype)
+    x0 = encode_video(vae, pixels).float()
+    condition = unet_condition(latent_mask(keep).to(device), encode_video(vae, masked),
+                               encode_video(vae, ref_pixels)).float()
+    return x0, condition, pixels.float()
+
+
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
@@ -164,18 +185,8 @@ class LCMDistiller:
     @torch.no_grad()
     def inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (clean latents x0 (b, 4, f, r, r) float32, condition (b, 9, f, r, r), audio (b, f, 50, d))."""
-        faces, refs = batch["faces"], batch["ref_faces"]
-        res = faces.shape[-1]
-        if res not in self._masks:
-            self._masks[res] = load_mask(res)
-        keep = self._masks[res]
-        device, dtype = self.vae.device, self.vae.dtype
-        pixels, masked = (p.to(device, dtype) for p in normalize_faces(faces, keep))
-        ref_pixels = normalize_faces(refs, keep)[0].to(device, dtype)
-        x0 = encode_video(self.vae, pixels).float()
-        condition = unet_condition(latent_mask(keep).to(device), encode_video(self.vae, masked),
-                                   encode_video(self.vae, ref_pixels)).float()
-        return x0, condition, batch["audio"].to(device, torch.float32)
+        x0, condition, _ = encode_batch(self.vae, batch, self._masks)
+        return x0, condition, batch["audio"].to(x0.device, torch.float32)
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """{"loss": total (with grad), "lcd": consistency term, "sync": SyncNet term (0 without one)}."""

@@ -39,7 +39,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 
 def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, mel: torch.Tensor | None = None,
-               **metadata) -> Path:
+               wav2vec: torch.Tensor | None = None, **metadata) -> Path:
     """Write one cache clip: faces (N, 3, R, R) uint8, audio (N, 50, d) float, optional mel (80, M) float
     (pass ``mel_start`` and ``first_frame`` with it)."""
     if faces.dtype != torch.uint8 or faces.ndim != 4 or len(faces) != len(audio):
@@ -50,6 +50,10 @@ def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, mel: 
     tensors = {"faces": faces.contiguous(), "audio": audio.float().contiguous()}
     if mel is not None:
         tensors["mel"] = mel.float().contiguous()
+    if wav2vec is not None:  # (N, 10, d_w) Wav2Vec2 chunks (audio.wav2vec), for phoneme-aware audio
+        if len(wav2vec) != len(faces):
+            raise ValueError(f"wav2vec chunks {tuple(wav2vec.shape)} do not match {len(faces)} frames")
+        tensors["wav2vec"] = wav2vec.float().contiguous()
     save_file(tensors, str(path), metadata=meta)
     return path
 
@@ -173,6 +177,8 @@ class WindowDataset(Dataset):
                     "audio": data.get_slice("audio")[start:start + f].float()}
             if self.has_mel:
                 item["mel"] = self._mel_window(data, start)
+            if "wav2vec" in data.keys():
+                item["wav2vec"] = data.get_slice("wav2vec")[start:start + f].float()
             return item
 
     def _mel_window(self, data, start: int) -> torch.Tensor:

@@ -160,12 +160,7 @@ def train(cfg: TrainConfig) -> Path:
             break
         with accelerator.accumulate(student):
             losses = distiller.loss(batch)
-            accelerator.backward(losses["loss"])
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(accelerator, losses["loss"], params, optimizer, lr_scheduler, cfg.max_grad_norm)
         if not accelerator.sync_gradients:
             continue
         ema.update()
@@ -192,8 +187,20 @@ def train(cfg: TrainConfig) -> Path:
     return final
 
 
-def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, autocast=None) -> Path:
-    """Write ``path``: the first window of the first cache clip, its faces | the 4-step LCM result (cheap)."""
+def optimizer_step(accelerator, loss, params, optimizer, lr_scheduler, max_grad_norm: float) -> None:
+    """backward, clip (on synchronising micro-steps), step, schedule, zero: one micro-step under accumulate()."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, autocast=None,
+             sampler: str = "lcm") -> Path:
+    """Write ``path``: the first window of the first cache clip, its faces | the ``steps``-step result of
+    ``sampler`` (4-step LCM: cheap; the UNet trainer uses DDIM)."""
     from contextlib import nullcontext
 
     from ..media import VideoWriter
@@ -202,7 +209,7 @@ def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, a
     sample = _first_window(dataset)
     was_training = student.training
     with (autocast or nullcontext)():
-        out = LipSyncPipeline(student, vae, make_scheduler("lcm"))(sample["faces"], sample["audio"], steps, seed=0)
+        out = LipSyncPipeline(student, vae, make_scheduler(sampler))(sample["faces"], sample["audio"], steps, seed=0)
     student.train(was_training)
     generated = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     frames = torch.cat([sample["faces"], generated], dim=-1).permute(0, 2, 3, 1).numpy()  # (f, R, 2R, 3)
@@ -220,7 +227,8 @@ def _first_window(dataset: WindowDataset) -> dict[str, torch.Tensor]:
         return {"faces": data.get_slice("faces")[:f], "audio": data.get_slice("audio")[:f].float()}
 
 
-def _resume_folder(output: Path, resume: str) -> Path:
+def _resume_folder(output: Path, resume: str, marker: str = LCM_DIR, script: str = "this script") -> Path:
+    """The checkpoint folder of ``--resume`` ('latest' or a path); it must hold ``marker`` (written by the script)."""
     if resume != "latest":
         folder = Path(resume)
     else:
@@ -228,8 +236,8 @@ def _resume_folder(output: Path, resume: str) -> Path:
         if not found:
             raise CheckpointError(f"--resume latest: no checkpoint-<step> folder in {output}")
         folder = found[-1]
-    if not (folder / LCM_DIR).is_dir():
-        raise CheckpointError(f"--resume: {folder} is not a checkpoint of this script (no {LCM_DIR}/ inside)")
+    if not (folder / marker).exists():
+        raise CheckpointError(f"--resume: {folder} is not a checkpoint of {script} (no {marker} inside)")
     return folder
 
 
@@ -284,13 +292,18 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(lcd=lcd, **{k: v for k, v in args.items() if k in known})
 
 
-def main(argv: list[str] | None = None) -> int:
+def cli_main(train_fn, parse_fn, argv: list[str] | None) -> int:
+    """Run a training script's ``train_fn(parse_fn(argv))``; our errors become one line and exit status 2."""
     try:
-        train(parse_args(argv))
+        train_fn(parse_fn(argv))
     except LatentSyncError as exc:
         print(f"error: {exc}", flush=True)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(train, parse_args, argv)
 
 
 if __name__ == "__main__":
