@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance", type=float, default=defaults.guidance_scale,
                         help="audio guidance, 1.0-3.0 (ddim; lcm has it distilled in)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=defaults.deepcache,
+                        help="reuse deep UNet features on 2 of every 3 steps, as the official app (default: on)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
+        deepcache=args.deepcache,
     )
     service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
     try:

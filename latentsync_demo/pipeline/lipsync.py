@@ -22,6 +22,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..face.mask import latent_mask, load_mask
 from ..models import UNet3DConditionModel
+from ..models.deepcache import DeepCache
 from .inputs import decode_video, encode_video, guided, normalize_faces, unet_condition, with_null_audio
 from .samplers import make_scheduler, sampler_spec
 
@@ -41,6 +42,8 @@ class StepProgress:
 
 
 ProgressCallback = Callable[[StepProgress], None]
+
+DEEPCACHE_INTERVAL = 3  # the official setting (with branch 0, the only one implemented)
 
 
 class LipSyncPipeline:
@@ -103,6 +106,7 @@ class LipSyncPipeline:
         num_frames: int = 16,
         callback: ProgressCallback | None = None,
         output_type: str = "pixels",
+        deepcache: bool = False,
     ) -> torch.Tensor:
         """faces (N, 3, R, R) uint8 RGB aligned crops; audio_chunks (N, 50, d) -> (N, 3, R, R) float32 in ~[-1, 1].
 
@@ -112,7 +116,7 @@ class LipSyncPipeline:
             out
             for _, out in self.generate_chunks(
                 faces, audio_chunks, num_inference_steps, guidance_scale, seed, generator, num_frames, callback,
-                output_type,
+                output_type, deepcache,
             )
         ]
         return torch.cat(parts)
@@ -129,6 +133,7 @@ class LipSyncPipeline:
         num_frames: int = 16,
         callback: ProgressCallback | None = None,
         output_type: str = "pixels",
+        deepcache: bool = False,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(first_frame_index, faces_out (n, 3, R, R) float32 CPU)`` for each chunk of ``num_frames``
         (``output_type="latent"``: latents (n, 4, R/8, R/8)).
@@ -137,6 +142,9 @@ class LipSyncPipeline:
         chunk one VAE posterior sample for the masked faces and one for the reference faces (then, for LCM,
         one (1, 4, n, R/8, R/8) float32 noise per step but the last). Noise is drawn on the CPU so a seed
         gives the same result on every device.
+
+        ``deepcache``: reuse deep UNet features on 2 of every 3 steps, as the official app and ``inference.sh``
+        do (interval 3, branch 0; ignored by samplers whose spec says it does not apply, e.g. LCM).
         """
         if output_type not in ("pixels", "latent"):
             raise ValueError(f"output_type must be 'pixels' or 'latent', got {output_type!r}")
@@ -185,10 +193,15 @@ class LipSyncPipeline:
             if chunk:  # stateful schedulers (LCM counts its steps) start every chunk afresh
                 self.scheduler.set_timesteps(num_inference_steps, device=device)
             latents = noise.expand(-1, -1, f, -1, -1).clone()
+            cache = DeepCache(DEEPCACHE_INTERVAL) if deepcache and spec.supports_deepcache else None
             for step, t in enumerate(timesteps):
                 model_in = torch.cat([latents, latents]) if cfg else latents
                 model_in = self.scheduler.scale_model_input(model_in, t)
-                pred = self.unet(torch.cat([model_in, condition], dim=1), t, encoder_hidden_states=audio).sample
+                if cache is not None:
+                    cache.set_step(step)
+                pred = self.unet(
+                    torch.cat([model_in, condition], dim=1), t, encoder_hidden_states=audio, deepcache=cache
+                ).sample
                 self.unet_calls += 1
                 if cfg:
                     pred = guided(*pred.chunk(2), guidance_scale)

@@ -38,6 +38,7 @@ class GenerationSettings:
     face_index: int = 0  # 0 = the largest face in the frame
     keep_video_tail: bool = False
     landmarks: str = "mediapipe"
+    deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def lipsync_video(
         originals = _source_frames(video_path, analysis, sources)
         with closing(originals), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
             chunks = pipeline.generate_chunks(
-                faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed
+                faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed,
+                deepcache=settings.deepcache,
             )
             for k, (start, generated) in enumerate(chunks):
                 for j, face in enumerate(generated):
