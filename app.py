@@ -34,7 +34,8 @@ except ImportError:
 log = logging.getLogger("latentsync_demo.app")
 ASSETS = Path(__file__).parent / "assets"
 PRESET_BY_LABEL = {preset.label: name for name, preset in PRESETS.items()}
-SAMPLER_LABELS = {"DDIM (quality)": "ddim", "LCM · 4 steps (speed)": "lcm"}
+SAMPLER_LABELS = {"DDIM (quality)": "ddim", "DPM-Solver++ · 8 steps (fast)": "dpmpp", "UniPC · 8 steps (fast)": "unipc",
+                  "LCM · 4 steps (speed)": "lcm"}
 LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
 VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
                 "Script: type what the speaker says": "script"}
@@ -54,9 +55,10 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
     def sampler_widgets(preset_label: str, sampler_label: str):
         """LCM is offered only when the preset has a distilled student; steps and guidance follow the sampler."""
         lcm_ready = service.has_lcm(PRESET_BY_LABEL[preset_label])
-        name = SAMPLER_LABELS[sampler_label] if lcm_ready else "ddim"
+        name = SAMPLER_LABELS[sampler_label]
+        name = name if lcm_ready or not SAMPLERS[name].needs_student else "ddim"
         spec = SAMPLERS[name]
-        choices = list(SAMPLER_LABELS) if lcm_ready else [LABEL_OF_SAMPLER["ddim"]]
+        choices = [label for label, key in SAMPLER_LABELS.items() if lcm_ready or not SAMPLERS[key].needs_student]
         info = None if lcm_ready else "4-step LCM needs a distilled student in the checkpoints' lcm/ folder."
         return (gr.update(choices=choices, value=LABEL_OF_SAMPLER[name], info=info),
                 gr.update(value=spec.default_steps, minimum=spec.min_steps, maximum=min(spec.max_steps, 50)),
