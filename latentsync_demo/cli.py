@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS),
-                        help="ddim: quality (official); lcm: 4-step distilled student (needs <checkpoints>/lcm/)")
+                        help="ddim: quality (official); dpmpp / unipc: 8-step solvers on the official weights; "
+                        "lcm: 4-step distilled student (needs <checkpoints>/lcm/)")
     parser.add_argument("--steps", type=int, default=None,
                         help=", ".join(f"{s.name}: default {s.default_steps}, {s.min_steps}-{s.max_steps}"
                                        for s in SAMPLERS.values()))
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=defaults.deepcache,
                         help="reuse deep UNet features on 2 of every 3 steps, as the official app (default: on)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
+    parser.add_argument("--chunk-batch", type=int, default=defaults.chunk_batch,
+                        help="16-frame chunks per UNet batch (default 0: from free GPU memory; 1 on CPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (warm-up ~1 min; CUDA)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
     parser.add_argument("--landmarks", default=defaults.landmarks, choices=BACKENDS)
@@ -62,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
-        deepcache=args.deepcache,
+        deepcache=args.deepcache, chunk_batch=args.chunk_batch,
     )
-    service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None)
+    service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None,
+                             compile_unet=args.compile)
     try:
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
             voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)

@@ -12,7 +12,7 @@ Frames where no face is found pass through unchanged.
 
 from __future__ import annotations
 
-from contextlib import closing
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -24,9 +24,10 @@ import torch
 from ..errors import InputError
 from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
-from ..face.track import track_faces
-from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio, mux, probe
+from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
+from .batching import auto_chunk_batch
 from .lipsync import LipSyncPipeline
+from .streaming import FaceAnalysis, PasteBack, face_chunks
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class GenerationSettings:
     keep_video_tail: bool = False
     landmarks: str = "mediapipe"
     deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
+    chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,6 @@ def pingpong_index(i: int, n: int) -> int:
     return k if k < n else 2 * n - 1 - k
 
 
-@dataclass
-class _Analysis:
-    faces: list[np.ndarray | None]  # aligned (R, R, 3) uint8 per source frame, None where no face
-    matrices: list[np.ndarray | None]
-    frames: np.ndarray | None  # every source frame, only kept (on disk) when frames are needed out of order
-    size: tuple[int, int]  # width, height
-
-
 def lipsync_video(
     pipeline: LipSyncPipeline,
     audio_encoder,
@@ -80,8 +74,15 @@ def lipsync_video(
     out_path: str | Path,
     settings: GenerationSettings = GenerationSettings(),
     detector: LandmarkDetector | None = None,
+    streaming: bool = True,
+    paste_device: str | torch.device | None = None,
 ) -> Iterator[JobEvent]:
-    """Run one lip-sync job; see the module docstring. Raises InputError on unusable input."""
+    """Run one lip-sync job; see the module docstring. Raises InputError on unusable input.
+
+    For benchmarks only: ``streaming=False`` runs the stages one after another as the official code does
+    (whole face pass first, each chunk pasted before the next is generated); ``paste_device`` pastes on
+    another device than the pipeline's (e.g. "cpu", as the official code). Same output either way.
+    """
     out_path = Path(out_path)
     yield JobEvent("reading", 0.0, "reading the video and audio")
     info = probe(video_path)
@@ -92,117 +93,127 @@ def lipsync_video(
     if num_out < 1:
         raise InputError("the audio is shorter than one video frame (40 ms): upload speech audio")
 
-    own_detector = detector is None
-    detector = detector or make_detector(settings.landmarks)
+    expected = max(1, info.frames_at(MODEL_FPS))
     with job_tempdir() as workdir:
+        # Stage 1 (a thread): decode, landmarks, align. Host memory stays flat: faces live in the job folder.
+        analysis = FaceAnalysis(video_path, resolution, settings.face_index, _detector_factory(detector, settings),
+                                workdir, keep_frames=num_out > expected, num_out=num_out)
+        analysis.start()
         try:
-            analysis = yield from _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
+            if not streaming:
+                analysis.wait()
+            yield from _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, out_path,
+                                 workdir, num_out, expected, settings, streaming, paste_device)
         finally:
-            if own_detector:
-                detector.close()
-
-        yield JobEvent("encoding audio", _DETECT, "computing whisper audio features")
-        features = audio_encoder.encode(audio)
-        audio_chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=range(num_out))
-
-        num_src = len(analysis.faces)
-        sources = [pingpong_index(i, num_src) for i in range(num_out)]
-        stand_in = _nearest_face_index(analysis.faces)
-        faces = torch.from_numpy(np.stack([analysis.faces[stand_in[s]] for s in sources])).permute(0, 3, 1, 2)
-
-        silent_video = workdir / "video.mp4"
-        width, height = analysis.size
-        aligner = FaceAligner(resolution, device=pipeline.device)
-        num_chunks = -(-num_out // 16)
-        originals = _source_frames(video_path, analysis, sources)
-        with closing(originals), VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
-            chunks = pipeline.generate_chunks(
-                faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed,
-                deepcache=settings.deepcache,
-            )
-            for k, (start, generated) in enumerate(chunks):
-                for j, face in enumerate(generated):
-                    src = sources[start + j]
-                    frame = next(originals)
-                    matrix = analysis.matrices[src]
-                    result = frame if matrix is None else aligner.restore_generated(frame, face, matrix)
-                    writer.write(result)
-                done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
-                yield JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks,
-                               preview=_side_by_side(frame, result))
-            tail = 0
-            if settings.keep_video_tail and num_src > num_out:
-                yield JobEvent("writing", 0.96, "copying the rest of the video")
-                for frame in originals:  # the file stream continues right after the last generated frame
-                    writer.write(frame)
-                    tail += 1
-
-        yield JobEvent("writing", 0.97, "adding the audio track")
-        mux(silent_video, audio_path, out_path, num_frames=num_out + tail)
+            analysis.close()
     yield JobEvent("done", 1.0, f"wrote {out_path.name}", output=out_path)
 
 
-def _analyse(video_path, info, resolution, settings, detector, num_out, workdir) -> Iterator[JobEvent]:
-    """Pass 1: landmarks and aligned faces for every 25 fps source frame (a generator returning _Analysis)."""
-    aligner = FaceAligner(resolution)
-    expected = max(1, info.frames_at(MODEL_FPS))
-    faces, matrices, store = [], [], None
-    keep_frames = num_out > expected  # ping-pong will revisit frames backwards: keep them on disk
-    tracked = track_faces(iter_frames(video_path, fps=MODEL_FPS), detector, aligner, settings.face_index)
-    for i, (frame, aligned, matrix) in enumerate(tracked):
-        if store is None and keep_frames:
-            store = _FrameStore(workdir / "frames.u8", frame.shape)
-        if store is not None:
-            store.append(frame)
-        faces.append(aligned)
-        matrices.append(matrix)
-        if i % 10 == 0:
-            yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected),
-                           f"finding the face: frame {i + 1} of {expected}")
-    if not faces:
-        raise InputError(f"could not read any frame from {Path(video_path).name}: is the file complete?")
-    if all(f is None for f in faces):
-        raise InputError(
-            "no face was found in any frame of the video: upload a clip where one face is clearly visible "
-            "(frontal, not too small)"
-        )
-    frame_h, frame_w = (store.shape[1:3] if store is not None else (info.height, info.width))
-    if store is None and num_out > len(faces):  # the probe under-counted: read the frames again, keep them
-        store = _FrameStore(workdir / "frames.u8", (frame_h, frame_w, 3))
-        for frame in iter_frames(video_path, fps=MODEL_FPS):
-            store.append(frame)
-    return _Analysis(faces, matrices, store.frames() if store is not None else None, (frame_w, frame_h))
+def _detector_factory(detector: LandmarkDetector | None, settings: GenerationSettings):
+    """() -> (detector, close): the caller's detector (kept open), or a fresh one closed after the pass."""
+    if detector is not None:
+        return lambda: (detector, lambda: None)
+
+    def make():
+        own = make_detector(settings.landmarks)
+        return own, own.close
+
+    return make
 
 
-def _source_frames(video_path, analysis: _Analysis, sources: list[int]) -> Iterator[np.ndarray]:
-    """Source frames in output order: straight from the file when that order is the file's own."""
-    if analysis.frames is not None:
-        return (analysis.frames[s] for s in sources)
-    return iter_frames(video_path, fps=MODEL_FPS)
+def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, out_path, workdir, num_out, expected,
+              settings, streaming=True, paste_device=None) -> Iterator[JobEvent]:
+    """Stages 2-3: chunked generation in this thread, paste-back and encoding in another, then the mux."""
+    while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
+        yield JobEvent("detecting faces", 0.0, "finding the face")
+    yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
+    features = audio_encoder.encode(audio)
+
+    def audio_chunks(frames: range) -> torch.Tensor:
+        return audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)
+
+    # The length rule: output frame i shows source frame sources[i]. Ping-pong revisits frames, which only
+    # needs the number of source frames once the output passes it.
+    sources = _LazySources(analysis, num_out)
+    resolution = analysis.resolution
+    silent_video = workdir / "video.mp4"
+    width, height = analysis.size
+    aligner = FaceAligner(resolution, device=paste_device or pipeline.device)
+    num_chunks = -(-num_out // 16)
+    finished: queue.Queue = queue.Queue()
+
+    def paste(frame: np.ndarray, face: torch.Tensor, matrix: np.ndarray | None) -> np.ndarray:
+        """One output frame: the generated face pasted into its original frame (unchanged without a face)."""
+        return frame if matrix is None else aligner.restore_generated(frame, face, matrix)
+
+    with VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
+        paster = PasteBack(analysis, video_path, sources, writer, paste,
+                           on_chunk=lambda k, frame, result: finished.put((k, _side_by_side(frame, result))))
+        paster.start()
+        reported = 0
+        try:
+            chunk_batch = settings.chunk_batch or auto_chunk_batch(pipeline.device, resolution, pipeline.dtype,
+                                                                   pipeline.uses_guidance(settings.guidance_scale))
+            chunks = pipeline.generate_stream(
+                face_chunks(analysis, sources, audio_chunks), resolution, num_chunks, settings.num_inference_steps,
+                settings.guidance_scale, settings.seed, deepcache=settings.deepcache, chunk_batch=chunk_batch,
+                output_device=None,
+            )
+            for k, (start, generated) in enumerate(chunks):
+                paster.put((k, start, generated))
+                while reported < num_chunks and (reported <= (k if not streaming else 0) or not finished.empty()):
+                    if reported <= (k if not streaming else 0):  # the first preview as soon as it exists
+                        try:
+                            item = finished.get(timeout=0.5)
+                        except queue.Empty:
+                            if paster.error is not None or not paster.is_alive():
+                                break
+                            continue
+                    else:
+                        item = finished.get_nowait()
+                    reported += 1
+                    yield _chunk_event(item, num_chunks)
+            if settings.keep_video_tail and analysis.num_frames > num_out:
+                paster.keep_tail_from = num_out
+            paster.put(None)
+            paster.join()
+            if paster.error is not None:
+                raise paster.error
+            while reported < num_chunks:
+                reported += 1
+                yield _chunk_event(finished.get_nowait(), num_chunks)
+            if paster.tail:
+                yield JobEvent("writing", 0.96, "copied the rest of the video")
+        except BaseException:
+            paster.abort()
+            raise
+
+    yield JobEvent("writing", 0.97, "adding the audio track")
+    mux(silent_video, audio_path, out_path, num_frames=num_out + paster.tail)
 
 
-class _FrameStore:
-    """Raw frames appended to a file in the job folder, read back as a memory map (keeps RAM flat)."""
-
-    def __init__(self, path: Path, frame_shape: tuple[int, ...]):
-        self.path, self.shape, self._file = path, (0, *frame_shape), open(path, "wb")
-
-    def append(self, frame: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-        self.shape = (self.shape[0] + 1, *self.shape[1:])
-
-    def frames(self) -> np.ndarray:
-        self._file.close()
-        return np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape)
+def _chunk_event(item, num_chunks: int) -> JobEvent:
+    k, preview = item
+    done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
+    return JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks, preview=preview)
 
 
-def _nearest_face_index(faces: list[np.ndarray | None]) -> list[int]:
-    """For each frame, the nearest frame that has a face (itself if it has one).
+class _LazySources:
+    """The length rule as a mapping: ``sources[i]`` = the source frame output frame ``i`` shows.
 
-    Faceless frames still need some face in their 16-frame chunk; their output is discarded.
+    Ping-pong (the official loop): ``pingpong_index(i, n)`` with n source frames. It equals i while i < n,
+    so n is only waited for once the output runs past the frames analysed so far.
     """
-    have = np.array([i for i, f in enumerate(faces) if f is not None])
-    return [int(have[np.abs(have - i).argmin()]) for i in range(len(faces))]
+
+    def __init__(self, analysis: FaceAnalysis, num_out: int):
+        self.analysis, self.num_out = analysis, num_out
+
+    def __len__(self) -> int:
+        return self.num_out
+
+    def __getitem__(self, i: int) -> int:
+        self.analysis.wait(i)  # until frame i is analysed or the clip has ended
+        return i if i < self.analysis.count else pingpong_index(i, self.analysis.count)
 
 
 def _side_by_side(original: np.ndarray, result: np.ndarray, height: int = 256) -> np.ndarray:
