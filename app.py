@@ -17,6 +17,8 @@ import gradio as gr
 
 from latentsync_demo.errors import LatentSyncError
 from latentsync_demo.pipeline import SAMPLERS
+from latentsync_demo.pipeline.length import LENGTH_MODES
+from latentsync_demo.rest import RestAPI
 from latentsync_demo.service import DEFAULT_MAX_SECONDS, LipSyncService, VoiceRequest
 from latentsync_demo.store import DEFAULT_PRESET, PRESETS
 from latentsync_demo.voice import LANGUAGES
@@ -39,6 +41,11 @@ SAMPLER_LABELS = {"DDIM (quality)": "ddim", "DPM-Solver++ · 8 steps (fast)": "d
 LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
 VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
                 "Script: type what the speaker says": "script"}
+LENGTH_MODE_LABELS = {"pingpong": "Ping-pong: video plays back and forth to the speech's length",
+                      "loop": "Loop: video starts over to the speech's length",
+                      "cut": "Cut: the shorter of video and speech decides",
+                      "keep-tail": "Keep tail: rest of the video as it was, silent",
+                      "pad-silence": "Pad silence: rest of the video with a closed mouth, silent"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
 
@@ -87,7 +94,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                 gr.update(visible=bool(missing)), gr.update(visible=bool(missing)))
 
     @on_gpu
-    def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, keep_tail,
+    def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                 voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
                 deepcache=True, progress=gr.Progress()):
         voice = VoiceRequest(VOICE_LABELS[voice_label], script or None, language or None, voice_reference)
@@ -97,7 +104,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             raise gr.Error("Upload (or record) the speech the face should say.")
         out = service.new_output_path()
         overrides = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
-                         face_index=int(face_index), keep_video_tail=bool(keep_tail), deepcache=bool(deepcache))
+                         face_index=int(face_index), length_mode=length_mode or None,
+                         deepcache=bool(deepcache))
         overrides["sampler"] = SAMPLER_LABELS[sampler_label]
         try:
             for event in service.lipsync(video, audio or None, out, PRESET_BY_LABEL[preset_label], voice=voice,
@@ -144,7 +152,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                     voice_download_btn = gr.Button("Download voice models", visible=False)
                 with gr.Accordion("Advanced", open=False):
                     face_index = gr.Number(value=0, precision=0, label="Face (0 = largest in frame)")
-                    keep_tail = gr.Checkbox(False, label="Keep the rest of the video when the speech is shorter")
+                    length_mode = gr.Dropdown([(LENGTH_MODE_LABELS[m], m) for m in LENGTH_MODES], value="pingpong",
+                                              label="When speech and video lengths differ", elem_id="length-mode")
                     deepcache = gr.Checkbox(True, label="DeepCache",
                                             info="Reuse deep features on 2 of 3 steps (~2x faster; the official default)")
                 with gr.Row():
@@ -162,7 +171,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         if examples:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
 
-        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, keep_tail,
+        inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, deepcache]
         outputs = [status, preview, original_out, result_out, download_out, voice_out]
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
@@ -187,13 +196,26 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=float(os.environ.get("LATENTSYNC_MAX_SECONDS",
                                                                                 DEFAULT_MAX_SECONDS)))
     parser.add_argument("--queue-size", type=int, default=16)
+    rest = parser.add_argument_group("REST API at /api/v1 (docs at /docs), on the same server and GPU queue")
+    rest.add_argument("--no-api", action="store_true", help="serve the web app only")
+    rest.add_argument("--api-token", default=os.environ.get("LATENTSYNC_API_TOKEN"),
+                      help="require 'Authorization: Bearer TOKEN' on every API call (env LATENTSYNC_API_TOKEN)")
+    rest.add_argument("--api-max-upload-mb", type=float, default=200.0, help="largest accepted upload per file")
+    rest.add_argument("--api-retention-minutes", type=float, default=60.0,
+                      help="job files and results are removed this long after the job ends")
+    rest.add_argument("--api-sync-max-seconds", type=float, default=20.0, help="longest clip POST /api/v1/sync takes")
     args = parser.parse_args()
     service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds)
     if os.environ.get("SPACE_ID") and not service.missing_files():
         service.models()  # ZeroGPU: weights go to the device at start-up, not inside a request
     demo = build_demo(service)
+    app_kwargs = {}
+    if not args.no_api:  # mounted on Gradio's own FastAPI server at start-up (no second server)
+        api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
+                      args.api_sync_max_seconds, max_pending=args.queue_size)
+        app_kwargs["lifespan"] = api.lifespan
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
-                                                allowed_paths=[str(service.output_dir)])
+                                                allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Command line: ``python -m latentsync_demo --video in.mp4 --audio speech.wav --out out.mp4``."""
+"""Command line: ``python -m latentsync_demo --video in.mp4 --audio speech.wav --out out.mp4``.
+
+``python -m latentsync_demo batch MANIFEST --out DIR`` runs a manifest of jobs (see ``batch``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from tqdm import tqdm
 
 from .errors import LatentSyncError
 from .face.landmarks import BACKENDS
+from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
 from .store import DEFAULT_PRESET, PRESETS
@@ -42,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--landmarks", default=defaults.landmarks, choices=BACKENDS)
     parser.add_argument(
         "--keep-video-tail", action="store_true",
-        help="when the audio is shorter, keep the rest of the video (original frames, silence)",
+        help="when the audio is shorter, keep the rest of the video (original frames, silence); "
+        "the same as --length-mode keep-tail",
+    )
+    parser.add_argument(
+        "--length-mode", choices=LENGTH_MODES, default=None,
+        help="when speech and video lengths differ: pingpong (default: video plays back and forth to the speech's "
+        "length), loop, cut (the shorter one decides), keep-tail (rest of the video as it was, silent), "
+        "pad-silence (rest of the video lip-synced to silence: closed mouth)",
     )
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
@@ -54,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["batch"]:  # python -m latentsync_demo batch MANIFEST --out DIR
+        from .batch import main as batch_main
+
+        return batch_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.audio is None and args.voice != "script":
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
-        deepcache=args.deepcache, chunk_batch=args.chunk_batch,
+        length_mode=args.length_mode, deepcache=args.deepcache, chunk_batch=args.chunk_batch,
     )
     service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None,
                              compile_unet=args.compile)

@@ -23,8 +23,9 @@ import torch
 from .errors import InputError
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
+from .pipeline.length import resolve_length_mode
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
-from .store import DEFAULT_PRESET, LoadedModels, load_lcm_unet, load_models, resolve
+from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
 
@@ -161,6 +162,13 @@ class LipSyncService:
         if spec.name == "lcm":
             resolve(preset, self.checkpoints).require_lcm()
 
+    def check_settings(self, preset: str, settings: GenerationSettings) -> None:
+        """InputError for an unknown preset, sampler or length mode, or steps out of range (before any work)."""
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        self._check_sampler(preset, settings)
+        resolve_length_mode(settings.length_mode, settings.keep_video_tail)
+
     def lipsync(
         self,
         video: str | Path,
@@ -178,7 +186,7 @@ class LipSyncService:
         event with ``audio`` set carries that new speech before lip sync starts.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
-        self._check_sampler(preset, settings)
+        self.check_settings(preset, settings)
         if voice is not None and voice.mode != "off":
             self.check_length(video, *([audio] if audio else []))
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")

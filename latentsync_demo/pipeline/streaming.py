@@ -8,8 +8,8 @@
 * ``PasteBack`` (a thread) pastes finished chunks into the original frames and feeds the encoder, so it
   overlaps the next UNet batch; a bounded queue keeps at most a few chunks in flight.
 
-Output frame ``i`` shows source frame ``sources[i]`` (the length rule is one separate mapping, see
-``pipeline.video``); a source frame without a face borrows the nearest frame's face for generation and is
+Output frame ``i`` shows source frame ``plan.source(i)`` (the length rule is one separate mapping, see
+``pipeline.length`` and ``pipeline.video``); a source frame without a face borrows the nearest frame's face for generation and is
 written unchanged. Same computations in the same order as one pass after another, so the same output.
 """
 
@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -157,13 +157,19 @@ class FaceAnalysis(threading.Thread):
             self.frames.close()
 
 
-def face_chunks(analysis: FaceAnalysis, sources: Sequence[int], audio_chunks: Callable[[range], torch.Tensor],
+def face_chunks(analysis: FaceAnalysis, plan, audio_chunks: Callable[[range], torch.Tensor],
                 num_frames: int = 16) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(faces (f, 3, R, R) uint8, audio (f, 50, d)) per chunk of output frames, read as the pipeline asks."""
-    for start in range(0, len(sources), num_frames):
-        frames = range(start, min(start + num_frames, len(sources)))
-        faces = np.stack([analysis.faces[analysis.face_source(sources[i])] for i in frames])
+    """(faces (f, 3, R, R) uint8, audio (f, 50, d)) per chunk of generated output frames, read as the pipeline
+    asks. ``plan``: ``source(i)`` (the source frame output frame i shows), ``is_generated(i)``."""
+    start = 0
+    while plan.is_generated(start):
+        end = start + 1
+        while end < start + num_frames and plan.is_generated(end):
+            end += 1
+        frames = range(start, end)
+        faces = np.stack([analysis.faces[analysis.face_source(plan.source(i))] for i in frames])
         yield torch.from_numpy(faces).permute(0, 3, 1, 2), audio_chunks(frames)
+        start = end
 
 
 class PasteBack(threading.Thread):
@@ -173,15 +179,14 @@ class PasteBack(threading.Thread):
     After each chunk ``on_chunk(chunk_index, last_original, last_result)`` is called from this thread.
     """
 
-    def __init__(self, analysis: FaceAnalysis, video_path, sources: Sequence[int], writer, paste: Callable,
+    def __init__(self, analysis: FaceAnalysis, video_path, plan, writer, paste: Callable,
                  on_chunk: Callable, max_chunks_in_flight: int = 2):
         super().__init__(name="paste-back", daemon=True)
-        self.analysis, self.sources, self.writer, self.paste, self.on_chunk = analysis, sources, writer, paste, on_chunk
+        self.analysis, self.plan, self.writer, self.paste, self.on_chunk = analysis, plan, writer, paste, on_chunk
         self.video_path = video_path
         self.chunks: queue.Queue = queue.Queue(maxsize=max_chunks_in_flight)
         self.error: BaseException | None = None
-        self.tail = 0
-        self.keep_tail_from: int | None = None  # set: after the last chunk, copy source frames from here on
+        self.tail = 0  # pass-through frames written after the generated ones (length plan)
         self._decoder, self._next = None, 0
 
     def original(self, s: int) -> np.ndarray:
@@ -215,15 +220,15 @@ class PasteBack(threading.Thread):
             while (item := self.chunks.get()) is not _DONE:
                 k, start, faces = item
                 for j, face in enumerate(faces):
-                    s = self.sources[start + j]
+                    s = self.plan.source(start + j)
                     frame = self.original(s)
                     result = self.paste(frame, face, self.analysis.matrices[s])
                     self.writer.write(result)
                 self.on_chunk(k, frame, result)
-            if self.keep_tail_from is not None:
-                for s in range(self.keep_tail_from, self.analysis.num_frames):
-                    self.writer.write(self.original(s))
-                    self.tail += 1
+            plan = self.plan.final()
+            for s in plan.sources[plan.num_generated:]:  # pass-through frames always come last
+                self.writer.write(self.original(s))
+                self.tail += 1
         except BaseException as exc:
             self.error = exc
         finally:

@@ -4,10 +4,14 @@
 ending with a ``done`` event that carries the output path. Closing the generator (a cancelled request)
 stops ffmpeg and releases everything; the per-job temporary folder is always removed.
 
-Length rule: the output follows the audio exactly (25 fps frames = round(audio seconds * 25)). A video
-shorter than the audio plays forward and backward (ping-pong) as in the official code; a longer one is
-cut at the end of the audio, or, with ``keep_video_tail``, continues with its original frames in silence.
+Length rule: ``settings.length_mode`` (see ``pipeline.length``). By default the output follows the audio
+exactly (25 fps frames = round(audio seconds * 25)): a video shorter than the audio plays forward and
+backward (ping-pong) as in the official code; a longer one is cut at the end of the audio, or, with
+``keep_video_tail`` (= length mode keep-tail), continues with its original frames in silence.
 Frames where no face is found pass through unchanged.
+
+The stages stream (``pipeline.streaming``): face analysis of later frames overlaps generation of earlier
+chunks, and paste-back/encoding of finished chunks overlaps the next UNet batch.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
 from .batching import auto_chunk_batch
+from .length import LengthPlan, pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (re-export)
 from .lipsync import LipSyncPipeline
 from .streaming import FaceAnalysis, PasteBack, face_chunks
 
@@ -39,6 +44,7 @@ class GenerationSettings:
     face_index: int = 0  # 0 = the largest face in the frame
     keep_video_tail: bool = False
     landmarks: str = "mediapipe"
+    length_mode: str | None = None  # a pipeline.length.LENGTH_MODES name; None: from keep_video_tail
     deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
     chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)
 
@@ -57,12 +63,6 @@ class JobEvent:
 
 # Share of the job's progress bar each stage gets (generation dominates the wall time).
 _DETECT, _AUDIO, _GENERATE = 0.15, 0.05, 0.75
-
-
-def pingpong_index(i: int, n: int) -> int:
-    """Source frame for output frame ``i``: 0..n-1, n-1..0, 0..n-1, ... (the official loop)."""
-    k = i % (2 * n)
-    return k if k < n else 2 * n - 1 - k
 
 
 def lipsync_video(
@@ -126,20 +126,19 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
     """Stages 2-3: chunked generation in this thread, paste-back and encoding in another, then the mux."""
     while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
         yield JobEvent("detecting faces", 0.0, "finding the face")
+    mode = resolve_length_mode(settings.length_mode, settings.keep_video_tail)
+    plan = _StreamingPlan(analysis, num_out, mode)
     yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
-    features = audio_encoder.encode(audio)
+    features = audio_encoder.encode(plan.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)))
 
     def audio_chunks(frames: range) -> torch.Tensor:
         return audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)
 
-    # The length rule: output frame i shows source frame sources[i]. Ping-pong revisits frames, which only
-    # needs the number of source frames once the output passes it.
-    sources = _LazySources(analysis, num_out)
     resolution = analysis.resolution
     silent_video = workdir / "video.mp4"
     width, height = analysis.size
     aligner = FaceAligner(resolution, device=paste_device or pipeline.device)
-    num_chunks = -(-num_out // 16)
+    num_chunks = -(-plan_length(expected, num_out, mode).num_generated // 16)  # for progress; final count may differ
     finished: queue.Queue = queue.Queue()
 
     def paste(frame: np.ndarray, face: torch.Tensor, matrix: np.ndarray | None) -> np.ndarray:
@@ -147,20 +146,22 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
         return frame if matrix is None else aligner.restore_generated(frame, face, matrix)
 
     with VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
-        paster = PasteBack(analysis, video_path, sources, writer, paste,
+        paster = PasteBack(analysis, video_path, plan, writer, paste,
                            on_chunk=lambda k, frame, result: finished.put((k, _side_by_side(frame, result))))
         paster.start()
-        reported = 0
+        reported = total = 0
         try:
             chunk_batch = settings.chunk_batch or auto_chunk_batch(pipeline.device, resolution, pipeline.dtype,
                                                                    pipeline.uses_guidance(settings.guidance_scale))
             chunks = pipeline.generate_stream(
-                face_chunks(analysis, sources, audio_chunks), resolution, num_chunks, settings.num_inference_steps,
+                face_chunks(analysis, plan, audio_chunks), resolution, num_chunks, settings.num_inference_steps,
                 settings.guidance_scale, settings.seed, deepcache=settings.deepcache, chunk_batch=chunk_batch,
                 output_device=None,
             )
             for k, (start, generated) in enumerate(chunks):
                 paster.put((k, start, generated))
+                total = k + 1
+                num_chunks = max(num_chunks, total)
                 while reported < num_chunks and (reported <= (k if not streaming else 0) or not finished.empty()):
                     if reported <= (k if not streaming else 0):  # the first preview as soon as it exists
                         try:
@@ -173,15 +174,13 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
                         item = finished.get_nowait()
                     reported += 1
                     yield _chunk_event(item, num_chunks)
-            if settings.keep_video_tail and analysis.num_frames > num_out:
-                paster.keep_tail_from = num_out
             paster.put(None)
             paster.join()
             if paster.error is not None:
                 raise paster.error
-            while reported < num_chunks:
+            while not finished.empty():
                 reported += 1
-                yield _chunk_event(finished.get_nowait(), num_chunks)
+                yield _chunk_event(finished.get_nowait(), total)
             if paster.tail:
                 yield JobEvent("writing", 0.96, "copied the rest of the video")
         except BaseException:
@@ -189,7 +188,7 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
             raise
 
     yield JobEvent("writing", 0.97, "adding the audio track")
-    mux(silent_video, audio_path, out_path, num_frames=num_out + paster.tail)
+    mux(silent_video, audio_path, out_path, num_frames=plan.final().num_frames)
 
 
 def _chunk_event(item, num_chunks: int) -> JobEvent:
@@ -198,22 +197,41 @@ def _chunk_event(item, num_chunks: int) -> JobEvent:
     return JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks, preview=preview)
 
 
-class _LazySources:
-    """The length rule as a mapping: ``sources[i]`` = the source frame output frame ``i`` shows.
+class _StreamingPlan:
+    """The length plan (``pipeline.length.plan_length``) of a clip whose frames are still being analysed.
 
-    Ping-pong (the official loop): ``pingpong_index(i, n)`` with n source frames. It equals i while i < n,
-    so n is only waited for once the output runs past the frames analysed so far.
+    Every length mode shows source frame i at output frame i, lip-synced, while i is below both the speech
+    length and the source frame count; only past that does the plan need the final count, so only then
+    does it wait for the face pass to finish.
     """
 
-    def __init__(self, analysis: FaceAnalysis, num_out: int):
-        self.analysis, self.num_out = analysis, num_out
+    def __init__(self, analysis: FaceAnalysis, num_audio: int, mode: str):
+        self.analysis, self.num_audio, self.mode = analysis, num_audio, mode
+        self._final: LengthPlan | None = None
 
-    def __len__(self) -> int:
-        return self.num_out
+    def final(self) -> LengthPlan:
+        if self._final is None:
+            self._final = plan_length(self.analysis.num_frames, self.num_audio, self.mode)
+        return self._final
 
-    def __getitem__(self, i: int) -> int:
+    def _in_order(self, i: int) -> bool:
+        if i >= self.num_audio:
+            return False
         self.analysis.wait(i)  # until frame i is analysed or the clip has ended
-        return i if i < self.analysis.count else pingpong_index(i, self.analysis.count)
+        return i < self.analysis.count
+
+    def source(self, i: int) -> int:
+        return i if self._in_order(i) else self.final().sources[i]
+
+    def is_generated(self, i: int) -> bool:
+        return self._in_order(i) or i < self.final().num_generated
+
+    def driving_audio(self, samples: np.ndarray, samples_per_frame: int) -> np.ndarray:
+        """The speech padded with silence to cover the generated frames. Their count depends on the source
+        frame count only for "cut" and "pad-silence" (which therefore wait for the face pass here)."""
+        if self.mode in ("cut", "pad-silence"):
+            return self.final().driving_audio(samples, samples_per_frame)
+        return plan_length(self.num_audio, self.num_audio, self.mode).driving_audio(samples, samples_per_frame)
 
 
 def _side_by_side(original: np.ndarray, result: np.ndarray, height: int = 256) -> np.ndarray:

@@ -1,0 +1,218 @@
+"""Batch jobs: ``python -m latentsync_demo batch MANIFEST.csv|jsonl --out DIR``.
+
+One manifest row per job. Columns (CSV header or JSON keys; only ``video`` is required):
+
+    id           a name for the job (default: its row number); the output is DIR/<id>.mp4
+    video        talking-head video; relative paths are relative to the manifest's folder
+    audio        speech; may be left out when ``text`` is given (the speaker says it, voice cloning)
+    text         script for voice=script; language: its language code
+    preset, sampler, steps, guidance, seed, face_index, length_mode: as on the command line
+
+The models are loaded once (one LipSyncService) and the rows run one after another under a tqdm bar.
+Every attempt appends a row to DIR/results.part-<process>.csv (id, status, output, duration, wall_time,
+error); at the end DIR/results.csv holds the latest attempt of every manifest row. A re-run skips the rows
+that are done and whose output still exists, so a crashed or partly failed batch resumes where it was.
+
+Several GPUs: ``accelerate launch -m latentsync_demo batch ...`` starts one process per GPU; accelerate's
+``PartialState.split_between_processes`` hands each process its share of the pending rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import InputError, LatentSyncError
+from .pipeline.length import LENGTH_MODES
+from .pipeline.samplers import SAMPLERS
+from .store import DEFAULT_PRESET, PRESETS
+
+RESULT_FIELDS = ("id", "status", "output", "duration", "wall_time", "error")
+_SETTINGS = {"sampler": str, "steps": int, "guidance": float, "seed": int, "face_index": int, "length_mode": str}
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    id: str
+    video: Path | None
+    audio: Path | None
+    text: str | None
+    language: str | None
+    preset: str | None
+    settings: dict  # the manifest's own setting columns, as strings
+
+
+def read_manifest(path: str | Path) -> list[BatchRow]:
+    """Rows of a .csv (with a header) or .jsonl manifest; InputError for a malformed file or duplicate ids."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest not found: {path}")
+    if path.suffix.lower() == ".jsonl":
+        records = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path.name} line {n} is not JSON ({exc.msg}); one object per line") from exc
+    elif path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            records = list(csv.DictReader(f))
+    else:
+        raise InputError(f"manifest must be .csv or .jsonl, not {path.suffix or 'no extension'}: {path.name}")
+    rows, seen = [], set()
+    for n, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise InputError(f"{path.name} row {n} is not an object with video/audio/text fields")
+        record = {k.strip(): str(v).strip() for k, v in record.items() if k and v not in (None, "")}
+        row_id = record.get("id") or f"row{n:04d}"
+        if not _safe_id(row_id) or row_id in seen:
+            raise InputError(f"{path.name} row {n}: id {row_id!r} must be unique and use only letters, digits, "
+                             "'-', '_' and '.'")
+        seen.add(row_id)
+
+        def where(key):
+            return (path.parent / record[key]) if key in record else None
+
+        rows.append(BatchRow(row_id, where("video"), where("audio"), record.get("text"), record.get("language"),
+                             record.get("preset"), {k: record[k] for k in _SETTINGS if k in record}))
+    return rows
+
+
+def _safe_id(text: str) -> bool:
+    return bool(text) and len(text) <= 100 and text[0] != "." and all(c.isalnum() or c in "-_." for c in text)
+
+
+def read_results(out_dir: Path) -> dict[str, dict]:
+    """The latest recorded attempt per id, from every process's part file."""
+    latest: dict[str, dict] = {}
+    for part in sorted(out_dir.glob("results.part-*.csv")):
+        with open(part, newline="", encoding="utf-8") as f:
+            for record in csv.DictReader(f):
+                if record["id"] not in latest or float(record["finished"]) >= float(latest[record["id"]]["finished"]):
+                    latest[record["id"]] = record
+    return latest
+
+
+def pending_rows(rows: list[BatchRow], out_dir: Path) -> list[BatchRow]:
+    """Rows without a finished result (status done and the output file still there)."""
+    done = {i for i, r in read_results(out_dir).items() if r["status"] == "done" and (out_dir / r["output"]).is_file()}
+    return [row for row in rows if row.id not in done]
+
+
+def write_summary(rows: list[BatchRow], out_dir: Path) -> dict[str, int]:
+    """DIR/results.csv in manifest order; returns counts per status."""
+    latest = read_results(out_dir)
+    counts: dict[str, int] = {}
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, RESULT_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            record = latest.get(row.id, {"id": row.id, "status": "not run"})
+            writer.writerow({k: record.get(k, "") for k in RESULT_FIELDS})
+            counts[record["status"]] = counts.get(record["status"], 0) + 1
+    return counts
+
+
+def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace) -> dict:
+    """Run one row; never raises for a problem of the row itself (it is recorded as failed)."""
+    from .media import probe
+    from .service import VoiceRequest
+
+    started = time.time()
+    out = out_dir / f"{row.id}.mp4"
+    record = {"id": row.id, "status": "failed", "output": "", "duration": "", "error": ""}
+    try:
+        if row.video is None:
+            raise InputError("the row has no video")
+        if row.audio is None and not row.text:
+            raise InputError("the row needs audio, or text for the speaker to say")
+        try:
+            values = {k: cast(row.settings.get(k, getattr(defaults, k))) for k, cast in _SETTINGS.items()
+                      if row.settings.get(k, getattr(defaults, k)) is not None}
+        except ValueError as exc:
+            raise InputError(f"a setting is not a number: {exc}") from exc
+        sampler = values.get("sampler", "ddim")
+        overrides = {"sampler": sampler, "guidance_scale": values.get("guidance", 1.5),
+                     "seed": values.get("seed", 1247), "face_index": values.get("face_index", 0),
+                     "length_mode": values.get("length_mode"),
+                     "num_inference_steps": values.get("steps", SAMPLERS[sampler].default_steps
+                                                        if sampler in SAMPLERS else 20)}
+        voice = VoiceRequest("script", row.text, row.language) if row.text else None
+        for _ in service.lipsync(row.video, row.audio, out, row.preset or defaults.preset, voice=voice, **overrides):
+            pass
+        record.update(status="done", output=out.name, duration=f"{probe(out).duration:.3f}")
+    except LatentSyncError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:  # one broken row must not stop the batch
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    record.update(wall_time=f"{time.time() - started:.2f}", finished=f"{time.time():.6f}")
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m latentsync_demo batch",
+                                     description="Lip-sync every row of a manifest (resumable; multi-GPU with "
+                                                 "accelerate launch).")
+    parser.add_argument("manifest", help=".csv with a header, or .jsonl: id, video, audio or text, settings")
+    parser.add_argument("--out", required=True, help="folder for the videos and results.csv")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
+    parser.add_argument("--device", default=None, help="default: this process's accelerate device")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    parser.add_argument("--sampler", default=None, choices=sorted(SAMPLERS), help="rows may set their own")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--face-index", type=int, default=None)
+    parser.add_argument("--length-mode", choices=LENGTH_MODES, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rows = read_manifest(args.manifest)
+    except LatentSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from accelerate import PartialState
+
+    from .service import LipSyncService
+
+    import torch
+
+    # cpu=True on machines without CUDA: torchrun's processes then form a gloo group instead of none at all.
+    state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = pending_rows(rows, out_dir)
+    state.wait_for_everyone()  # every process decided from the same results before any writes more
+    service = LipSyncService(checkpoints=args.checkpoints, device=args.device or str(state.device), max_seconds=None)
+    part = out_dir / f"results.part-{state.process_index}.csv"
+    with state.split_between_processes(todo) as mine:
+        new_file = not part.exists()
+        with open(part, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, (*RESULT_FIELDS, "finished"))
+            if new_file:
+                writer.writeheader()
+            bar = tqdm(mine, desc=f"batch [{state.process_index}]", unit="job", position=state.process_index)
+            for row in bar:
+                record = run_row(service, row, out_dir, args)
+                writer.writerow(record)
+                f.flush()  # a crash keeps every finished row
+                bar.set_postfix_str(f"{row.id}: {record['status']}")
+    state.wait_for_everyone()
+    if state.is_main_process:
+        counts = write_summary(rows, out_dir)
+        skipped = len(rows) - len(todo)
+        print(f"{len(rows)} rows: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+              + (f" ({skipped} already done, skipped)" if skipped else "") + f"; see {out_dir / 'results.csv'}")
+        return 0 if counts.get("done", 0) == len(rows) else 1
+    return 0

@@ -1,0 +1,209 @@
+"""JobManager: lip-sync jobs queued for one worker thread, next to the app's own requests.
+
+Jobs run through the same ``LipSyncService`` as the Gradio app, so they share its model cache and its
+one-generation-at-a-time lock: an app request and a REST job never run on the accelerator together.
+Each job owns a folder ``<root>/<job id>/`` (its uploads and its result) that is removed ``retention``
+seconds after the job ends, or when it is deleted.
+
+    manager = JobManager(service, root)
+    manager.start()
+    job = manager.submit(JobRequest(video, audio, settings={"num_inference_steps": 20}), folder)
+    manager.get(job.id).status  # queued | running | done | failed | cancelled
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LatentSyncError
+from ..service import LipSyncService, VoiceRequest
+
+log = logging.getLogger("latentsync_demo.rest")
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+FINAL = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to run: input files inside the job folder, and ``LipSyncService.lipsync`` arguments."""
+
+    video: Path
+    audio: Path | None
+    preset: str
+    settings: dict  # GenerationSettings overrides
+    voice: VoiceRequest | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    folder: Path
+    request: JobRequest
+    status: str = "queued"
+    stage: str = "queued"
+    progress: float = 0.0  # 0..1
+    message: str = "waiting for the worker"
+    error: str | None = None
+    client_error: bool = True  # a failure caused by the input (vs. the server's own)
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def output(self) -> Path:
+        return self.folder / "result.mp4"
+
+    def summary(self) -> dict:
+        """The JSON body of ``GET /api/v1/jobs/{id}``."""
+        return {"id": self.id, "status": self.status, "stage": self.stage, "progress": round(self.progress, 4),
+                "message": self.message, "error": self.error, "created": self.created, "finished": self.finished}
+
+
+def is_job_id(text: str) -> bool:
+    return bool(_JOB_ID.fullmatch(text))
+
+
+class JobManager:
+    """A FIFO of jobs and the one worker thread that runs them (the accelerator runs one job at a time)."""
+
+    def __init__(self, service: LipSyncService, root: str | Path, retention: float = 3600.0):
+        self.service, self.root, self.retention = service, Path(root), retention
+        self._jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def new_folder(self) -> tuple[str, Path]:
+        """A fresh job id and its (created) folder; uploads are saved there before ``submit``."""
+        job_id = uuid.uuid4().hex
+        folder = self.root / job_id
+        folder.mkdir(parents=True)
+        return job_id, folder
+
+    def submit(self, job_id: str, folder: Path, request: JobRequest) -> Job:
+        job = Job(job_id, folder, request)
+        with self._lock:
+            self._jobs[job_id] = job
+        self._queue.put(job)
+        return job
+
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        with self._lock:
+            return sum(job.status not in FINAL for job in self._jobs.values())
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None for an unknown, expired or malformed id (never touches the file system)."""
+        self.prune()
+        if not is_job_id(job_id):
+            return None
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Stop a queued or running job (it ends as "cancelled" at its next progress event);
+        an ended job is removed with its files."""
+        job = self.get(job_id)
+        if job is None:
+            return None
+        if job.status in FINAL:
+            self._remove(job)
+        else:
+            job.cancel.set()
+        return job
+
+    def prune(self) -> None:
+        """Remove jobs (and folders) that ended more than ``retention`` seconds ago."""
+        now = time.time()
+        with self._lock:
+            old = [j for j in self._jobs.values() if j.finished is not None and now - j.finished > self.retention]
+        for job in old:
+            self._remove(job)
+
+    def _remove(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+    # --- the worker ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="latentsync-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel what is queued or running and end the worker; remove every job folder."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel.set()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        for job in jobs:
+            self._remove(job)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._queue.get(timeout=60)
+            except queue.Empty:
+                self.prune()
+                continue
+            if job is None:
+                return
+            self._run(job)
+            self.prune()
+
+    def _run(self, job: Job) -> None:
+        request = job.request
+        try:
+            if job.cancel.is_set():
+                return self._end(job, "cancelled", "cancelled before it started")
+            job.status, job.stage, job.message = "running", "waiting", "waiting for the GPU"
+            events = self.service.lipsync(request.video, request.audio, job.output, request.preset,
+                                          voice=request.voice, **request.settings)
+            cancelled_while = None
+            try:
+                for event in events:
+                    if job.cancel.is_set():
+                        cancelled_while = event.stage
+                        break
+                    job.stage, job.progress, job.message = event.stage, event.fraction, event.message
+            finally:
+                events.close()  # a cancelled job: stops ffmpeg, releases the lock, removes temp folders
+            if cancelled_while is not None:
+                self._end(job, "cancelled", f"cancelled while {cancelled_while}")
+            else:
+                self._end(job, "done", "finished")
+        except LatentSyncError as exc:
+            self._end(job, "failed", "failed", error=hide_folder(str(exc), job.folder))
+        except Exception as exc:  # keep serving; the client sees what broke, the log has the trace
+            log.exception("REST job %s failed", job.id)
+            job.client_error = False
+            self._end(job, "failed", "failed", error=f"internal error ({type(exc).__name__}); please try again")
+
+    def _end(self, job: Job, status: str, message: str, error: str | None = None) -> None:
+        job.status, job.message, job.error = status, message, error
+        if status == "done":
+            job.stage, job.progress = "done", 1.0
+        else:
+            job.output.unlink(missing_ok=True)
+        job.finished = time.time()
+        job.ended.set()
+
+
+def hide_folder(message: str, folder: Path) -> str:
+    """Error messages name files by their place on the server; a client only needs the file name."""
+    return message.replace(f"{folder}/", "").replace(str(folder), "the job folder")

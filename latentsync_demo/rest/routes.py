@@ -1,0 +1,246 @@
+"""The REST API: a FastAPI sub-application mounted at ``/api/v1`` on the server Gradio runs.
+
+    POST   /api/v1/jobs               multipart video + audio (or voice=script + text), settings as fields -> id
+    GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, error
+    GET    /api/v1/jobs/{id}/result   the mp4 once the job is done
+    DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
+    POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
+
+Docs at ``/api/v1/docs`` (``/docs`` redirects there). Every error is JSON ``{"error": "..."}``: 4xx names the
+problem with the request, 5xx is the server's. With a token set, every call needs ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+
+from ..errors import LatentSyncError
+from ..pipeline.length import DEFAULT_LENGTH_MODE, LENGTH_MODES
+from ..pipeline.samplers import SAMPLERS
+from ..pipeline.video import GenerationSettings
+from ..service import LipSyncService, VoiceRequest
+from ..store import DEFAULT_PRESET
+from .jobs import Job, JobManager, JobRequest, hide_folder
+from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
+
+PREFIX = "/api/v1"
+_DEFAULTS = GenerationSettings()
+
+
+class RestAPI:
+    """The REST API of one ``LipSyncService``: its job manager, limits and token.
+
+    ``lifespan`` plugs it into Gradio's own server (``launch(app_kwargs={"lifespan": rest.lifespan})``): at
+    start-up it mounts the API and starts the job worker, at shutdown it cancels jobs and removes their files.
+    """
+
+    def __init__(self, service: LipSyncService, token: str | None = None, max_upload_mb: float = 200,
+                 retention: float = 3600.0, sync_max_seconds: float = 20.0, root: str | Path | None = None,
+                 max_pending: int = 16):
+        self.service, self.token = service, token or None
+        self.max_upload_bytes = int(max_upload_mb * 2**20)
+        self.sync_max_seconds, self.max_pending = sync_max_seconds, max_pending
+        self._own_root = root is None
+        root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="latentsync_api_"))
+        self.manager = JobManager(service, root, retention)
+        self.app = self._build()
+
+    def attach(self, parent: FastAPI) -> None:
+        parent.mount(PREFIX, self.app)
+        parent.add_api_route("/docs", lambda: RedirectResponse(f"{PREFIX}/docs"), include_in_schema=False)
+
+    @asynccontextmanager
+    async def lifespan(self, parent: FastAPI):
+        self.attach(parent)
+        self.manager.start()
+        try:
+            yield
+        finally:
+            self.manager.stop()
+            if self._own_root:
+                shutil.rmtree(self.manager.root, ignore_errors=True)
+
+    # --- the application ----------------------------------------------------------------------------
+
+    def _build(self) -> FastAPI:
+        app = FastAPI(title="LatentSync REST API", version="1",
+                      description="Lip-sync a talking-head video to speech. Jobs share the web app's GPU queue.",
+                      dependencies=[Depends(self._authorize)])
+        app.add_exception_handler(RequestError, _request_error)
+        app.add_exception_handler(LatentSyncError, _user_error)
+        app.add_exception_handler(RequestValidationError, _validation_error)
+        app.add_exception_handler(HTTPException, _http_error)
+        app.add_exception_handler(Exception, _server_error)
+        app.middleware("http")(self._limit_body)
+        form = Depends(self._job_form)
+
+        @app.post("/jobs", status_code=202, summary="Queue a lip-sync job")
+        async def create_job(job: Job = form) -> dict:
+            return {**job.summary(), "status_url": f"{PREFIX}/jobs/{job.id}",
+                    "result_url": f"{PREFIX}/jobs/{job.id}/result"}
+
+        @app.get("/jobs/{job_id}", summary="A job's status, stage and progress")
+        def job_status(job_id: str) -> dict:
+            return self._job(job_id).summary()
+
+        @app.get("/jobs/{job_id}/result", summary="The lip-synced mp4 of a finished job",
+                 response_class=FileResponse)
+        def job_result(job_id: str):
+            job = self._job(job_id)
+            if job.status != "done":
+                reason = f": {job.error}" if job.error else ""
+                raise RequestError(409, f"job {job_id} is {job.status}{reason}; the result exists once its status "
+                                        "is done (poll GET /api/v1/jobs/{id})")
+            return FileResponse(job.output, media_type="video/mp4", filename=f"lipsync_{job_id[:12]}.mp4")
+
+        @app.delete("/jobs/{job_id}", summary="Cancel a queued or running job, or delete an ended one")
+        def delete_job(job_id: str) -> dict:
+            job = self.manager.cancel(job_id)
+            if job is None:
+                raise self._unknown(job_id)
+            return {"id": job_id, "status": "cancelling" if job.status not in ("done", "failed", "cancelled")
+                    else "deleted"}
+
+        @app.post("/sync", summary="Lip-sync a short clip and answer with the mp4", response_class=FileResponse)
+        async def sync(job: Job = form):
+            await asyncio.to_thread(job.ended.wait)
+            if job.status != "done":
+                self.manager.cancel(job.id)
+                raise RequestError(400 if job.client_error else 500, job.error or f"the job was {job.status}")
+            return FileResponse(job.output, media_type="video/mp4", filename=f"lipsync_{job.id[:12]}.mp4",
+                                background=BackgroundTask(self.manager.cancel, job.id))
+
+        return app
+
+    async def _job_form(
+        self,
+        request: Request,
+        video: UploadFile = File(..., description="talking-head video: " + ", ".join(VIDEO_SUFFIXES)),
+        audio: UploadFile | None = File(None, description="speech (or a video with sound); "
+                                        "optional with voice=script"),
+        voice_reference: UploadFile | None = File(None, description="a clip of the speaker's voice (voice modes)"),
+        preset: str = Form(DEFAULT_PRESET),
+        sampler: str = Form("ddim", description=" | ".join(SAMPLERS)),
+        steps: int | None = Form(None, description="default: the sampler's (ddim 20, lcm 4)"),
+        guidance: float = Form(_DEFAULTS.guidance_scale),
+        seed: int = Form(_DEFAULTS.seed),
+        face_index: int = Form(0, description="0 = the largest face"),
+        length_mode: str = Form(DEFAULT_LENGTH_MODE, description=" | ".join(LENGTH_MODES)),
+        voice: str = Form("off", description="off | revoice | script (XTTS v2, non-commercial CPML)"),
+        text: str | None = Form(None, description="what the speaker says (voice=script)"),
+        language: str | None = Form(None),
+    ) -> Job:
+        """Validate the fields, save the uploads in a new job folder and queue the job."""
+        if sampler not in SAMPLERS:
+            raise RequestError(400, f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if voice not in ("off", "revoice", "script"):
+            raise RequestError(400, f"unknown voice mode {voice!r}; choose off, revoice or script")
+        if voice == "script" and not (text or "").strip():
+            raise RequestError(400, "voice=script needs the text field: what the speaker should say")
+        if audio is None and voice != "script":
+            raise RequestError(400, "the audio file is missing: send the speech as the 'audio' field "
+                                    "(or voice=script with text)")
+        settings = dict(sampler=sampler, guidance_scale=guidance, seed=seed, face_index=face_index,
+                        length_mode=length_mode,
+                        num_inference_steps=steps if steps is not None else SAMPLERS[sampler].default_steps)
+        self.service.check_settings(preset, GenerationSettings(**settings))
+        if self.service.missing_files(preset):
+            raise RequestError(503, f"the model weights for {preset} are not installed on this server; its admin "
+                                    f"can run: python -m latentsync_demo.download --preset {preset}")
+        if self.manager.pending() >= self.max_pending:
+            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
+        job_id, folder = self.manager.new_folder()
+        try:
+            video_path = await save_upload(video, folder, "video", VIDEO_SUFFIXES, self.max_upload_bytes)
+            audio_path = reference = None
+            if audio is not None:
+                audio_path = await save_upload(audio, folder, "audio", AUDIO_SUFFIXES, self.max_upload_bytes)
+            if voice_reference is not None:
+                reference = await save_upload(voice_reference, folder, "voice_reference", AUDIO_SUFFIXES,
+                                              self.max_upload_bytes)
+            await asyncio.to_thread(self._check_durations, request, video_path, audio_path)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        voice_request = VoiceRequest(voice, text, language or None, reference) if voice != "off" else None
+        return self.manager.submit(job_id, folder, JobRequest(video_path, audio_path, preset, settings, voice_request))
+
+    def _check_durations(self, request: Request, *paths: Path | None) -> None:
+        """Unreadable media and clips over the server's limits are refused before queueing."""
+        paths = [p for p in paths if p is not None]
+        try:
+            self.service.check_length(*paths)
+        except LatentSyncError as exc:
+            raise RequestError(400, hide_folder(str(exc), paths[0].parent)) from exc
+        if request.url.path.endswith("/sync"):
+            from ..media import probe
+
+            longest = max(probe(p).duration for p in paths)
+            if longest > self.sync_max_seconds:
+                raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:.0f} s (this one lasts "
+                                        f"{longest:.0f} s); queue it with POST {PREFIX}/jobs instead")
+
+    def _job(self, job_id: str) -> Job:
+        job = self.manager.get(job_id)
+        if job is None:
+            raise self._unknown(job_id)
+        return job
+
+    @staticmethod
+    def _unknown(job_id: str) -> RequestError:
+        shown = job_id if len(job_id) <= 40 else job_id[:40] + "…"
+        return RequestError(404, f"no job {shown!r}: unknown, expired or deleted (ids are 32 hex digits)")
+
+    def _authorize(self, credentials: HTTPAuthorizationCredentials | None = Depends(HTTPBearer(auto_error=False))):
+        if self.token is None:
+            return
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), self.token.encode()):
+            raise RequestError(401, "missing or wrong API token: send the header 'Authorization: Bearer <token>'")
+
+    async def _limit_body(self, request: Request, call_next):
+        """Refuse oversized bodies from their Content-Length, before anything is read."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > 3 * self.max_upload_bytes + 2**20:
+            return _json(413, f"the request is larger than this server's limit of {self.max_upload_bytes // 2**20} "
+                              "MB per file")
+        return await call_next(request)
+
+
+def _json(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    return _json(exc.status, exc.message, {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+
+async def _user_error(request: Request, exc: LatentSyncError) -> JSONResponse:
+    return _json(400, str(exc))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+    return _json(422, f"invalid request fields: {problems}")
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code in (404, 405):  # no route matched: say what was asked and where the API is described
+        return _json(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; "
+                                      f"see {PREFIX}/docs for the endpoints")
+    return _json(exc.status_code, str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    return _json(500, f"internal error ({type(exc).__name__}); the server keeps running, please try again")

@@ -1,0 +1,137 @@
+"""The REST API, end to end against the real app (tiny checkpoints) on 127.0.0.1, with httpx."""
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from test_app import _start_app
+
+from latentsync_demo.media import count_frames, probe
+from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rest_media")
+    return {
+        "video": make_talking_head_clip(root / "face.mp4", seconds=0.8, fps=25, size=(160, 128)),
+        "speech": make_speech_wav(root / "speech.wav", seconds=0.6),  # 15 frames
+        "long": make_speech_wav(root / "long.wav", seconds=2.8),  # under the 3 s limit, 70 frames
+        "too_long": make_speech_wav(root / "too_long.wav", seconds=4.0),
+        "text": _write(root / "notes.mp4", b"this is not a video"),
+        "big": _write(root / "big.wav", b"\0" * (2 * 2**20)),  # over the 1 MB upload limit
+        "exe": _write(root / "tool.exe", b"MZ"),
+    }
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rest_app")
+    proc, url = _start_app(write_tiny_checkpoints(tmp / "tiny"), tmp, "--max-seconds", "3", "--api-token", TOKEN,
+                           "--api-max-upload-mb", "1")
+    with httpx.Client(base_url=url.rstrip("/"), headers=AUTH, timeout=60) as client:
+        yield client
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _files(video, audio):
+    return {"video": (Path(video).name, Path(video).read_bytes()), "audio": (Path(audio).name, Path(audio).read_bytes())}
+
+
+def _submit(api, video, audio, **fields):
+    return api.post("/api/v1/jobs", files=_files(video, audio), data={"steps": "1", **fields})
+
+
+def _wait(api, job_id, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = api.get(f"/api/v1/jobs/{job_id}").json()
+        if status["status"] in ("done", "failed", "cancelled"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {status} after {timeout} s")
+
+
+def _error(response, status: int, *words: str) -> str:
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    assert all(w in message for w in words), message
+    return message
+
+
+def test_submit_poll_fetch_and_delete(api, media, tmp_path):
+    submitted = _submit(api, media["video"], media["speech"], length_mode="keep-tail")
+    assert submitted.status_code == 202, submitted.text
+    job = submitted.json()
+    assert job["status"] in ("queued", "running") and len(job["id"]) == 32
+    seen = set()
+    while (status := api.get(job["status_url"]).json())["status"] not in ("done", "failed", "cancelled"):
+        seen.add(status["stage"])
+        time.sleep(0.05)
+    assert status["status"] == "done" and status["progress"] == 1.0 and status["error"] is None, status
+    assert seen & {"reading", "detecting faces", "generating", "writing", "waiting", "queued"}
+    result = api.get(job["result_url"])
+    assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
+    out = tmp_path / "result.mp4"
+    out.write_bytes(result.content)
+    assert count_frames(out) == 20 and probe(out).has_audio  # keep-tail: the whole 0.8 s video
+    assert api.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "status": "deleted"}
+    _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "no job")
+
+
+def test_cancel_queued_and_running_jobs(api, media):
+    first = _submit(api, media["video"], media["long"]).json()
+    second = _submit(api, media["video"], media["long"]).json()
+    assert api.delete(f"/api/v1/jobs/{second['id']}").json()["status"] == "cancelling"  # still queued
+    assert api.delete(f"/api/v1/jobs/{first['id']}").json()["status"] == "cancelling"  # queued or running
+    assert _wait(api, first["id"])["status"] == "cancelled"
+    assert _wait(api, second["id"])["message"] == "cancelled before it started"
+    _error(api.get(first["result_url"]), 409, "cancelled")
+
+
+def test_sync_answers_with_the_video(api, media, tmp_path):
+    response = api.post("/api/v1/sync", files=_files(media["video"], media["speech"]),
+                        data={"steps": "1", "length_mode": "cut"})
+    assert response.status_code == 200, response.text
+    (tmp_path / "sync.mp4").write_bytes(response.content)
+    assert count_frames(tmp_path / "sync.mp4") == 15
+
+
+def test_bad_input_gets_json_errors_naming_the_problem(api, media):
+    _error(_submit(api, media["exe"], media["speech"]), 415, "video", "'.exe'", ".mp4")
+    _error(_submit(api, media["text"], media["speech"]), 400, "not a video or audio file")
+    _error(_submit(api, media["video"], media["too_long"]), 400, "accepts up to 3 s")
+    _error(_submit(api, media["video"], media["big"]), 413, "audio", "1 MB")
+    _error(_submit(api, media["video"], media["speech"], length_mode="bounce"), 400, "unknown length mode 'bounce'")
+    _error(_submit(api, media["video"], media["speech"], steps="many"), 422, "steps")
+    _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400, "lcm takes 1 to 8 steps")
+    only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
+    _error(api.post("/api/v1/jobs", files=only_video), 400, "audio file is missing")
+    assert api.get("/api/v1/jobs/../../etc/passwd").status_code == 404  # normalised to /etc/passwd: not served
+    _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "Not Found", "/docs")
+    _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "no job 'not-a-job-id'")
+    _error(api.put("/api/v1/jobs"), 405, "Method Not Allowed")
+    _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "no job")
+
+
+def test_token_docs_and_the_web_app_side_by_side(api, media):
+    bare = httpx.Client(base_url=str(api.base_url), timeout=30)
+    _error(bare.get("/api/v1/jobs/0123456789abcdef0123456789abcdef"), 401, "Authorization: Bearer")
+    _error(bare.post("/api/v1/jobs", files=_files(media["video"], media["speech"]),
+                     headers={"Authorization": "Bearer wrong"}), 401, "token")
+    docs = bare.get("/docs", follow_redirects=True)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    paths = bare.get("/api/v1/openapi.json").json()["paths"]
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result", "/sync"} <= set(paths)
+    assert bare.get("/").status_code == 200 and "LatentSync" in bare.get("/").text  # the Gradio app still serves
