@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 from torch.utils.flop_counter import FlopCounterMode
 
 from latentsync_demo.media import SAMPLE_RATE, load_audio
@@ -136,13 +135,9 @@ def full_size_models(resolution: int, dtype: torch.dtype, device: torch.device, 
     from latentsync_demo.audio import WhisperAudioEncoder
     from latentsync_demo.testing.whisper import write_random_openai_whisper
 
-    with torch.device(device):
-        unet = UNet3DConditionModel.from_config(STAGE2_UNET_CONFIG).to(dtype).eval()
-        vae = AutoencoderKL(  # the sd-vae-ft-mse architecture
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-            sample_size=resolution, scaling_factor=0.18215,
-        ).to(dtype).eval()
+    from bench_samplers import full_size  # the stage-2 UNet and an sd-vae-ft-mse shaped VAE (same folder)
+
+    unet, vae = full_size(resolution, dtype, device)
     whisper_tiny = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4,
                         n_vocab=64, n_text_ctx=16, n_text_state=384, n_text_head=6, n_text_layer=1)
     write_random_openai_whisper(root / "whisper_tiny.pt", whisper_tiny)
