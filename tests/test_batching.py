@@ -37,9 +37,19 @@ def _run(models, clip, sampler="ddim", deepcache=False, chunk_batch=1, **kwargs)
     return chunks, batches
 
 
+_SEQUENTIAL = {}
+
+
+def _sequential(models, clip, sampler="ddim", deepcache=False):
+    """One-by-one generation, computed once per (sampler, deepcache) for the module's tests."""
+    if (sampler, deepcache) not in _SEQUENTIAL:
+        _SEQUENTIAL[sampler, deepcache] = _run(models, clip, sampler, deepcache, chunk_batch=1)
+    return _SEQUENTIAL[sampler, deepcache]
+
+
 @pytest.mark.parametrize("sampler, deepcache", [("ddim", False), ("ddim", True), ("dpmpp", True)])
 def test_batched_equals_sequential(models, clip, sampler, deepcache):
-    seq, seq_batches = _run(models, clip, sampler, deepcache, chunk_batch=1)
+    seq, seq_batches = _sequential(models, clip, sampler, deepcache)
     bat, bat_batches = _run(models, clip, sampler, deepcache, chunk_batch=4)
     assert seq_batches == [2] * 16  # 4 chunks x 4 steps, CFG doubles the batch
     # The first chunk alone (early preview), then the two remaining full chunks together, then the short one.
@@ -51,7 +61,7 @@ def test_batched_equals_sequential(models, clip, sampler, deepcache):
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_draws(models, clip, monkeypatch):
     """A batch that runs out of memory is retried in halves; the result still equals sequential generation."""
-    seq, _ = _run(models, clip)
+    seq, _ = _sequential(models, clip)
     unet = models[0]
     real_forward = unet.forward
     failures = []
