@@ -68,15 +68,15 @@ class PeakRSS(threading.Thread):
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak, self._stop = 0, threading.Event()
+        self.peak, self._halt = 0, threading.Event()
 
     def run(self):
-        while not self._stop.wait(0.05):
+        while not self._halt.wait(0.05):
             with open("/proc/self/statm") as f:
                 self.peak = max(self.peak, int(f.read().split()[1]) * 4096)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._halt.set()
         self.join()
         return self.peak
 
