@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from latentsync_demo.errors import LatentSyncError
+from latentsync_demo.face.landmarks import LANDMARK_CHOICES
 from latentsync_demo.pipeline import SAMPLERS
 from latentsync_demo.pipeline.length import LENGTH_MODES
 from latentsync_demo.rest import RestAPI
@@ -96,7 +97,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
     @on_gpu
     def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                 voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
-                deepcache=True, progress=gr.Progress()):
+                landmarks="auto", deepcache=True, progress=gr.Progress()):
         voice = VoiceRequest(VOICE_LABELS[voice_label], script or None, language or None, voice_reference)
         if not video:
             raise gr.Error("Upload (or record) a video of a talking face first.")
@@ -105,7 +106,7 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         out = service.new_output_path()
         overrides = dict(num_inference_steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
                          face_index=int(face_index), length_mode=length_mode or None,
-                         deepcache=bool(deepcache))
+                         landmarks=landmarks or "auto", deepcache=bool(deepcache))
         overrides["sampler"] = SAMPLER_LABELS[sampler_label]
         try:
             for event in service.lipsync(video, audio or None, out, PRESET_BY_LABEL[preset_label], voice=voice,
@@ -123,6 +124,30 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
         except Exception as exc:  # keep serving; the user sees what broke, the log has the trace
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). Please try again.") from exc
+
+    @on_gpu
+    def score_result(video, audio, result):
+        """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
+        missing = service.metric_files_missing()
+        if any(path.name == "syncnet_v2.model" for path in missing):
+            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
+                    "the paper's confidence number here.", gr.update(visible=True))
+        if not result:
+            return "", gr.update(visible=bool(missing))
+        try:
+            return service.score_job(result, video, audio or None), gr.update(visible=bool(missing))
+        except LatentSyncError as exc:
+            return f"Lip sync not scored: {exc}", gr.update(visible=bool(missing))
+        except Exception as exc:  # the video is already there: a failed score must not look like a failed job
+            log.exception("lip-sync scoring failed")
+            return f"Lip sync not scored ({type(exc).__name__}).", gr.update()
+
+    def download_metric(progress=gr.Progress(track_tqdm=True)):
+        try:
+            service.download_metric_weights()
+        except LatentSyncError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+        return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)
 
     with gr.Blocks(title="LatentSync demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# LatentSync lip sync\nUpload a talking-head clip and new speech; watch each 16-frame chunk "
@@ -154,6 +179,9 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                     face_index = gr.Number(value=0, precision=0, label="Face (0 = largest in frame)")
                     length_mode = gr.Dropdown([(LENGTH_MODE_LABELS[m], m) for m in LENGTH_MODES], value="pingpong",
                                               label="When speech and video lengths differ", elem_id="length-mode")
+                    landmarks = gr.Dropdown(list(LANDMARK_CHOICES), value="auto", label="Face landmarks",
+                                            info="auto: insightface (as the official code) when its files are "
+                                                 "downloaded, else mediapipe (offline)")
                     deepcache = gr.Checkbox(True, label="DeepCache",
                                             info="Reuse deep features on 2 of 3 steps (~2x faster; the official default)")
                 with gr.Row():
@@ -165,6 +193,8 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
                 with gr.Row():
                     original_out = gr.Video(label="Original", interactive=False, elem_id="original-out")
                     result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
+                sync_md = gr.Markdown(elem_id="sync-score")
+                sync_download_btn = gr.Button("Download lip-sync scoring weights", visible=False)
                 download_out = gr.File(label="Download")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
@@ -172,10 +202,13 @@ def build_demo(service: LipSyncService) -> gr.Blocks:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
 
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
-                  voice_mode, script, language, voice_reference, deepcache]
+                  voice_mode, script, language, voice_reference, landmarks, deepcache]
         outputs = [status, preview, original_out, result_out, download_out, voice_out]
         job = run_btn.click(lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
         stop_btn.click(None, cancels=[job])
+        job.success(score_result, [video_in, audio_in, result_out], [sync_md, sync_download_btn],
+                    api_visibility="private")
+        sync_download_btn.click(download_metric, None, [sync_md, sync_download_btn], api_visibility="private")
         preset.change(weights_note, preset, [weights_md, download_btn], api_visibility="private")
         download_btn.click(download, preset, [weights_md, download_btn], api_visibility="private")
         demo.load(weights_note, preset, [weights_md, download_btn], api_visibility="private")

@@ -11,7 +11,7 @@ import sys
 from tqdm import tqdm
 
 from .errors import LatentSyncError
-from .face.landmarks import BACKENDS
+from .face.landmarks import LANDMARK_CHOICES
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
 from .pipeline.video import GenerationSettings
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (warm-up ~1 min; CUDA)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
-    parser.add_argument("--landmarks", default=defaults.landmarks, choices=BACKENDS)
+    parser.add_argument("--landmarks", default=defaults.landmarks, choices=LANDMARK_CHOICES,
+                        help="face landmarks: insightface (official; needs its ONNX files from the download "
+                        "command), mediapipe (offline), face-alignment; auto (default) = insightface when present")
     parser.add_argument(
         "--keep-video-tail", action="store_true",
         help="when the audio is shorter, keep the rest of the video (original frames, silence); "
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "length), loop, cut (the shorter one decides), keep-tail (rest of the video as it was, silent), "
         "pad-silence (rest of the video lip-synced to silence: closed mouth)",
     )
+    parser.add_argument("--score", action="store_true",
+                        help="after the job, print the SyncNet lip-sync confidence of the result and of the "
+                             "original (needs auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
                        help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
@@ -96,4 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")
+    if args.score:
+        try:
+            print(service.score_job(args.out, args.video, args.audio))
+        except LatentSyncError as exc:
+            print(f"lip sync not scored: {exc}", file=sys.stderr)
     return 0

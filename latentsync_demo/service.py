@@ -10,10 +10,12 @@ process, and runs one job at a time on the accelerator (a lock), streaming ``Job
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +23,7 @@ from typing import Iterator
 import torch
 
 from .errors import InputError
+from .face.landmarks import LANDMARK_CHOICES, make_detector
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.length import resolve_length_mode
@@ -28,6 +31,7 @@ from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
 
 DEFAULT_MAX_SECONDS = 120.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class LipSyncService:
         self._models: dict[tuple, LoadedModels] = {}
         self._students: dict[tuple, torch.nn.Module] = {}  # LCM students, like _models
         self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
+        self._scorer = None  # SyncScorer (lip-sync metric), loaded on first use
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
 
@@ -163,9 +168,13 @@ class LipSyncService:
             resolve(preset, self.checkpoints).require_lcm()
 
     def check_settings(self, preset: str, settings: GenerationSettings) -> None:
-        """InputError for an unknown preset, sampler or length mode, or steps out of range (before any work)."""
+        """InputError for an unknown preset, sampler, length mode or landmark backend, or steps out of range
+        (before any work)."""
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if settings.landmarks not in LANDMARK_CHOICES:
+            raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
+                             f"choose one of {', '.join(LANDMARK_CHOICES)}")
         self._check_sampler(preset, settings)
         resolve_length_mode(settings.length_mode, settings.keep_video_tail)
 
@@ -197,7 +206,64 @@ class LipSyncService:
         self.check_length(video, audio)
         pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
-        with self._run_lock:
+        detector = self.landmark_detector(preset, settings.landmarks)
+        with self._run_lock, closing(detector):
             yield from lipsync_video(
-                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings
+                pipeline, models.audio_encoder, models.resolution, video, audio, out, settings, detector=detector
             )
+
+    def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
+        """The face landmark backend ``name`` ("auto": insightface when its files are in this service's
+        checkpoints, mediapipe otherwise), on this service's device."""
+        detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
+        log.info("face landmarks: %s", detector.name)
+        return detector
+
+    # --- lip-sync metric (SyncNet confidence, as the paper's Table 1); see latentsync_demo/eval ---------------
+
+    def metric_files_missing(self) -> list[Path]:
+        """SyncNet v2 / S3FD weights not yet in ``<checkpoints>/auxiliary/``."""
+        from .eval.scorer import missing_metric_files
+
+        return missing_metric_files(self.checkpoints)
+
+    def download_metric_weights(self) -> Path:
+        """Fetch the metric's weights (huggingface_hub progress bars); CheckpointError when offline."""
+        from .eval.scorer import download_metric_weights
+
+        return download_metric_weights(self.checkpoints)
+
+    def scorer(self):
+        """The SyncScorer, loaded once (CheckpointError saying how to get the weights when they are missing)."""
+        from .eval.scorer import SyncScorer
+
+        with self._load_lock:
+            if self._scorer is None:
+                # S3FD on every frame is the official recipe; on a CPU every 5th frame (tracks interpolate).
+                every = 1 if str(self.device).startswith("cuda") else 5
+                self._scorer = SyncScorer.from_checkpoints(self.checkpoints, self.device, detect_every=every)
+            return self._scorer
+
+    def score(self, video: str | Path, audio: str | Path | None = None):
+        """SyncNet confidence / LSE-D / offset of ``video`` against ``audio`` (default: its own sound)."""
+        scorer = self.scorer()
+        with self._run_lock:
+            return scorer.score(video, audio)
+
+    def score_job(self, result: str | Path, original: str | Path, audio: str | Path | None = None) -> str:
+        """The line shown after a job: "Lip sync: confidence X (original clip: Y), offset Z frames".
+
+        The original clip is scored with its own soundtrack (what the paper reports for real videos), or
+        against ``audio`` when it has none."""
+        from .eval.scorer import score_line
+
+        scored = self.score(result)
+        own_sound = probe(original).has_audio
+        try:
+            before = self.score(original, None if own_sound or audio is None else audio)
+        except InputError as exc:  # e.g. a silent original soundtrack: still report the result's score
+            before = str(exc).split(":")[0]
+        line = score_line(scored, before)
+        if not scored.face_detector.startswith("s3fd"):
+            line += f" (faces from {scored.face_detector}: close to, not exactly, the official protocol)"
+        return line

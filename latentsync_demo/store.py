@@ -36,6 +36,17 @@ LCM_DIR = "lcm"
 # Hugging Face repo of a distilled LCM student (the lcm/ folder's files at its root). There is no public
 # LatentSync LCM student, so None; set $LATENTSYNC_LCM_REPO once you have published one.
 LCM_REPO_ID: str | None = None
+# The official face pass (insightface buffalo_l: SCRFD detector + 106-point landmarks) reads these two files
+# from <root>/auxiliary/models/buffalo_l/ (the official FaceAnalysis root is checkpoints/auxiliary). The
+# official code lets insightface fetch the whole 280 MB buffalo_l.zip from its GitHub release; we fetch only the
+# two files inference needs, from a Hugging Face repo that hosts that pack's files one by one.
+AUXILIARY_DIR = "auxiliary"
+INSIGHTFACE_DIR = "auxiliary/models/buffalo_l"
+INSIGHTFACE_REPO = "KwaiVGI/LivePortrait"
+INSIGHTFACE_FILES = {  # file in INSIGHTFACE_DIR -> its path in INSIGHTFACE_REPO
+    "det_10g.onnx": "insightface/models/buffalo_l/det_10g.onnx",
+    "2d106det.onnx": "insightface/models/buffalo_l/2d106det.onnx",
+}
 
 
 def lcm_repo_id() -> str | None:
@@ -80,6 +91,7 @@ class CheckpointSet:
     vae: Path
     unet_config: dict
     resolution: int
+    root: Path | None = None  # the --checkpoints folder (shared files such as auxiliary/ live there)
 
     def missing(self) -> list[Path]:
         missing = [p for p in (self.unet, self.whisper, self.vae / "config.json") if not p.is_file()]
@@ -89,14 +101,16 @@ class CheckpointSet:
 
     def require(self) -> None:
         """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""
-        missing = self.missing()
+        self._require(f"model files for {self.preset.label} are missing", self.missing(),
+                      "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them.")
+
+    def _require(self, what: str, missing: list[Path], otherwise: str) -> None:
         if missing:
             listed = "\n  ".join(str(p) for p in missing)
             raise CheckpointError(
-                f"model files for {self.preset.label} are missing:\n  {listed}\n"
+                f"{what}:\n  {listed}\n"
                 f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
-                f" --checkpoints {self._root_hint()}\n"
-                "or point --checkpoints (or $LATENTSYNC_CHECKPOINTS) at a folder that has them."
+                f" --checkpoints {self._root_hint()}\n{otherwise}"
             )
 
     @property
@@ -127,6 +141,22 @@ class CheckpointSet:
             "Or use the ddim sampler."
         )
 
+    @property
+    def insightface_dir(self) -> Path:
+        """``<root>/auxiliary/models/buffalo_l``: the official layout, shared by all presets."""
+        return (self.root if self.root is not None else self.folder) / INSIGHTFACE_DIR
+
+    def insightface_files(self):
+        """The detector and 106-point landmark ONNX files (``face.insightface.InsightFaceFiles``)."""
+        from .face.insightface import InsightFaceFiles
+
+        return InsightFaceFiles(self.insightface_dir / "det_10g.onnx", self.insightface_dir / "2d106det.onnx")
+
+    def require_insightface(self) -> None:
+        """Raise a CheckpointError naming the missing insightface files and the download command."""
+        self._require("the insightface landmark backend needs", self.insightface_files().missing(),
+                      "or choose the offline backend with --landmarks mediapipe.")
+
     def _root_hint(self) -> str:
         return str(self.folder.parent if self.folder.name == self.preset.name else self.folder)
 
@@ -139,7 +169,8 @@ def resolve(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Che
     folder = root if flat else root / spec.name
     vae = folder / VAE_DIR if (folder / VAE_DIR).is_dir() or flat else root / VAE_DIR
     model_config, resolution = _read_unet_config(folder / UNET_CONFIG_FILE, spec.resolution)
-    return CheckpointSet(spec, folder, folder / UNET_FILE, folder / WHISPER_FILE, vae, model_config, resolution)
+    return CheckpointSet(spec, folder, folder / UNET_FILE, folder / WHISPER_FILE, vae, model_config, resolution,
+                         root)
 
 
 def _read_unet_config(path: Path, default_resolution: int) -> tuple[dict, int]:

@@ -89,6 +89,9 @@ def test_download_places_files_in_the_layout(tmp_path, monkeypatch, tiny_dir):
         ("stabilityai/sd-vae-ft-mse", "config.json"): tiny_dir / "sd-vae-ft-mse" / "config.json",
         ("stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors"):
             tiny_dir / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors",
+        # the insightface face pass (any bytes will do here; tests/test_insightface.py checks the files)
+        ("KwaiVGI/LivePortrait", "insightface/models/buffalo_l/det_10g.onnx"): tiny_dir / "sd-vae-ft-mse" / "config.json",
+        ("KwaiVGI/LivePortrait", "insightface/models/buffalo_l/2d106det.onnx"): tiny_dir / "sd-vae-ft-mse" / "config.json",
     }
 
     def fake_download(repo_id, filename, local_dir):

@@ -23,10 +23,24 @@ def track_faces(
     alignment (for paste-back); both None when the frame has no such face. The aligner's temporal smoothing
     runs across the frames, so feed one clip per fresh aligner (and detector, for tracking backends).
     """
+    batch = getattr(detector, "batch_size", 1)  # detectors with detect_many take several frames per call
+    for chunk in _chunks(frames, batch):
+        found = detector.detect_many(chunk) if batch > 1 else [detector.detect(frame) for frame in chunk]
+        for frame, faces in zip(chunk, found):
+            face = select_face(faces, face_index)
+            if face is None:
+                yield frame, None, None
+            else:
+                aligned, matrix = aligner.align(frame, face.anchors)
+                yield frame, aligned, matrix
+
+
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    chunk = []
     for frame in frames:
-        face = select_face(detector.detect(frame), face_index)
-        if face is None:
-            yield frame, None, None
-        else:
-            aligned, matrix = aligner.align(frame, face.anchors)
-            yield frame, aligned, matrix
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

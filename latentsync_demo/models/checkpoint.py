@@ -81,6 +81,19 @@ def check_keys(
         )
 
 
+def load_strict(build, path: str | Path, what: str, hint: str, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """``build()`` on the meta device, then ``path``'s tensors assigned strictly (every bad key reported; float
+    tensors cast to ``dtype``, integer buffers such as BatchNorm counters kept). Returns the model in eval mode."""
+    state_dict = read_state_dict(path)
+    with torch.device("meta"):
+        model = build()
+    check_keys({k: tuple(v.shape) for k, v in model.state_dict().items()}, state_dict, str(path), what, hint)
+    model.load_state_dict({k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+                           for k, v in state_dict.items()}, strict=True, assign=True)
+    return model.eval()
+
+
 def load_unet(
     path: str | Path,
     config: Mapping,

@@ -43,7 +43,7 @@ class GenerationSettings:
     seed: int = 1247
     face_index: int = 0  # 0 = the largest face in the frame
     keep_video_tail: bool = False
-    landmarks: str = "mediapipe"
+    landmarks: str = "auto"  # auto: insightface when its files are there, else mediapipe (face.landmarks)
     length_mode: str | None = None  # a pipeline.length.LENGTH_MODES name; None: from keep_video_tail
     deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
     chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)

@@ -28,7 +28,8 @@ from ..face.mask import latent_mask, load_mask
 from ..pipeline.inputs import decode_video, encode_video, guided, normalize_faces, unet_condition, with_null_audio
 from ..pipeline.samplers import LCM_ORIGINAL_STEPS, LCM_TIMESTEP_SCALING, make_scheduler
 
-# (faces (b, f, 3, H, W) in [-1, 1], audio (b, f, 50, d)) -> scalar loss; see training/syncnet.py.
+# (faces (b, f, 3, H, W) in [-1, 1], audio (b, f, 50, d)) -> scalar loss; a loss with ``input_key = "mel"``
+# gets the batch's mel window (b, 1, 80, 52) instead. See training/syncnet.py.
 SyncLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -204,7 +205,9 @@ class LCMDistiller:
         sync = torch.zeros((), device=device)
         if self.sync_loss is not None and cfg.sync_weight > 0:
             faces = decode_video(self.vae, pred.to(self.vae.dtype)).float()  # one-step estimate (b, f, 3, R, R)
-            sync = self.sync_loss(faces, audio).float()
+            key = getattr(self.sync_loss, "input_key", "audio")  # StableSyncNet scores the mel window
+            sync_audio = audio if key == "audio" else batch[key].to(device)
+            sync = self.sync_loss(faces, sync_audio).float()
         return {"loss": lcd + cfg.sync_weight * sync, "lcd": lcd.detach(), "sync": sync.detach()}
 
     def _teacher(self, x, t, condition, audio) -> torch.Tensor:

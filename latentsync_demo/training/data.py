@@ -8,7 +8,8 @@ run of consecutive frames that all have a face (and audio) becomes one cache fil
 
     faces  uint8   (N, 3, R, R)    aligned RGB crops
     audio  float32 (N, 50, d)      whisper chunks of those frames (d = 384 for whisper tiny)
-    metadata: source, first_frame, fps, resolution
+    mel    float32 (80, M)         StableSyncNet mel (``audio.syncnet_mel``) from column ``mel_start`` of the video
+    metadata: source, first_frame, fps, resolution, mel_start
 
 Training reads random windows: ``WindowDataset[i]`` is a deterministic function of (seed, i), so a run that
 resumes at a step simply continues with the next indices.
@@ -27,6 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from ..audio.syncnet_mel import mel_start, mel_window_length, syncnet_mel
 from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..face.landmarks import make_detector
@@ -36,15 +38,25 @@ from ..media import MODEL_FPS, SAMPLE_RATE, iter_frames, load_audio
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 
-def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, **metadata) -> Path:
-    """Write one cache clip: faces (N, 3, R, R) uint8, audio (N, 50, d) float."""
+def write_clip(path: str | Path, faces: torch.Tensor, audio: torch.Tensor, mel: torch.Tensor | None = None,
+               **metadata) -> Path:
+    """Write one cache clip: faces (N, 3, R, R) uint8, audio (N, 50, d) float, optional mel (80, M) float
+    (pass ``mel_start`` and ``first_frame`` with it)."""
     if faces.dtype != torch.uint8 or faces.ndim != 4 or len(faces) != len(audio):
         raise ValueError(f"faces must be (N, 3, R, R) uint8 matching audio (N, 50, d); got {faces.shape} {audio.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {k: str(v) for k, v in {"resolution": faces.shape[-1], "fps": MODEL_FPS, **metadata}.items()}
-    save_file({"faces": faces.contiguous(), "audio": audio.float().contiguous()}, str(path), metadata=meta)
+    tensors = {"faces": faces.contiguous(), "audio": audio.float().contiguous()}
+    if mel is not None:
+        tensors["mel"] = mel.float().contiguous()
+    save_file(tensors, str(path), metadata=meta)
     return path
+
+
+def _has_tensor(path: str | Path, name: str) -> bool:
+    with safe_open(str(path), framework="pt") as f:
+        return name in f.keys()
 
 
 def clip_info(path: str | Path) -> tuple[int, int]:
@@ -59,6 +71,7 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
     video, cache_dir = Path(video), Path(cache_dir)
     waveform = load_audio(video)
     features = audio_encoder.encode(waveform)
+    mel = torch.from_numpy(syncnet_mel(waveform))  # (80, M) for the SyncNet loss
     num_frames = int(round(len(waveform) / SAMPLE_RATE * MODEL_FPS))  # frames the audio covers (as the video job)
     written: list[Path] = []
 
@@ -69,7 +82,9 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
         faces = torch.from_numpy(np.stack([face for _, face in run])).permute(0, 3, 1, 2)
         chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=indices)
         path = cache_dir / f"{video.stem}_{len(written):03d}.safetensors"
-        written.append(write_clip(path, faces, chunks, source=video.name, first_frame=indices[0]))
+        m0, m1 = mel_start(indices[0]), mel_start(indices[-1]) + mel_window_length(min_frames)
+        written.append(write_clip(path, faces, chunks, mel[:, m0:m1], source=video.name, first_frame=indices[0],
+                                  mel_start=m0))
 
     detector = make_detector(landmarks)  # one per clip: mediapipe tracks faces across consecutive frames
     try:
@@ -130,6 +145,8 @@ class WindowDataset(Dataset):
             raise InputError(f"no cache clip of at least {num_frames} frames in {cache_dir}: run "
                              "python -m latentsync_demo.training.data VIDEOS_DIR CACHE_DIR first")
         self.resolution = resolutions.pop()
+        # Caches made before the SyncNet loss have no mel.
+        self.has_mel = all(_has_tensor(path, "mel") for path in self.files)
         self.num_frames, self.seed, self.length = num_frames, seed, length
         windows = np.array(self.lengths) - num_frames + 1
         self.weights = windows / windows.sum()
@@ -152,8 +169,20 @@ class WindowDataset(Dataset):
         f = self.num_frames
         with safe_open(str(self.files[clip]), framework="pt") as data:
             faces = data.get_slice("faces")
-            return {"faces": faces[start:start + f], "ref_faces": faces[ref:ref + f],
+            item = {"faces": faces[start:start + f], "ref_faces": faces[ref:ref + f],
                     "audio": data.get_slice("audio")[start:start + f].float()}
+            if self.has_mel:
+                item["mel"] = self._mel_window(data, start)
+            return item
+
+    def _mel_window(self, data, start: int) -> torch.Tensor:
+        """(1, 80, ceil(f / 5 * 16)) mel of the window, cut at the official column int(3.2 * frame); padded with
+        silence (-4) at the end of the audio, where the official loader would skip the sample instead."""
+        meta = data.metadata()
+        first = mel_start(int(meta["first_frame"]) + start) - int(meta["mel_start"])
+        length = mel_window_length(self.num_frames)
+        mel = data.get_slice("mel")[:, first:first + length].float()
+        return torch.nn.functional.pad(mel, (0, length - mel.shape[1]), value=-4.0)[None]
 
 
 def main(argv: list[str] | None = None) -> int:

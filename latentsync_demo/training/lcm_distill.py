@@ -102,6 +102,9 @@ def train(cfg: TrainConfig) -> Path:
 
         sync_loss = load_syncnet(cfg.syncnet, device)
     dataset = WindowDataset(cfg.cache, cfg.num_frames, seed=cfg.seed)
+    if getattr(sync_loss, "input_key", "audio") == "mel" and not dataset.has_mel:
+        raise LatentSyncError(f"--syncnet: the cache {cfg.cache} has no SyncNet mel windows (it predates them); run "
+                              "python -m latentsync_demo.training.data VIDEOS CACHE again to rebuild it")
     vae = AutoencoderKL.from_pretrained(str(ckpt.vae), torch_dtype=weight_dtype).to(device).eval().requires_grad_(False)
 
     teacher = load_unet(ckpt.unet, ckpt.unet_config, device=device, dtype=weight_dtype).requires_grad_(False)
@@ -261,7 +264,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--loss", choices=("huber", "l2"), default="huber")
     p.add_argument("--huber-c", type=float, default=0.001)
     p.add_argument("--mixed-noise-alpha", type=float, default=1.0)
-    p.add_argument("--syncnet", type=Path, help="optional sync loss: a torch.export program (see training/syncnet.py)")
+    p.add_argument("--syncnet", type=Path, help="optional SyncNet loss: the official stable_syncnet.pt (or a .pt2 "
+                   "torch.export program; see training/syncnet.py)")
     p.add_argument("--syncnet-weight", type=float, default=0.05)
     for name, kind, default in (("num-frames", int, 16), ("batch-size", int, 1), ("grad-accum", int, 1),
                                 ("learning-rate", float, None), ("weight-decay", float, 0.0), ("warmup-steps", int, 0),

@@ -1,15 +1,15 @@
 """Optional SyncNet loss for the distillation (LatentSync stage 2 adds one on the decoded one-step estimate).
 
-There is no SyncNet model code in this package yet, so the loss is an interface: any callable
+``--syncnet PATH`` takes
+  * the official ``stable_syncnet.pt`` (StableSyncNet, config syncnet_16_pixel_attn; loaded strictly): the loss is
+    LatentSync's: faces resized to 256 px (bicubic), lower half, 16 frames stacked on channels, against the
+    80 x 52 Wav2Lip-style mel window of the same frames (``audio.syncnet_mel``, cached by
+    ``training.data``); loss = BCE(cosine similarity, 1), averaged over the batch;
+  * or a ``torch.export`` program (``.pt2``) of any module ``forward(faces, audio) -> scalar`` (the whisper chunks).
 
-    sync_loss(faces, audio) -> scalar tensor
-        faces: (b, f, 3, H, W) decoded one-step estimates in [-1, 1] (the whole aligned face: crop the lower
-               half yourself, as LatentSync's StableSyncNet does)
-        audio: (b, f, 50, d) the whisper chunks of those frames (what the UNet saw)
-
-must be differentiable in ``faces``. From the command line (``--syncnet PATH``) it comes as a ``torch.export``
-program (``torch.export.save``, a ``.pt2`` file) of a module with that forward. The official
-``stable_syncnet.pt`` is a state dict of an architecture not implemented here and is refused with that reason.
+A loss is a callable ``sync_loss(faces, audio) -> scalar``, differentiable in ``faces`` (b, f, 3, H, W) in
+[-1, 1]; its ``input_key`` attribute names the batch entry it wants as ``audio`` ("mel" for StableSyncNet,
+"audio" = whisper chunks (b, f, 50, d) by default).
 """
 
 from __future__ import annotations
@@ -18,27 +18,63 @@ import zipfile
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..errors import CheckpointError
+from ..models.stable_syncnet import NUM_FRAMES, RESOLUTION, StableSyncNet, load_stable_syncnet, stack_frames, sync_loss
 from .consistency import SyncLoss
 
-EXPECTED = ("a torch.export program (.pt2, made with torch.export.save) of a module whose forward(faces (b, f, 3, H, W) "
-            "in [-1, 1], audio (b, f, 50, d)) returns the scalar sync loss")
+EXPECTED = ("the official stable_syncnet.pt (python -m latentsync_demo.download --syncnet), or a torch.export "
+            "program (.pt2) of a module whose forward(faces (b, f, 3, H, W) in [-1, 1], audio (b, f, 50, d)) "
+            "returns the scalar sync loss")
 
 
-def load_syncnet(path: str | Path, device: str | torch.device = "cpu") -> SyncLoss:
-    """Load ``path`` as a sync loss on ``device``; CheckpointError saying why and what is expected otherwise."""
+STABLE_SYNCNET_REPO = "ByteDance/LatentSync-1.6"
+STABLE_SYNCNET_FILE = "stable_syncnet.pt"
+
+
+def download_stable_syncnet(checkpoints: str | Path | None = None) -> Path:
+    """``<checkpoints>/stable_syncnet.pt`` (1.6 GB), fetched from Hugging Face when missing (progress bar)."""
+    from ..download import fetch_file
+    from ..store import default_root
+
+    root = Path(checkpoints) if checkpoints is not None else default_root()
+    return fetch_file(STABLE_SYNCNET_REPO, STABLE_SYNCNET_FILE, root,
+                      f"python -m latentsync_demo.download --syncnet --checkpoints {root}")
+
+
+class StableSyncLoss(nn.Module):
+    """LatentSync's SyncNet loss: forward(faces (b, 16, 3, H, W) in [-1, 1], mel (b, 1, 80, 52)) -> scalar."""
+
+    input_key = "mel"
+
+    def __init__(self, syncnet: StableSyncNet):
+        super().__init__()
+        self.syncnet = syncnet.eval().requires_grad_(False)  # a fixed critic: gradients flow to the faces only
+
+    def forward(self, faces: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        b, f = faces.shape[:2]
+        if f != NUM_FRAMES:
+            raise ValueError(f"StableSyncNet scores {NUM_FRAMES}-frame windows; train with --num-frames {NUM_FRAMES}")
+        if faces.shape[-1] != RESOLUTION:  # official stage 2 at 512 px: bicubic to 256 before the critic
+            faces = F.interpolate(faces.flatten(0, 1), size=(RESOLUTION, RESOLUTION), mode="bicubic",
+                                  align_corners=False).unflatten(0, (b, f))
+        dtype = next(self.syncnet.parameters()).dtype
+        vision, audio = self.syncnet(stack_frames(faces.to(dtype)), mel.to(faces.device, dtype))
+        return sync_loss(vision.float(), audio.float()).mean()
+
+
+def load_syncnet(path: str | Path, device: str | torch.device = "cpu", config: dict | None = None) -> SyncLoss:
+    """Load ``path`` as a sync loss on ``device``; CheckpointError saying why and what is expected otherwise.
+    ``config``: a StableSyncNet model config other than the released one (tests, own critics)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"--syncnet: {path} does not exist; expected {EXPECTED}")
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(path) and path.suffix != ".safetensors":
         raise CheckpointError(f"--syncnet: {path} is not a PyTorch archive; expected {EXPECTED}")
-    if _is_plain_checkpoint(path):
-        raise CheckpointError(
-            f"--syncnet: {path} is a plain checkpoint (a state dict, like the official stable_syncnet.pt): this "
-            f"package has no SyncNet architecture to load it into yet. Wrap your SyncNet and its loss in a module "
-            f"and export it: expected {EXPECTED}."
-        )
+    if path.suffix == ".safetensors" or _is_plain_checkpoint(path):
+        return StableSyncLoss(load_stable_syncnet(path, config, device=device))
     try:
         module = torch.export.load(str(path)).module()
     except Exception as exc:  # torch raises many types for a wrong archive; all mean "not an exported program"

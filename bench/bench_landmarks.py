@@ -1,0 +1,111 @@
+"""Benchmark the face pass per landmark backend, and how far mediapipe's anchor sets sit from each other.
+
+    python bench/bench_landmarks.py VIDEO [--frames 100] [--device cpu] [--checkpoints DIR]
+
+For each backend that can run here (insightface needs its two ONNX files, see ``python -m
+latentsync_demo.download``) it prints the frames per second of detection + anchors over the first
+``--frames`` 25 fps frames (``track_faces``, so insightface batches 8 frames per call). It then prints, on the
+same frames, the distance between FaceMesh's calibrated anchors (``face.landmarks.mesh_anchors``) and the
+earlier hand-tuned set, in pixels and in brow distances, and - when insightface ran - between insightface's
+anchors and both mediapipe sets. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+
+from latentsync_demo.face import FaceAligner
+from latentsync_demo.face.landmarks import (DetectedFace, MediaPipeDetector, insightface_available, make_detector,
+                                             select_face)
+from latentsync_demo.face.track import track_faces
+from latentsync_demo.media import MODEL_FPS, iter_frames
+from latentsync_demo.store import resolve
+
+# the FaceMesh anchors used before the calibration (hand-tuned against hand-placed points)
+OLD_MESH = ([70, 63, 105, 66, 107], [300, 293, 334, 296, 336], [1, 4, 5, 195])
+
+
+class _OldMesh(MediaPipeDetector):
+    name = "mediapipe (old set)"
+
+    def detect(self, frame):
+        h, w = frame.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(frame))
+        faces = []
+        for mesh in result.multi_face_landmarks or []:
+            points = np.array([(p.x * w, p.y * h) for p in mesh.landmark])
+            box = (*points.min(0), *points.max(0))
+            faces.append(DetectedFace(box, np.stack([points[i].mean(0) for i in OLD_MESH])))
+        return faces
+
+
+def _anchors(detector, frames):
+    """(seconds, [anchors (3, 2) or None per frame]) of the largest face, through track_faces."""
+    found = []
+    detect = detector.detect
+    many = getattr(detector, "detect_many", None)
+
+    def keep(faces):
+        face = select_face(faces)
+        found.append(None if face is None else face.anchors)
+        return faces
+
+    detector.detect = lambda frame: keep(detect(frame))
+    if many is not None:
+        detector.detect_many = lambda chunk: [keep(faces) for faces in many(chunk)]
+    start = time.perf_counter()
+    for _ in track_faces(frames, detector, FaceAligner(256)):
+        pass
+    return time.perf_counter() - start, found
+
+
+def _compare(name, a, b):
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    if not pairs:
+        print(f"  {name}: no frame with a face in both")
+        return
+    brow = np.array([np.linalg.norm(y[1] - y[0]) for _, y in pairs])
+    dist = np.array([np.linalg.norm(x - y, axis=1) for x, y in pairs])  # (n, 3)
+    rel = dist / brow[:, None]
+    print(f"  {name}: mean |d| brow-left {dist[:, 0].mean():.1f} px, brow-right {dist[:, 1].mean():.1f} px, "
+          f"nose {dist[:, 2].mean():.1f} px (max {dist.max():.1f} px); in brow distances: mean "
+          f"{rel.mean(0).round(3).tolist()}, max {rel.max():.3f} (brow distance {brow.mean():.0f} px)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("video")
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoints", default=None)
+    args = parser.parse_args()
+    frames = list(itertools.islice(iter_frames(args.video, fps=MODEL_FPS), args.frames))
+    h, w = frames[0].shape[:2]
+    print(f"{len(frames)} frames of {w}x{h} from {args.video}, device {args.device}")
+    checkpoints = resolve(root=args.checkpoints)
+    results = {}
+    backends = ["mediapipe"] + (["insightface"] if insightface_available(checkpoints.insightface_files()) else [])
+    for name in backends:
+        detector = make_detector(name, args.device, checkpoints)
+        seconds, results[name] = _anchors(detector, frames)
+        detector.close()
+        print(f"{name:12s} {len(frames) / seconds:6.1f} frames/s ({seconds:.2f} s), "
+              f"face in {sum(a is not None for a in results[name])}/{len(frames)} frames")
+    if "insightface" not in results:
+        print("insightface: files not found under", checkpoints.insightface_dir, "- skipped")
+    old = _OldMesh()
+    _, results["old"] = _anchors(old, frames)
+    old.close()
+    print("anchor distances (largest face):")
+    _compare("mediapipe calibrated vs old set", results["mediapipe"], results["old"])
+    if "insightface" in results:
+        _compare("insightface vs mediapipe calibrated", results["insightface"], results["mediapipe"])
+        _compare("insightface vs mediapipe old set", results["insightface"], results["old"])
+
+
+if __name__ == "__main__":
+    main()
