@@ -60,7 +60,8 @@ def _sequential_reference(service, video, audio_path, steps, seed) -> np.ndarray
 
 def test_streaming_job_equals_sequential_passes(service, media, tmp_path):
     video, speech = media
-    events = list(service.lipsync(video, speech, tmp_path / "out.mp4", num_inference_steps=3, seed=9))
+    events = list(service.lipsync(video, speech, tmp_path / "out.mp4", num_inference_steps=3, seed=9,
+                                  landmarks="mediapipe"))
     expected = _sequential_reference(service, video, speech, 3, seed=9)
     assert len(expected) == 38
     with VideoWriter(tmp_path / "expected.mp4", W, H, 25) as writer:  # the same encoder, the same settings
