@@ -9,6 +9,7 @@ from latentsync_demo.face import FaceAligner
 from latentsync_demo.face.landmarks import make_detector
 from latentsync_demo.face.track import track_faces
 from latentsync_demo.media import SAMPLE_RATE, VideoWriter, load_audio, read_frames
+from latentsync_demo.pipeline.length import plan_length
 from latentsync_demo.pipeline.streaming import FrameStore
 from latentsync_demo.pipeline.video import pingpong_index
 from latentsync_demo.service import LipSyncService
@@ -44,9 +45,11 @@ def _sequential_reference(service, video, audio_path, steps, seed) -> np.ndarray
     stand_in = [int(have[np.abs(have - i).argmin()]) for i in range(len(tracked))]
     audio = load_audio(audio_path)
     num_out = int(round(len(audio) / SAMPLE_RATE * 25))
-    sources = [pingpong_index(i, len(frames)) for i in range(num_out)]
+    plan = plan_length(len(frames), num_out, "pingpong")  # the default length mode
+    sources = plan.sources
+    assert list(sources) == [pingpong_index(i, len(frames)) for i in range(num_out)]
     faces = torch.from_numpy(np.stack([tracked[stand_in[s]][1] for s in sources])).permute(0, 3, 1, 2)
-    features = models.audio_encoder.encode(audio)
+    features = models.audio_encoder.encode(plan.driving_audio(audio, SAMPLE_RATE // 25))
     chunks = models.audio_encoder.frame_chunks(features, fps=25, frame_indices=range(num_out))
     pipe = service.pipeline()
     generated = pipe(faces, chunks, steps, guidance_scale=1.5, seed=seed, deepcache=True)
