@@ -255,7 +255,8 @@ def main() -> None:
             rows = [(c, run_config(c, unet, vae, audio_encoder, resolution, video, audio, root / "out.mp4", device,
                                    timer)) for c in configs]
             where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-            report(f"{title} on {where}, {seconds:.0f} s {width}x{height} clip, {args.dtype if resolution else ''}",
+            dtype_name = str(unet.dtype).removeprefix("torch.")
+            report(f"{title} on {where}, {seconds:g} s {width}x{height} clip, {dtype_name}",
                    rows, flops, peak_flops(device))
             del unet, vae
             if device.type == "cuda":
