@@ -50,7 +50,8 @@ from latentsync_demo.voice import LANGUAGES  # noqa: E402
 log = logging.getLogger("latentsync_demo.app")
 ASSETS = Path(__file__).parent / "assets"
 PRESET_BY_LABEL = {preset.label: name for name, preset in PRESETS.items()}
-SAMPLER_LABELS = {"DDIM (quality)": "ddim", "LCM · 4 steps (speed)": "lcm"}
+SAMPLER_LABELS = {"DDIM (quality)": "ddim", "DPM-Solver++ · 8 steps (fast)": "dpmpp", "UniPC · 8 steps (fast)": "unipc",
+                  "LCM · 4 steps (speed)": "lcm"}
 LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
 VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
                 "Script: type what the speaker says": "script"}
@@ -94,13 +95,14 @@ def on_gpu(fn):
     return spaces.GPU(duration=gpu_seconds)(fn) if spaces is not None else fn
 
 
-def collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks) -> GenerationSettings:
+def collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks,
+                     deepcache=True) -> GenerationSettings:
     """Widget values -> GenerationSettings. Values pass through as given (validation refuses bad ones with a
     message); only the UI's float-typed numbers become ints when they are whole."""
     return GenerationSettings(sampler=SAMPLER_LABELS.get(sampler_label, sampler_label),
                               num_inference_steps=_whole(steps), guidance_scale=guidance, seed=_whole(seed),
                               face_index=_whole(face_index), length_mode=length_mode or None,
-                              landmarks=landmarks or "auto")
+                              landmarks=landmarks or "auto", deepcache=bool(deepcache))
 
 
 def _whole(value):
@@ -147,9 +149,10 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
     def sampler_widgets(preset_label: str, sampler_label: str):
         """LCM is offered only when the preset has a distilled student; steps and guidance follow the sampler."""
         lcm_ready = service.has_lcm(PRESET_BY_LABEL[preset_label])
-        name = SAMPLER_LABELS[sampler_label] if lcm_ready else "ddim"
+        name = SAMPLER_LABELS[sampler_label]
+        name = name if lcm_ready or not SAMPLERS[name].needs_student else "ddim"
         spec = SAMPLERS[name]
-        choices = list(SAMPLER_LABELS) if lcm_ready else [LABEL_OF_SAMPLER["ddim"]]
+        choices = [label for label, key in SAMPLER_LABELS.items() if lcm_ready or not SAMPLERS[key].needs_student]
         info = None if lcm_ready else "4-step LCM needs a distilled student in the checkpoints' lcm/ folder."
         return (gr.update(choices=choices, value=LABEL_OF_SAMPLER[name], info=info),
                 gr.update(value=spec.default_steps, minimum=spec.min_steps, maximum=min(spec.max_steps, 50)),
@@ -214,7 +217,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
     @on_gpu
     def lipsync(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                 voice_label="Off: use the uploaded speech", script=None, language=None, voice_reference=None,
-                landmarks="auto", sources=None, consent=False, request: gr.Request = None, progress=gr.Progress()):
+                landmarks="auto", sources=None, consent=False, deepcache=True, request: gr.Request = None, progress=gr.Progress()):
         source = (sources or {}).get(str(video), video) if video else video
         names = {str(p): Path(p).name for p in (source, audio, voice_reference) if p}
         if video and source != video:
@@ -228,7 +231,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
             return
         preset = PRESET_BY_LABEL.get(preset_label, preset_label)
         try:
-            settings = collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks)
+            settings = collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks,
+                                        deepcache)
             voice = VoiceRequest(VOICE_LABELS.get(voice_label, voice_label), script or None, language or None,
                                  voice_reference)
             stem = Path(source).stem if source else "video"
@@ -324,6 +328,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                     landmarks = gr.Dropdown(list(LANDMARK_CHOICES), value="auto", label="Face landmarks",
                                             info="auto: insightface (as the official code) when its files are "
                                                  "downloaded, else mediapipe (offline)")
+                    deepcache = gr.Checkbox(True, label="DeepCache",
+                                            info="Reuse deep features on 2 of 3 steps (~2x faster; the official default)")
                 consent = gr.Checkbox(False, label=statement, elem_id="consent")
                 with gr.Row():
                     run_btn = gr.Button("Lip-sync", variant="primary", elem_id="run")
@@ -345,7 +351,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
 
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
-                  voice_mode, script, language, voice_reference, landmarks, sources, consent]
+                  voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(arm, None, None, queue=False, api_visibility="private")

@@ -31,14 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS),
-                        help="ddim: quality (official); lcm: 4-step distilled student (needs <checkpoints>/lcm/)")
+                        help="ddim: quality (official); dpmpp / unipc: 8-step solvers on the official weights; "
+                        "lcm: 4-step distilled student (needs <checkpoints>/lcm/)")
     parser.add_argument("--steps", type=int, default=None,
                         help=", ".join(f"{s.name}: default {s.default_steps}, {s.min_steps}-{s.max_steps}"
                                        for s in SAMPLERS.values()))
     parser.add_argument("--guidance", type=float, default=defaults.guidance_scale,
                         help="audio guidance, 1.0-3.0 (ddim; lcm has it distilled in)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=defaults.deepcache,
+                        help="reuse deep UNet features on 2 of every 3 steps, as the official app (default: on)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
+    parser.add_argument("--chunk-batch", type=int, default=defaults.chunk_batch,
+                        help="16-frame chunks per UNet batch (default 0: from free GPU memory; 1 on CPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (warm-up ~1 min; CUDA)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
     parser.add_argument("--landmarks", default=defaults.landmarks, choices=LANDMARK_CHOICES,
@@ -96,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = GenerationSettings(
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
-        length_mode=args.length_mode,
+        length_mode=args.length_mode, deepcache=args.deepcache, chunk_batch=args.chunk_batch,
     )
     try:
         _make_output_folder(args.out)
-        service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None)
+        service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None,
+                                 compile_unet=args.compile)
         voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
         job = service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)
         first = next(job)  # every input is validated here: bad input fails before a progress bar is drawn

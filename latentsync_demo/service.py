@@ -76,6 +76,7 @@ class LipSyncService:
         output_dir: str | Path | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         restrictions: list[RestrictionCheck] | None = None,
+        compile_unet: bool = False,
     ):
         self.checkpoints = checkpoints
         self.max_seconds = max_seconds  # longest video or audio accepted; None = no limit
@@ -83,6 +84,7 @@ class LipSyncService:
         self.output_dir = Path(output_dir or Path(tempfile.gettempdir()) / "latentsync_outputs")
         self.device = check_device(device) if device else default_device()  # InputError for "foo", GPU-less "cuda"
         self.dtype = dtype or default_dtype(self.device)
+        self.compile_unet = compile_unet  # torch.compile the UNet once per process, with a warm-up (not ZeroGPU)
         self._models: dict[tuple, LoadedModels] = {}
         self._students: dict[tuple, torch.nn.Module] = {}  # LCM students, like _models
         self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
@@ -152,7 +154,12 @@ class LipSyncService:
         key = (preset, self.device, self.dtype)
         with self._load_lock:
             if key not in self._models:
-                self._models[key] = load_models(resolve(preset, self.checkpoints), self.device, self.dtype)
+                models = load_models(resolve(preset, self.checkpoints), self.device, self.dtype)
+                if self.compile_unet:
+                    from .models.compile import compile_unet
+
+                    compile_unet(models.unet, models.resolution)
+                self._models[key] = models
             return self._models[key]
 
     def has_lcm(self, preset: str = DEFAULT_PRESET) -> bool:
@@ -162,8 +169,8 @@ class LipSyncService:
     def pipeline(self, preset: str = DEFAULT_PRESET, sampler: str = "ddim") -> LipSyncPipeline:
         """A pipeline for ``sampler`` on the cached models (LCM: the distilled student, loaded once)."""
         models = self.models(preset)
-        if sampler == "ddim":
-            return LipSyncPipeline(models.unet, models.vae, make_scheduler("ddim"))
+        if not SAMPLERS[sampler].needs_student:  # ddim and the few-step solvers run the official weights
+            return LipSyncPipeline(models.unet, models.vae, make_scheduler(sampler))
         key = (preset, self.device, self.dtype, sampler)
         with self._load_lock:
             if key not in self._students:

@@ -1,6 +1,6 @@
 """The face pass over a clip: landmarks -> chosen face -> aligned crop, frame by frame.
 
-Shared by the video job (``pipeline/video.py``'s ``_analyse`` does exactly this per frame) and the training
+Shared by the video job (``pipeline/streaming.py``'s ``FaceAnalysis`` thread) and the training
 data preprocessing (``training/data.py``).
 """
 

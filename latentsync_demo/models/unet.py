@@ -17,6 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .deepcache import DeepCache
 from .layers import VideoGroupNorm, zero_
 from .unet_blocks import DOWN_BLOCK_TYPES, UP_BLOCK_TYPES, DownBlock3D, MidBlock3D, UpBlock3D
 
@@ -160,7 +161,9 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor | None = None,
         return_dict: bool = True,
+        deepcache: DeepCache | None = None,
     ) -> UNet3DConditionOutput | tuple[torch.Tensor]:
+        """``deepcache``: on its cached steps only the shallow branch runs (see ``models.deepcache``)."""
         b, _, f, h, w = sample.shape
         x = sample.permute(0, 2, 1, 3, 4).reshape(b * f, -1, h, w)
         audio = encoder_hidden_states
@@ -170,6 +173,22 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
         temb = self.time_embedding(self.time_proj(self._timesteps(timestep, b, sample.device)).to(self.dtype))
 
         x = self.conv_in(x)
+        full = deepcache is None or deepcache.is_full_step
+        if deepcache is not None:
+            deepcache.full_steps.append(full)
+        if full:
+            x = self._deep_path(x, temb, audio, f, h, w, deepcache)
+        else:  # cached step: h* from the chunk's latest full step + this step's conv_in output
+            last = self.up_blocks[-1]
+            n = len(last.resnets)
+            x = last.run_layers(deepcache.cached(x), [x], temb, audio, f, range(n - 1, n))
+
+        x = self.conv_out(F.silu(self.conv_norm_out(x, f)))
+        out = x.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
+        return UNet3DConditionOutput(sample=out) if return_dict else (out,)
+
+    def _deep_path(self, x, temb, audio, f: int, h: int, w: int, deepcache: DeepCache | None) -> torch.Tensor:
+        """conv_in output (b*f, C0, h, w) -> output of the last up block (b*f, C0, h, w); keeps h* for DeepCache."""
         skips = [x]
         for block in self.down_blocks:
             x, block_skips = block(x, temb, audio, f)
@@ -182,11 +201,14 @@ class UNet3DConditionModel(ModelMixin, ConfigMixin):
             block_skips = skips[-len(block.resnets):]
             del skips[-len(block.resnets):]
             upsample_size = skips[-1].shape[2:] if odd_size and i < len(self.up_blocks) - 1 else None
-            x = block(x, block_skips, temb, audio, f, upsample_size)
-
-        x = self.conv_out(F.silu(self.conv_norm_out(x, f)))
-        out = x.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
-        return UNet3DConditionOutput(sample=out) if return_dict else (out,)
+            if deepcache is not None and i == len(self.up_blocks) - 1:
+                n = len(block.resnets)  # the last up block has no upsampler
+                x = block.run_layers(x, block_skips, temb, audio, f, range(n - 1))
+                deepcache.store(x)
+                x = block.run_layers(x, block_skips, temb, audio, f, range(n - 1, n))
+            else:
+                x = block(x, block_skips, temb, audio, f, upsample_size)
+        return x
 
     @staticmethod
     def _timesteps(timestep, batch: int, device: torch.device) -> torch.Tensor:

@@ -96,11 +96,17 @@ class UpBlock3D(_Stage):
 
     def forward(self, x, skips: list, temb, audio, num_frames: int, upsample_size=None):
         """Consumes ``skips`` from the end (the most recent encoder tensor first)."""
-        for i in range(len(self.resnets)):
-            x = torch.cat([x, skips.pop()], dim=1)
-            x = self._layer(i, x, temb, audio, num_frames)
+        x = self.run_layers(x, skips, temb, audio, num_frames, range(len(self.resnets)))
         if self.upsamplers is not None:
             x = self.upsamplers[0](x, upsample_size)
+        return x
+
+
+    def run_layers(self, x, skips: list, temb, audio, num_frames: int, layers: range):
+        """Layers ``layers`` only, each taking ``skips.pop()`` (DeepCache splits the last up block here)."""
+        for i in layers:
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = self._layer(i, x, temb, audio, num_frames)
         return x
 
 

@@ -25,16 +25,20 @@ def vae_shift(vae: AutoencoderKL) -> float:
     return getattr(vae.config, "shift_factor", None) or 0.0
 
 
-def encode_video(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def encode_video(vae: AutoencoderKL, pixels: torch.Tensor, generator: torch.Generator | None = None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
     """(b, f, 3, R, R) pixels -> scaled latents (b, 4, f, R/8, R/8), sampled from the VAE posterior.
 
-    With a generator the posterior noise, (b*f, 4, r, r) float32, is drawn on the CPU from it (a seed then gives
-    the same result on every device); without one it comes from the device's global RNG (training).
+    The posterior noise (b*f, 4, r, r) is ``noise`` when given (drawn beforehand, e.g. for batched chunks),
+    else drawn in float32 on the CPU from ``generator`` (a seed then gives the same result on every device),
+    else from the device's global RNG (training).
     """
     b, f = pixels.shape[:2]
     posterior = vae.encode(pixels.flatten(0, 1)).latent_dist
     mean = posterior.mean
-    if generator is not None:
+    if noise is not None:
+        sample = noise.to(mean.device, mean.dtype)
+    elif generator is not None:
         sample = torch.randn(mean.shape, generator=generator, dtype=torch.float32).to(mean.device, mean.dtype)
     else:
         sample = torch.randn_like(mean)

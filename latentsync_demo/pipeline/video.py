@@ -9,14 +9,17 @@ exactly (25 fps frames = round(audio seconds * 25)): a video shorter than the au
 backward (ping-pong) as in the official code; a longer one is cut at the end of the audio, or, with
 ``keep_video_tail`` (= length mode keep-tail), continues with its original frames in silence.
 Frames where no face is found pass through unchanged.
+
+The stages stream (``pipeline.streaming``): face analysis of later frames overlaps generation of earlier
+chunks, and paste-back/encoding of finished chunks overlaps the next UNet batch.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from contextlib import closing
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -27,11 +30,12 @@ import torch
 from ..errors import InputError
 from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
-from ..face.track import track_faces
-from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio, mux, probe
+from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
 from ..provenance.detect import frame_marker
-from .length import pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (pingpong_index: re-export)
+from .batching import auto_chunk_batch
+from .length import LengthPlan, pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (re-export)
 from .lipsync import LipSyncPipeline
+from .streaming import FaceAnalysis, PasteBack, face_chunks
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class GenerationSettings:
     keep_video_tail: bool = False
     landmarks: str = "auto"  # auto: insightface when its files are there, else mediapipe (face.landmarks)
     length_mode: str | None = None  # a pipeline.length.LENGTH_MODES name; None: from keep_video_tail
+    deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
+    chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)
     watermark_job: int | None = 0  # 16-bit job number the invisible watermark carries (provenance); None: off
 
 
@@ -66,14 +72,6 @@ class JobEvent:
 _DETECT, _AUDIO, _GENERATE = 0.15, 0.05, 0.75
 
 
-@dataclass
-class _Analysis:
-    faces: list[np.ndarray | None]  # aligned (R, R, 3) uint8 per source frame, None where no face
-    matrices: list[np.ndarray | None]
-    frames: np.ndarray | None  # every source frame, only kept (on disk) when frames are needed out of order
-    size: tuple[int, int]  # width, height
-
-
 def lipsync_video(
     pipeline: LipSyncPipeline,
     audio_encoder,
@@ -83,6 +81,8 @@ def lipsync_video(
     out_path: str | Path,
     settings: GenerationSettings = GenerationSettings(),
     detector: LandmarkDetector | None = None,
+    streaming: bool = True,
+    paste_device: str | torch.device | None = None,
     stop: threading.Event | None = None,
     compare_path: str | Path | None = None,
 ) -> Iterator[JobEvent]:
@@ -91,6 +91,10 @@ def lipsync_video(
     ``stop``: once set, the job ends after the chunk being generated and writes what is done so far (a playable
     video, audio cut to match), ending with a ``stopped`` event instead of ``done``. ``compare_path``: also
     write the original | result video there (one player keeps both halves in sync).
+
+    For benchmarks only: ``streaming=False`` runs the stages one after another as the official code does
+    (whole face pass first, each chunk pasted before the next is generated); ``paste_device`` pastes on
+    another device than the pipeline's (e.g. "cpu", as the official code). Same output either way.
     """
     out_path = Path(out_path)
     yield JobEvent("reading", 0.0, "reading the video and audio")
@@ -102,167 +106,169 @@ def lipsync_video(
     if num_out < 1:
         raise InputError("the audio is shorter than one video frame (40 ms): upload speech audio")
 
-    own_detector = detector is None
-    detector = detector or make_detector(settings.landmarks)
+    expected = max(1, info.frames_at(MODEL_FPS))
     with job_tempdir() as workdir:
+        # Stage 1 (a thread): decode, landmarks, align. Host memory stays flat: faces live in the job folder.
+        analysis = FaceAnalysis(video_path, resolution, settings.face_index, _detector_factory(detector, settings),
+                                workdir, keep_frames=num_out > expected, num_out=num_out)
+        analysis.start()
         try:
-            analysis = yield from _analyse(video_path, info, resolution, settings, detector, num_out, workdir)
+            if not streaming:
+                analysis.wait()
+            end = yield from _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, out_path,
+                                       workdir, num_out, expected, settings, streaming, paste_device, stop,
+                                       compare_path)
         finally:
-            if own_detector:
-                detector.close()
+            analysis.close()
+    yield end
 
-        plan = plan_length(len(analysis.faces), num_out,
-                           resolve_length_mode(settings.length_mode, settings.keep_video_tail))
-        yield JobEvent("encoding audio", _DETECT, "computing whisper audio features")
-        features = audio_encoder.encode(plan.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)))
-        audio_chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=range(plan.num_generated))
 
-        sources = plan.sources[:plan.num_generated]
-        stand_in = _nearest_face_index(analysis.faces)
-        faces = torch.from_numpy(np.stack([analysis.faces[stand_in[s]] for s in sources])).permute(0, 3, 1, 2)
+def _detector_factory(detector: LandmarkDetector | None, settings: GenerationSettings):
+    """() -> (detector, close): the caller's detector (kept open), or a fresh one closed after the pass."""
+    if detector is not None:
+        return lambda: (detector, lambda: None)
 
-        silent_video = workdir / "video.mp4"
-        width, height = analysis.size
-        aligner = FaceAligner(resolution, device=pipeline.device)
-        num_chunks = -(-plan.num_generated // 16)
-        originals = _source_frames(video_path, analysis, plan.sources)
-        mark = frame_marker(settings.watermark_job, settings.face_index)  # invisible provenance watermark
-        compare = _Compare(compare_path, workdir, (width, height))
-        stopped = False
-        with closing(originals), closing(mark), VideoWriter(silent_video, width, height, MODEL_FPS) as writer, \
-                compare:
-            chunks = pipeline.generate_chunks(
-                faces, audio_chunks, settings.num_inference_steps, settings.guidance_scale, settings.seed
+    def make():
+        own = make_detector(settings.landmarks)
+        return own, own.close
+
+    return make
+
+
+def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, out_path, workdir, num_out, expected,
+              settings, streaming=True, paste_device=None, stop=None, compare_path=None) -> Iterator[JobEvent]:
+    """Stages 2-3: chunked generation in this thread, paste-back and encoding in another, then the mux.
+    Returns the final ("done" or "stopped") event."""
+    while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
+        yield JobEvent("detecting faces", 0.0, "finding the face")
+    mode = resolve_length_mode(settings.length_mode, settings.keep_video_tail)
+    plan = _StreamingPlan(analysis, num_out, mode)
+    yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
+    features = audio_encoder.encode(plan.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)))
+
+    def audio_chunks(frames: range) -> torch.Tensor:
+        return audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)
+
+    resolution = analysis.resolution
+    silent_video = workdir / "video.mp4"
+    width, height = analysis.size
+    aligner = FaceAligner(resolution, device=paste_device or pipeline.device)
+    num_chunks = -(-plan_length(expected, num_out, mode).num_generated // 16)  # for progress; final count may differ
+    finished: queue.Queue = queue.Queue()
+
+    mark = frame_marker(settings.watermark_job, settings.face_index)  # invisible provenance watermark
+
+    def paste(frame: np.ndarray, face: torch.Tensor, matrix: np.ndarray | None) -> np.ndarray:
+        """One output frame: the generated face pasted into its original frame (unchanged without a face),
+        then watermarked."""
+        return mark(frame if matrix is None else aligner.restore_generated(frame, face, matrix))
+
+    def on_chunk(k, source, face, frame, result, has_face) -> None:
+        face_in = torch.from_numpy(np.array(analysis.faces[analysis.face_source(source)])).permute(2, 0, 1)
+        finished.put((k, _chunk_preview(face_in, face, frame, result, has_face, resolution)))
+
+    compare = _Compare(compare_path, workdir, (width, height))
+    stopped = False
+    with closing(mark), compare, VideoWriter(silent_video, width, height, MODEL_FPS) as writer:
+        paster = PasteBack(analysis, video_path, plan, writer, paste, on_chunk=on_chunk, also=compare.write)
+        paster.start()
+        reported = total = 0
+        try:
+            chunk_batch = settings.chunk_batch or auto_chunk_batch(pipeline.device, resolution, pipeline.dtype,
+                                                                   pipeline.uses_guidance(settings.guidance_scale))
+            chunks = pipeline.generate_stream(
+                face_chunks(analysis, plan, audio_chunks), resolution, num_chunks, settings.num_inference_steps,
+                settings.guidance_scale, settings.seed, deepcache=settings.deepcache, chunk_batch=chunk_batch,
+                output_device=None,
             )
             yield JobEvent("starting generation", _DETECT + _AUDIO, f"generating chunk 1 of {num_chunks}",
                            num_chunks=num_chunks)
             for k, (start, generated) in enumerate(chunks):
-                shown = None
-                for j, face in enumerate(generated):
-                    src = sources[start + j]
-                    frame = next(originals)
-                    matrix = analysis.matrices[src]
-                    result = mark(frame if matrix is None else aligner.restore_generated(frame, face, matrix))
-                    writer.write(result)
-                    compare.write(frame, result)
-                    if matrix is not None or shown is None:
-                        shown = (faces[start + j], face, frame, result, matrix is not None)
-                done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
-                yield JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks,
-                               preview=_chunk_preview(*shown, resolution))
-                if stop is not None and stop.is_set() and k + 1 < num_chunks:
-                    stopped = True
+                paster.put((k, start, generated))
+                total = k + 1
+                num_chunks = max(num_chunks, total)
+                while reported < num_chunks and (reported <= (k if not streaming else 0) or not finished.empty()):
+                    if reported <= (k if not streaming else 0):  # the first preview as soon as it exists
+                        try:
+                            item = finished.get(timeout=0.5)
+                        except queue.Empty:
+                            if paster.error is not None or not paster.is_alive():
+                                break
+                            continue
+                    else:
+                        item = finished.get_nowait()
+                    reported += 1
+                    yield _chunk_event(item, num_chunks)
+                if stop is not None and stop.is_set() and total < num_chunks:  # before the next chunk starts
+                    stopped = paster.skip_tail = True
+                    chunks.close()
                     break
-            if plan.num_frames > plan.num_generated and not stopped:
-                yield JobEvent("writing", 0.96, "copying the rest of the video")
-                for frame in islice(originals, plan.num_frames - plan.num_generated):  # pass-through frames
-                    writer.write(frame)
-                    compare.write(frame, frame)
-            frames = writer.frames_written
+            paster.put(None)
+            paster.join()
+            if paster.error is not None:
+                raise paster.error
+            while not finished.empty():
+                reported += 1
+                yield _chunk_event(finished.get_nowait(), total)
+            if paster.tail:
+                yield JobEvent("writing", 0.96, "copied the rest of the video")
+        except BaseException:
+            paster.abort()
+            raise
+        frames = writer.frames_written
 
-        yield JobEvent("writing", 0.97, "adding the audio track")
-        mux(silent_video, audio_path, out_path, num_frames=frames)
-        compared = compare.finish(audio_path, frames)
+    yield JobEvent("writing", 0.97, "adding the audio track")
+    mux(silent_video, audio_path, out_path, num_frames=frames)
+    compared = compare.finish(audio_path, frames)
     if stopped:
-        yield JobEvent("stopped", done, f"stopped after chunk {k + 1} of {num_chunks}: wrote {out_path.name} "
-                       f"({frames / MODEL_FPS:.1f} s)", k + 1, num_chunks, output=out_path, frames=frames,
-                       compare=compared)
-        return
-    yield JobEvent("done", 1.0, f"wrote {out_path.name}", output=out_path, frames=frames, compare=compared)
+        done = _DETECT + _AUDIO + _GENERATE * total / num_chunks
+        return JobEvent("stopped", done, f"stopped after chunk {total} of {num_chunks}: wrote {out_path.name} "
+                        f"({frames / MODEL_FPS:.1f} s)", total, num_chunks, output=out_path, frames=frames,
+                        compare=compared)
+    return JobEvent("done", 1.0, f"wrote {out_path.name}", output=out_path, frames=frames, compare=compared)
 
 
-def _analyse(video_path, info, resolution, settings, detector, num_out, workdir) -> Iterator[JobEvent]:
-    """Pass 1: landmarks and aligned faces for every 25 fps source frame (a generator returning _Analysis)."""
-    aligner = FaceAligner(resolution)
-    expected = max(1, info.frames_at(MODEL_FPS))
-    faces, matrices, store = [], [], None
-    keep_frames = num_out > expected  # ping-pong will revisit frames backwards: keep them on disk
-    counter = _FaceCounter(detector)
-    tracked = track_faces(iter_frames(video_path, fps=MODEL_FPS), counter, aligner, settings.face_index)
-    for i, (frame, aligned, matrix) in enumerate(tracked):
-        if store is None and keep_frames:
-            store = _FrameStore(workdir / "frames.u8", frame.shape)
-        if store is not None:
-            store.append(frame)
-        faces.append(aligned)
-        matrices.append(matrix)
-        if i % 10 == 0:
-            yield JobEvent("detecting faces", _DETECT * min(1.0, (i + 1) / expected),
-                           f"finding the face ({getattr(detector, 'name', 'landmarks')}): frame {i + 1} of {expected}")
-    if not faces:
-        raise InputError(f"could not read any frame from {Path(video_path).name}: is the file complete?")
-    if all(f is None for f in faces) and 0 < counter.most <= settings.face_index:
-        raise InputError(
-            f"Face index {settings.face_index} asks for the {_ordinal(settings.face_index + 1)} largest face, but the "
-            f"video shows at most {counter.most} face{'s' if counter.most > 1 else ''}: choose "
-            + ("0." if counter.most == 1 else f"0 (the largest) to {counter.most - 1}.")
-        )
-    if all(f is None for f in faces):
-        raise InputError(
-            "no face was found in any frame of the video: upload a clip where one face is clearly visible "
-            "(frontal, not too small)"
-        )
-    frame_h, frame_w = (store.shape[1:3] if store is not None else (info.height, info.width))
-    if store is None and num_out > len(faces):  # the probe under-counted: read the frames again, keep them
-        store = _FrameStore(workdir / "frames.u8", (frame_h, frame_w, 3))
-        for frame in iter_frames(video_path, fps=MODEL_FPS):
-            store.append(frame)
-    return _Analysis(faces, matrices, store.frames() if store is not None else None, (frame_w, frame_h))
+def _chunk_event(item, num_chunks: int) -> JobEvent:
+    k, preview = item
+    done = _DETECT + _AUDIO + _GENERATE * (k + 1) / num_chunks
+    return JobEvent("generating", done, f"generated chunk {k + 1} of {num_chunks}", k + 1, num_chunks, preview=preview)
 
 
-def _source_frames(video_path, analysis: _Analysis, sources: list[int]) -> Iterator[np.ndarray]:
-    """Source frames in output order: straight from the file when that order is the file's own."""
-    if analysis.frames is not None:
-        return (analysis.frames[s] for s in sources)
-    return iter_frames(video_path, fps=MODEL_FPS)
+class _StreamingPlan:
+    """The length plan (``pipeline.length.plan_length``) of a clip whose frames are still being analysed.
 
-
-class _FaceCounter:
-    """A detector that remembers the most faces it saw in one frame (to explain a face index that is too high)."""
-
-    def __init__(self, detector: LandmarkDetector):
-        self.detector, self.most = detector, 0
-
-    def detect(self, frame: np.ndarray):
-        faces = self.detector.detect(frame)
-        self.most = max(self.most, len(faces))
-        return faces
-
-    def detect_many(self, frames: list[np.ndarray]):
-        found = self.detector.detect_many(frames)
-        self.most = max([self.most, *(len(faces) for faces in found)])
-        return found
-
-    def __getattr__(self, name: str):  # everything else (name, close, ...) is the wrapped detector's
-        return getattr(self.detector, name)
-
-
-def _ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
-class _FrameStore:
-    """Raw frames appended to a file in the job folder, read back as a memory map (keeps RAM flat)."""
-
-    def __init__(self, path: Path, frame_shape: tuple[int, ...]):
-        self.path, self.shape, self._file = path, (0, *frame_shape), open(path, "wb")
-
-    def append(self, frame: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-        self.shape = (self.shape[0] + 1, *self.shape[1:])
-
-    def frames(self) -> np.ndarray:
-        self._file.close()
-        return np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape)
-
-
-def _nearest_face_index(faces: list[np.ndarray | None]) -> list[int]:
-    """For each frame, the nearest frame that has a face (itself if it has one).
-
-    Faceless frames still need some face in their 16-frame chunk; their output is discarded.
+    Every length mode shows source frame i at output frame i, lip-synced, while i is below both the speech
+    length and the source frame count; only past that does the plan need the final count, so only then
+    does it wait for the face pass to finish.
     """
-    have = np.array([i for i, f in enumerate(faces) if f is not None])
-    return [int(have[np.abs(have - i).argmin()]) for i in range(len(faces))]
+
+    def __init__(self, analysis: FaceAnalysis, num_audio: int, mode: str):
+        self.analysis, self.num_audio, self.mode = analysis, num_audio, mode
+        self._final: LengthPlan | None = None
+
+    def final(self) -> LengthPlan:
+        if self._final is None:
+            self._final = plan_length(self.analysis.num_frames, self.num_audio, self.mode)
+        return self._final
+
+    def _in_order(self, i: int) -> bool:
+        if i >= self.num_audio:
+            return False
+        self.analysis.wait(i)  # until frame i is analysed or the clip has ended
+        return i < self.analysis.count
+
+    def source(self, i: int) -> int:
+        return i if self._in_order(i) else self.final().sources[i]
+
+    def is_generated(self, i: int) -> bool:
+        return self._in_order(i) or i < self.final().num_generated
+
+    def driving_audio(self, samples: np.ndarray, samples_per_frame: int) -> np.ndarray:
+        """The speech padded with silence to cover the generated frames. Their count depends on the source
+        frame count only for "cut" and "pad-silence" (which therefore wait for the face pass here)."""
+        if self.mode in ("cut", "pad-silence"):
+            return self.final().driving_audio(samples, samples_per_frame)
+        return plan_length(self.num_audio, self.num_audio, self.mode).driving_audio(samples, samples_per_frame)
 
 
 def _side_by_side(original: np.ndarray, result: np.ndarray, height: int = 256) -> np.ndarray:
@@ -280,7 +286,7 @@ def _chunk_preview(face_in: torch.Tensor, face_out: torch.Tensor, frame: np.ndar
     """
     if not has_face:
         return _side_by_side(frame, result)
-    made = ((face_out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    made = ((face_out.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     pair = np.hstack([face_in.permute(1, 2, 0).numpy(), made.permute(1, 2, 0).numpy()])
     height = max(256, resolution)
     if pair.shape[0] != height:
