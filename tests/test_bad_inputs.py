@@ -143,7 +143,9 @@ def test_face_index_beyond_the_faces_says_how_many_there_are(corpus):
     job = service.lipsync(corpus["two"], corpus["speech"], corpus["root"] / "o.mp4", face_index=5,
                           num_inference_steps=1, consent=True)
     events = _events_until_error(job, r"Face index 5 .* the video shows at most 2 faces: choose 0 \(the largest\) to 1")
-    assert {e.stage for e in events} <= {"loading models", "reading", "detecting faces"}  # before generation
+    # Known only once the face pass has seen every frame; the streaming job encodes the audio meanwhile, but no
+    # chunk is generated.
+    assert "generating" not in {e.stage for e in events}
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

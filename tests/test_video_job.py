@@ -166,7 +166,7 @@ def test_cli_end_to_end_and_error_exit(tiny_dir, media, tmp_path):
     bad = subprocess.run(base + ["--video", str(media["no_face"]), "--out", str(tmp_path / "n.mp4")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no face was found" in bad.stderr
-    missing = subprocess.run(base[:3] + ["--checkpoints", str(tmp_path / "none"), "--video", str(media["clip"]),
+    missing = subprocess.run(base[:3] + ["--consent", "--checkpoints", str(tmp_path / "none"), "--video", str(media["clip"]),
                                          "--audio", str(media["speech_short"]), "--out", str(out)],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "python -m latentsync_demo.download" in missing.stderr

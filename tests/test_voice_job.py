@@ -38,9 +38,9 @@ def test_script_mode_speaks_then_lip_syncs(checkpoints, clip, tmp_path):
 
 def test_script_without_text_and_voice_off_without_audio_are_refused(checkpoints, clip, tmp_path):
     service = LipSyncService(checkpoints, device="cpu", output_dir=tmp_path / "outputs")
-    with pytest.raises(InputError, match="type the script"):
+    with pytest.raises(InputError, match="Script voice needs the words the speaker should say"):
         list(service.lipsync(clip, None, tmp_path / "x.mp4", voice=VoiceRequest("script", "  "), consent=True))
-    with pytest.raises(InputError, match="upload the speech audio"):
+    with pytest.raises(InputError, match="no speech given"):
         list(service.lipsync(clip, None, tmp_path / "x.mp4", consent=True))
 
 

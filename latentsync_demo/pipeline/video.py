@@ -117,7 +117,7 @@ def lipsync_video(
                 analysis.wait()
             end = yield from _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, out_path,
                                        workdir, num_out, expected, settings, streaming, paste_device, stop,
-                                       compare_path)
+                                       compare_path, getattr(detector, "name", settings.landmarks))
         finally:
             analysis.close()
     yield end
@@ -136,11 +136,13 @@ def _detector_factory(detector: LandmarkDetector | None, settings: GenerationSet
 
 
 def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, out_path, workdir, num_out, expected,
-              settings, streaming=True, paste_device=None, stop=None, compare_path=None) -> Iterator[JobEvent]:
+              settings, streaming=True, paste_device=None, stop=None, compare_path=None,
+              backend: str = "landmarks") -> Iterator[JobEvent]:
     """Stages 2-3: chunked generation in this thread, paste-back and encoding in another, then the mux.
     Returns the final ("done" or "stopped") event."""
+    yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
     while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
-        yield JobEvent("detecting faces", 0.0, "finding the face")
+        yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
     mode = resolve_length_mode(settings.length_mode, settings.keep_video_tail)
     plan = _StreamingPlan(analysis, num_out, mode)
     yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
