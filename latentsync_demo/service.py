@@ -236,10 +236,8 @@ class LipSyncService:
         if voice is not None and voice.mode != "off":
             yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
             audio = self.voice_audio(video, audio, voice, settings.seed)
+            self.check_length(audio)  # the new speech; the uploads were checked by validate_request
             yield JobEvent("voice", 0.0, "new speech ready", audio=audio)
-        if audio is None:
-            raise InputError("upload the speech audio that the video should lip-sync to")
-        self.check_length(video, audio)
         if (preset, self.device, self.dtype) not in self._models:
             yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
         pipeline = self.pipeline(preset, settings.sampler)
