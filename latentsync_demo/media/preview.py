@@ -41,6 +41,12 @@ def browser_preview(path: str | os.PathLike, out: str | os.PathLike, max_height:
     return Path(out)
 
 
+def side_by_side(original: np.ndarray, result: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(original | result), each resized to ``size`` (width, height) with area averaging."""
+    return np.hstack([cv2.resize(np.asarray(original), size, interpolation=cv2.INTER_AREA),
+                      cv2.resize(np.asarray(result), size, interpolation=cv2.INTER_AREA)])
+
+
 class SideBySideWriter:
     """Writes (original | result) frame pairs, scaled to ``height`` pixels, as one silent H.264 video."""
 
@@ -52,9 +58,7 @@ class SideBySideWriter:
                                   output_args=h264_args(2 * self.half, self.height, crf=23))
 
     def write(self, original: np.ndarray, result: np.ndarray) -> None:
-        size = (self.half, self.height)
-        self.writer.write(np.hstack([cv2.resize(np.asarray(original), size, interpolation=cv2.INTER_AREA),
-                                     cv2.resize(np.asarray(result), size, interpolation=cv2.INTER_AREA)]))
+        self.writer.write(side_by_side(original, result, (self.half, self.height)))
 
     @property
     def frames_written(self) -> int:

@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
+from ..media.preview import side_by_side
 from ..provenance.detect import frame_marker
 from .batching import auto_chunk_batch
 from .length import LengthPlan, pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (re-export)
@@ -276,8 +277,7 @@ class _StreamingPlan:
 def _side_by_side(original: np.ndarray, result: np.ndarray, height: int = 256) -> np.ndarray:
     scale = height / original.shape[0]
     size = (max(1, int(round(original.shape[1] * scale))), height)
-    return np.hstack([cv2.resize(np.asarray(original), size, interpolation=cv2.INTER_AREA),
-                      cv2.resize(result, size, interpolation=cv2.INTER_AREA)])
+    return side_by_side(original, result, size)
 
 
 def _chunk_preview(face_in: torch.Tensor, face_out: torch.Tensor, frame: np.ndarray, result: np.ndarray,
