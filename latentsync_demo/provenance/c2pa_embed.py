@@ -113,6 +113,7 @@ class C2paReport:
     test_certificate: bool = False
     ai_generated: bool = False
     actions: list[dict] = field(default_factory=list)
+    ingredients: list[dict] = field(default_factory=list)  # title, format, relationship of each input
     failures: list[str] = field(default_factory=list)
     assertions: dict[str, dict] = field(default_factory=dict)
     error: str | None = None
@@ -156,4 +157,5 @@ def read(path: str | os.PathLike, trust_anchors: bytes | None = None) -> C2paRep
         present=True, state=state, signer=signature.get("common_name"), issuer=signature.get("issuer"),
         test_certificate=signature.get("issuer") == TEST_ORGANIZATION,
         ai_generated=any(a.get("digitalSourceType") in AI_SOURCE_TYPES for a in actions),
-        actions=actions, failures=failures, assertions=assertions)
+        actions=actions, failures=failures, assertions=assertions,
+        ingredients=[{k: i.get(k) for k in ("title", "format", "relationship")} for i in manifest.get("ingredients", [])])

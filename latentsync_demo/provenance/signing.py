@@ -74,7 +74,10 @@ class C2paSigning:
         alg = (alg or _default_alg(private)).lower()
         if alg not in ALGORITHMS:
             raise SigningConfigError(f"{ALG_ENV}={alg!r}: choose one of {', '.join(ALGORITHMS)}")
-        return cls(chain, key_pem, alg, tsa_url or None)
+        # c2pa reads PKCS#8 ("BEGIN PRIVATE KEY") only; "BEGIN RSA/EC PRIVATE KEY" files are common, so convert.
+        pkcs8 = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        return cls(chain, pkcs8, alg, tsa_url or None)
 
     @classmethod
     def test_certificate(cls, days: int = 30) -> "C2paSigning":
