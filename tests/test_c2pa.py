@@ -142,6 +142,13 @@ def test_without_c2pa_installed_the_sidecar_says_so(clip, monkeypatch):
     assert not c2pa_embed.read(clip["out"]).present
 
 
+def test_files_without_room_for_a_manifest_read_as_none(tmp_path):
+    notes = tmp_path / "notes.mkv"
+    notes.write_text("not an mp4")
+    found = c2pa_embed.read(notes)
+    assert not found.present and "not an MP4/MOV file" in found.error
+
+
 def test_a_signing_failure_keeps_the_output_and_records_why(clip):
     test = C2paSigning.test_certificate()
     wrong = C2paSigning(test.cert_chain, test.private_key, "ps256")  # an EC key cannot make RSA-PSS signatures

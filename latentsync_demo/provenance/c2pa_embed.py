@@ -131,6 +131,12 @@ def read(path: str | os.PathLike, trust_anchors: bytes | None = None) -> C2paRep
         return C2paReport(present=False, error="c2pa-python is not installed (pip install c2pa-python)")
     import c2pa
 
+    try:
+        with open(path, "rb") as stream:
+            if stream.read(8)[4:] != b"ftyp":  # MKV, WebM, ...: no place for a manifest we embed
+                return C2paReport(present=False, error="not an MP4/MOV file (manifests are read from ISO BMFF)")
+    except OSError as exc:
+        return C2paReport(present=False, error=str(exc))
     settings = dict(_SETTINGS)
     if trust_anchors:
         settings["trust"] = {"user_anchors": trust_anchors.decode()}
@@ -143,9 +149,7 @@ def read(path: str | os.PathLike, trust_anchors: bytes | None = None) -> C2paRep
     except c2pa.C2paError as exc:
         if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in str(exc):
             return C2paReport(present=False)
-        return C2paReport(present=True, state="Invalid", error=str(exc))
-    except OSError as exc:
-        return C2paReport(present=False, error=str(exc))
+        return C2paReport(present=True, state="Invalid", error=str(exc))  # e.g. a damaged manifest box
     manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
     assertions = {a.get("label"): a.get("data", {}) for a in manifest.get("assertions", [])}
     actions = next((data.get("actions", []) for label, data in assertions.items()

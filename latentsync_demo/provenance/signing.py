@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +123,7 @@ class C2paSigning:
                    trust_anchor=root.public_bytes(pem))
 
 
-def signing_from_env(env: "os._Environ | dict | None" = None) -> C2paSigning | None:
+def signing_from_env(env: Mapping[str, str] | None = None) -> C2paSigning | None:
     """The host's choice (module docstring); None: no embedded manifest."""
     env = os.environ if env is None else env
     mode = env.get(MODE_ENV, "").strip().lower()
