@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import LatentSyncError
 from .face.landmarks import BACKENDS
@@ -28,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-anchors", metavar="PEM",
                         help="root certificate(s) whose C2PA signers count as trusted (e.g. your own CA)")
     args = parser.parse_args(argv)
+    try:
+        anchors = Path(args.trust_anchors).read_bytes() if args.trust_anchors else None
+        if anchors:
+            from cryptography import x509
+
+            x509.load_pem_x509_certificates(anchors)  # c2pa would report a bad root as a bad signature
+    except OSError as exc:
+        parser.error(f"--trust-anchors: cannot read {args.trust_anchors}: {exc.strerror}")
+    except ValueError:
+        parser.error(f"--trust-anchors: {args.trust_anchors} holds no PEM certificates")
 
     from .media import probe  # heavy imports after argument errors are reported
     from .provenance import c2pa_embed
@@ -40,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             raise LatentSyncError(f"{args.file} has no video stream")
         found = scan(args.file, key_from_env(), args.max_frames, args.landmarks, args.face_index)
         tags = read_metadata(args.file)
-        anchors = open(args.trust_anchors, "rb").read() if args.trust_anchors else None
-    except (LatentSyncError, ValueError, OSError) as exc:
+    except (LatentSyncError, ValueError) as exc:
         print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
     credentials = c2pa_embed.read(args.file, anchors)

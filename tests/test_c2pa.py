@@ -98,6 +98,9 @@ def test_verify_reports_the_manifest_in_json_and_text(job, capsys):
     assert "UNTRUSTED TEST certificate; the claim says AI-generated" in text
     verify.main([str(job["video"]), "--max-frames", "1"])
     assert "C2PA manifest: none embedded" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, not "invalid signature"
+        verify.main([str(job["out"]), "--trust-anchors", str(job["audio"])])
+    assert exit_info.value.code == 2 and "holds no PEM certificates" in capsys.readouterr().err
 
 
 def test_side_by_side_video_has_the_same_provenance(job):
