@@ -253,7 +253,8 @@ class LipSyncService:
             for event in lipsync_video(pipeline, models.audio_encoder, models.resolution, video, audio, out,
                                        settings, detector=detector, stop=stop, compare_path=compare):
                 if event.stage in ("done", "stopped"):
-                    tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}")
+                    tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}",
+                                          voice.mode if voice is not None else "off")
                     inputs = {"video": Path(video), "audio": Path(audio)}
                     event = replace(event, manifest=stamp(out, inputs, tags, self.c2pa_signing))
                     if event.compare is not None:  # also AI-generated output: the result is its right half

@@ -200,10 +200,14 @@ def test_host_certificate_from_the_environment_signs_a_trusted_manifest(clip):
     chain, key, root = _host_chain(clip["root"])
     signing = signing_from_env({"LATENTSYNC_C2PA_CERT": str(chain), "LATENTSYNC_C2PA_KEY": key.read_text()})
     assert signing.alg == "ps256" and not signing.test  # from the RSA key; the key given as PEM text
-    stamp(clip["out"], {"video": clip["video"]}, clip["tags"], signing=signing)
+    tags = container_tags("job123", "latentsync-1.5", GenerationSettings(), "0abc", voice="script")
+    stamp(clip["out"], {"video": clip["video"]}, tags, signing=signing)
     found = c2pa_embed.read(clip["out"], root)
     assert found.state == "Trusted" and found.signer == "Example Host" and not found.test_certificate
-    assert GENERATION_LABEL in found.assertions and "signing" not in found.assertions[GENERATION_LABEL]
+    assert "signing" not in found.assertions[GENERATION_LABEL]  # no test-signing label on a host's manifest
+    edited = next(a for a in found.actions if a["action"] == "c2pa.edited")  # cloned speech is said too
+    assert edited["parameters"]["voice"] == "script" and "speech was synthesized" in edited["description"]
+    assert found.assertions[GENERATION_LABEL]["voice"] == "script" and read_metadata(clip["out"])["voice"] == "script"
 
 
 def test_signing_configuration_errors_name_the_problem(tmp_path):

@@ -45,10 +45,11 @@ def sidecar_path(out: str | os.PathLike) -> Path:
     return Path(out).with_name(Path(out).name + SIDECAR_SUFFIX)
 
 
-def container_tags(job_id: str, preset: str, settings, watermark: str | None) -> dict[str, str]:
-    """The MP4 tags: readable by people ("comment") and by machines (one key per fact)."""
+def container_tags(job_id: str, preset: str, settings, watermark: str | None, voice: str = "off") -> dict[str, str]:
+    """The MP4 tags: readable by people ("comment") and by machines (one key per fact). ``voice``: the voice
+    request's mode; when not "off" the speech itself was synthesized (tag ``voice``)."""
     fields = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings or {})
-    return {
+    tags = {
         "comment": f"AI-generated: lip-synced by {TOOL} {__version__} (LatentSync, preset {preset}).",
         "ai_generated": "true",
         "digital_source_type": DIGITAL_SOURCE_TYPE,
@@ -59,6 +60,10 @@ def container_tags(job_id: str, preset: str, settings, watermark: str | None) ->
         "job_id": job_id,
         "watermark": watermark or "none",
     }
+    if voice != "off":
+        tags["voice"] = voice
+        tags["comment"] += " The speech was synthesized in the speaker's voice (voice cloning)."
+    return tags
 
 
 # C2PA relationship of each input to the output: the edited video, the speech that drove it, and (for the
@@ -76,10 +81,13 @@ def side_by_side_tags(tags: dict[str, str]) -> dict[str, str]:
 def _action(tags: dict[str, str], inputs: dict[str, Path]) -> dict:
     """The C2PA action: the input video edited by a trained model (created, when there is no input video)."""
     description = "AI generated: the lower face was re-generated to lip-sync new speech"
-    if "result" in inputs:
-        description += "; shown side by side with the original"
     parameters = {"model_preset": tags["model_preset"], "sampler": tags["sampler"],
                   "settings": json.loads(tags["settings"])}
+    if "voice" in tags:
+        description += "; the speech was synthesized in the speaker's voice (voice cloning)"
+        parameters["voice"] = tags["voice"]
+    if "result" in inputs:
+        description += "; shown side by side with the original"
     return {"action": "c2pa.edited" if "video" in inputs else "c2pa.created",
             "digitalSourceType": DIGITAL_SOURCE_TYPE, "softwareAgent": tags["generator"],
             "description": description, "parameters": parameters}
@@ -126,6 +134,8 @@ def c2pa_definition(out: Path, inputs: dict[str, Path], tags: dict[str, str], ha
         "settings": json.loads(tags["settings"]),
         "inputs": {role: {"title": path.name, "sha256": hashes[role]} for role, path in inputs.items()},
     }
+    if "voice" in tags:
+        generation["voice"] = tags["voice"]
     if test_certificate:
         generation["signing"] = "UNTRUSTED TEST SIGNING: a throwaway certificate made by latentsync_demo"
     return {
