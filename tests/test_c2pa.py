@@ -145,6 +145,15 @@ def test_without_c2pa_installed_the_sidecar_says_so(clip, monkeypatch):
     assert not c2pa_embed.read(clip["out"]).present
 
 
+def test_an_input_c2pa_cannot_read_is_described_by_name(clip):
+    fake = clip["root"] / "speech.wav"
+    fake.write_text("not really a wav")  # c2pa reads .wav files, but not this one
+    stamp(clip["out"], {"video": clip["video"], "audio": fake}, clip["tags"], C2paSigning.test_certificate())
+    found = c2pa_embed.read(clip["out"])
+    assert found.state == "Valid" and ("speech.wav", "inputTo") in {
+        (i["title"], i["relationship"]) for i in found.ingredients}
+
+
 def test_files_without_room_for_a_manifest_read_as_none(tmp_path):
     notes = tmp_path / "notes.mkv"
     notes.write_text("not an mp4")

@@ -51,33 +51,48 @@ class Ingredient:
 def embed(out: str | os.PathLike, definition: dict, ingredients: list[Ingredient], signing: C2paSigning) -> dict:
     """Sign ``definition`` (a C2PA manifest definition) into the MP4 ``out`` in place; returns the signer's names.
 
-    The first ``parentOf`` ingredient is what the ``c2pa.edited`` action edits (intent "edit"); without one the
-    claim is a creation (the definition's first action must then be ``c2pa.created``).
+    A ``parentOf`` ingredient makes the claim an edit (c2pa adds the ``c2pa.opened`` action for it); without one
+    it is a creation (the definition's first action must then be ``c2pa.created``). Should c2pa fail to read an
+    input it knows by extension (a damaged or mislabelled file), the inputs are described by name instead.
     """
     import c2pa
 
     out = Path(out)
-    definition = dict(definition, ingredients=list(definition.get("ingredients", [])))
     supported = set(c2pa.Builder.get_supported_mime_types())
+    readable = [i for i in ingredients if i.path.suffix.lower().lstrip(".") in supported]
+    try:
+        _sign(out, definition, ingredients, readable, signing)
+    except c2pa.C2paError as exc:
+        if not readable:
+            raise
+        log.warning("C2PA: could not read an input as an ingredient (%s); describing the inputs by name", exc)
+        _sign(out, definition, ingredients, [], signing)
+    return signer_names(signing)
+
+
+def _sign(out: Path, definition: dict, ingredients: list[Ingredient], readable: list[Ingredient],
+          signing: C2paSigning) -> None:
+    """One signing pass: ``readable`` ingredients are read from their files, the others described by name."""
+    import c2pa
+
+    definition = dict(definition, ingredients=[*definition.get("ingredients", []),
+                                               *(_described(i) for i in ingredients if i not in readable)])
     staged = out.with_name(f".{out.name}.c2pa-signing")
     info = c2pa.C2paSignerInfo(signing.alg, signing.cert_chain, signing.private_key, signing.tsa_url)
     try:
-        with c2pa.Context.from_dict(_SETTINGS) as context, c2pa.Signer.from_info(info) as signer:
-            streamed = [i for i in ingredients if i.path.suffix.lower().lstrip(".") in supported]
-            definition["ingredients"] += [_described(i) for i in ingredients if i not in streamed]
-            with c2pa.Builder(definition, context) as builder:
-                if any(i.relationship == "parentOf" for i in ingredients):
-                    builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
-                for ingredient in streamed:
-                    with open(ingredient.path, "rb") as source:
-                        builder.add_ingredient(_described(ingredient), ingredient.path.suffix.lstrip(".").lower(),
-                                               source)
-                with open(out, "rb") as source, open(staged, "w+b") as dest:
-                    builder.sign(signer, VIDEO_MP4, source, dest)
+        with c2pa.Context.from_dict(_SETTINGS) as context, c2pa.Signer.from_info(info) as signer, \
+                c2pa.Builder(definition, context) as builder:
+            if any(i.relationship == "parentOf" for i in ingredients):
+                builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+            for ingredient in readable:
+                with open(ingredient.path, "rb") as source:
+                    builder.add_ingredient(_described(ingredient), ingredient.path.suffix.lstrip(".").lower(),
+                                           source)
+            with open(out, "rb") as source, open(staged, "w+b") as dest:
+                builder.sign(signer, VIDEO_MP4, source, dest)
         os.replace(staged, out)
     finally:
         staged.unlink(missing_ok=True)
-    return signer_names(signing)
 
 
 def signer_names(signing: C2paSigning) -> dict:
