@@ -72,6 +72,8 @@ def test_tags_and_sidecar_describe_the_signed_bytes(job):
     sidecar = json.loads(sidecar_path(job["out"]).read_text())
     assert sidecar["output"]["hash"]["value"] == sha256(job["out"])
     assert sidecar["signature"]["embedded"] == "c2pa" and sidecar["signature"]["test_certificate"] is True
+    note = cli._signed_note(sidecar_path(job["out"]))  # what the CLI adds to its "wrote ..." line
+    assert note == ", C2PA manifest signed by latentsync_demo test signer (untrusted), an UNTRUSTED TEST certificate"
 
 
 def test_changing_one_byte_of_the_video_makes_the_manifest_invalid(job, capsys):
