@@ -18,7 +18,7 @@ from latentsync_demo.provenance import c2pa_embed
 from latentsync_demo.provenance.manifest import (
     DIGITAL_SOURCE_TYPE, GENERATION_LABEL, container_tags, read_metadata, sha256, sidecar_path, stamp,
 )
-from latentsync_demo.provenance.signing import C2paSigning, SigningConfigError, signing_from_env
+from latentsync_demo.provenance.signing import C2paSigning, SigningConfigError, resolve_signing, signing_from_env
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
@@ -224,6 +224,7 @@ def test_host_certificate_from_the_environment_signs_a_trusted_manifest(clip):
 def test_signing_configuration_errors_name_the_problem(tmp_path):
     assert signing_from_env({}) is None and signing_from_env({"LATENTSYNC_C2PA": "off"}) is None
     assert signing_from_env({"LATENTSYNC_C2PA": "test"}).test
+    assert resolve_signing("test").test and resolve_signing("off") is None  # the app's / CLI's --c2pa
     chain, key, _ = _host_chain(tmp_path)
     with pytest.raises(SigningConfigError, match="both LATENTSYNC_C2PA_CERT and LATENTSYNC_C2PA_KEY"):
         signing_from_env({"LATENTSYNC_C2PA_CERT": str(chain)})

@@ -177,4 +177,5 @@ def read(path: str | os.PathLike, trust_anchors: bytes | None = None) -> C2paRep
         test_certificate=signature.get("issuer") == TEST_ORGANIZATION,
         ai_generated=any(a.get("digitalSourceType") in AI_SOURCE_TYPES for a in actions),
         actions=actions, failures=failures, assertions=assertions,
-        ingredients=[{k: i.get(k) for k in ("title", "format", "relationship")} for i in manifest.get("ingredients", [])])
+        ingredients=[{key: i.get(key) for key in ("title", "format", "relationship")}
+                     for i in manifest.get("ingredients", [])])
