@@ -388,6 +388,9 @@ def main() -> None:
     parser.add_argument("--queue-size", type=int, default=16)
     parser.add_argument("--consent-text", default=None,
                         help="the consent statement users must tick (default: $LATENTSYNC_CONSENT_TEXT or built-in)")
+    parser.add_argument("--c2pa", choices=["test", "off"], default=None,
+                        help="signed C2PA manifest in every output: test = untrusted test certificate, off = none "
+                             "(default: $LATENTSYNC_C2PA, or your certificate from $LATENTSYNC_C2PA_CERT/_KEY)")
     rest = parser.add_argument_group("REST API at /api/v1 (docs at /docs), on the same server and GPU queue")
     rest.add_argument("--no-api", action="store_true", help="serve the web app only")
     rest.add_argument("--api-token", default=os.environ.get("LATENTSYNC_API_TOKEN"),
@@ -403,7 +406,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds,
-                                 max_pixels=args.max_pixels)
+                                 max_pixels=args.max_pixels, c2pa=args.c2pa)
     except LatentSyncError as exc:
         parser.error(str(exc))
     if os.environ.get("SPACE_ID"):

@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--score", action="store_true",
                         help="after the job, print the SyncNet lip-sync confidence of the result and of the "
                              "original (needs auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
+    c2pa = parser.add_argument_group("C2PA (a signed manifest inside the output; default: LATENTSYNC_C2PA* env)")
+    c2pa.add_argument("--c2pa", choices=["test", "off"], default=None,
+                      help="test: sign with a throwaway, untrusted test certificate; off: no embedded manifest")
+    c2pa.add_argument("--c2pa-cert", help="your PEM certificate chain (signing certificate first); with --c2pa-key")
+    c2pa.add_argument("--c2pa-key", help="the PEM private key of the signing certificate")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
     voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
                        help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _make_output_folder(args.out)
         service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None,
-                                 compile_unet=args.compile)
+                                 compile_unet=args.compile, c2pa=_c2pa_choice(args))
         voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
         job = service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)
         first = next(job)  # every input is validated here: bad input fails before a progress bar is drawn
@@ -118,13 +123,38 @@ def main(argv: list[str] | None = None) -> int:
     except LatentSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} (marked as AI-generated: watermark, metadata, {sidecar_path(args.out).name})")
+    print(f"wrote {args.out} (marked as AI-generated: watermark, metadata, {sidecar_path(args.out).name}"
+          f"{_signed_note(event.manifest)})")
     if args.score:
         try:
             print(service.score_job(args.out, args.video, args.audio))
         except LatentSyncError as exc:
             print(f"lip sync not scored: {exc}", file=sys.stderr)
     return 0
+
+
+def _c2pa_choice(args):
+    """``--c2pa`` / ``--c2pa-cert`` + ``--c2pa-key`` as the service's ``c2pa`` argument (None: the environment)."""
+    if args.c2pa_cert or args.c2pa_key:
+        from .provenance.signing import C2paSigning, SigningConfigError
+
+        if not (args.c2pa_cert and args.c2pa_key):
+            raise SigningConfigError("--c2pa-cert and --c2pa-key go together (your certificate chain and its key)")
+        return C2paSigning.from_pem(args.c2pa_cert, args.c2pa_key)
+    return args.c2pa
+
+
+def _signed_note(manifest) -> str:
+    """", C2PA manifest signed by X" when the sidecar records an embedded manifest."""
+    import json
+
+    signature = json.loads(manifest.read_text()).get("signature") if manifest else None
+    if not signature:
+        return ""
+    if not signature.get("embedded"):
+        return f"; not signed: {signature.get('error')}"
+    test = ", an UNTRUSTED TEST certificate" if signature.get("test_certificate") else ""
+    return f", C2PA manifest signed by {signature.get('signer')}{test}"
 
 
 def _ask_consent() -> bool:

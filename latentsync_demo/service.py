@@ -31,8 +31,9 @@ from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.length import resolve_length_mode
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .provenance.consent import require_consent
-from .provenance.manifest import container_tags, stamp
+from .provenance.manifest import container_tags, side_by_side_tags, stamp
 from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
+from .provenance.signing import C2paSigning, resolve_signing
 from .provenance.watermark import job_number
 from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
 from .validation import check_device, check_duration, validate_request
@@ -77,6 +78,7 @@ class LipSyncService:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         restrictions: list[RestrictionCheck] | None = None,
         compile_unet: bool = False,
+        c2pa: C2paSigning | str | None = None,
     ):
         self.checkpoints = checkpoints
         self.max_seconds = max_seconds  # longest video or audio accepted; None = no limit
@@ -93,6 +95,9 @@ class LipSyncService:
         self._run_lock = threading.Lock()  # one generation at a time on the device
         # Host policy checks that may refuse a job (provenance/restrict.py); none unless configured.
         self.restrictions = list(restrictions or []) + checks_from_env()
+        # Who signs the C2PA manifest embedded in every output (provenance/signing.py): a C2paSigning, "test"
+        # (untrusted test certificate), "off", or None = the LATENTSYNC_C2PA* environment (unset: sidecar only).
+        self.c2pa_signing = resolve_signing(c2pa)
 
     def missing_files(self, preset: str = DEFAULT_PRESET) -> list[Path]:
         return resolve(preset, self.checkpoints).missing()
@@ -223,7 +228,8 @@ class LipSyncService:
         Every input and setting is checked first (``validation.validate_request``): bad input raises InputError
         before any model loads. ``stop`` and ``compare``: see ``pipeline.video.lipsync_video``.
         Every output carries an invisible watermark with the job number, AI-generated container metadata
-        and a ``<out>.c2pa.json`` manifest (the done event's ``manifest``).
+        and a ``<out>.c2pa.json`` manifest (the done event's ``manifest``), plus a signed C2PA manifest inside
+        the MP4 when signing is configured (``c2pa``); the ``compare`` video gets the same provenance.
         """
         require_consent(consent)
         job_id = uuid.uuid4().hex[:12]
@@ -247,9 +253,13 @@ class LipSyncService:
             for event in lipsync_video(pipeline, models.audio_encoder, models.resolution, video, audio, out,
                                        settings, detector=detector, stop=stop, compare_path=compare):
                 if event.stage in ("done", "stopped"):
-                    tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}")
-                    event = replace(event, manifest=stamp(out, {"video": Path(video), "audio": Path(audio)},
-                                                          tags))
+                    tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}",
+                                          voice.mode if voice is not None else "off")
+                    inputs = {"video": Path(video), "audio": Path(audio)}
+                    event = replace(event, manifest=stamp(out, inputs, tags, self.c2pa_signing))
+                    if event.compare is not None:  # also AI-generated output: the result is its right half
+                        stamp(event.compare, {**inputs, "result": Path(out)}, side_by_side_tags(tags),
+                              self.c2pa_signing)
                 yield event
 
     def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):

@@ -1,7 +1,10 @@
 """``python -m latentsync_demo.verify FILE``: does a video carry this tool's invisible watermark?
 
-Prints the verdict, the payload (job number) and the container metadata / sidecar manifest when present.
-Exit status: 0 the watermark was found, 1 not found, 2 the file cannot be read.
+Prints the verdict, the payload (job number), the container metadata / sidecar manifest when present, and the
+embedded C2PA manifest: who signed it, c2pa's validation state (Trusted / Valid / Invalid, see
+``provenance.c2pa_embed.C2paReport``), whether it was a test certificate, whether the claim says AI-generated.
+Exit status: 0 the watermark was found, 1 not found, 2 the file cannot be read (the C2PA result, like the
+metadata, is reported but does not change it: re-encoding drops both, the watermark survives).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import LatentSyncError
 from .face.landmarks import BACKENDS
@@ -22,9 +26,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landmarks", default="mediapipe", choices=BACKENDS)
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--trust-anchors", metavar="PEM",
+                        help="root certificate(s) whose C2PA signers count as trusted (e.g. your own CA)")
     args = parser.parse_args(argv)
+    try:
+        anchors = Path(args.trust_anchors).read_bytes() if args.trust_anchors else None
+        if anchors:
+            from cryptography import x509
+
+            x509.load_pem_x509_certificates(anchors)  # c2pa would report a bad root as a bad signature
+    except OSError as exc:
+        parser.error(f"--trust-anchors: cannot read {args.trust_anchors}: {exc.strerror}")
+    except ValueError:
+        parser.error(f"--trust-anchors: {args.trust_anchors} holds no PEM certificates")
 
     from .media import probe  # heavy imports after argument errors are reported
+    from .provenance import c2pa_embed
     from .provenance.detect import scan
     from .provenance.manifest import read_metadata, sidecar_path
     from .provenance.watermark import key_from_env
@@ -37,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LatentSyncError, ValueError) as exc:
         print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
+    credentials = c2pa_embed.read(args.file, anchors)
     sidecar = sidecar_path(args.file)
     report = {
         "file": args.file, "watermark": found.found, "job": found.job_hex, "score": round(found.score, 2),
@@ -44,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "metadata": {k: v for k, v in tags.items() if k in ("comment", "generator", "model_preset", "sampler",
                                                             "job_id", "digital_source_type")},
         "manifest": str(sidecar) if sidecar.is_file() else None,
+        "c2pa": credentials.as_dict(),
     }
     if args.json:
         print(json.dumps(report))
@@ -58,7 +77,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"sampler {tags.get('sampler')}, job {tags.get('job_id')}")
         if report["manifest"]:
             print(f"provenance manifest: {sidecar}")
+        print(_c2pa_line(credentials))
     return 0 if found.found else 1
+
+
+def _c2pa_line(found) -> str:
+    """One line on the embedded C2PA manifest."""
+    if not found.present:
+        return "C2PA manifest: none embedded" + (f" ({found.error})" if found.error else "")
+    if found.state == "Invalid":
+        problems = ", ".join(code for code in found.failures if code != "signingCredential.untrusted")
+        return (f"C2PA manifest: INVALID ({problems or found.error}): the file or its manifest was changed after "
+                f"signing, signer {found.signer}")
+    trust = {"Trusted": "trusted signer", "Valid": "signature valid, signer not on a trust list"}.get(
+        found.state, found.state)
+    test = "; an UNTRUSTED TEST certificate" if found.test_certificate else ""
+    claim = "; the claim says AI-generated" if found.ai_generated else "; the claim does not say AI-generated"
+    return f"C2PA manifest: signed by {found.signer} ({found.issuer}), {trust}{test}{claim}"
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def test_sidecar_manifest_is_c2pa_style_with_input_and_output_hashes(job):
     m = job["manifest"]
     assert m["claim_generator"].startswith("latentsync_demo")
     actions = next(a for a in m["assertions"] if a["label"] == "c2pa.actions")["data"]["actions"]
-    assert actions[0]["action"] == "c2pa.created" and actions[0]["digitalSourceType"] == DIGITAL_SOURCE_TYPE
+    assert actions[0]["action"] == "c2pa.edited" and actions[0]["digitalSourceType"] == DIGITAL_SOURCE_TYPE
     assert actions[0]["parameters"]["model_preset"] == "latentsync-1.5"
     assert m["output"]["hash"] == {"alg": "sha256", "value": sha256(job["out"])}  # the final bytes
     hashes = {i["role"]: i["hash"]["value"] for i in m["ingredients"]}
