@@ -66,15 +66,29 @@ def _psnr(frames, marked, matrices, face_size) -> tuple[float, float]:
     for frame, out, matrix in zip(frames, marked, matrices):
         if matrix is None:
             continue
-        region = cv2.warpAffine(np.ones((face_h, face_w), np.float32), np.asarray(matrix, np.float64),
-                                (frame.shape[1], frame.shape[0]),
+        window, local = _face_box(frame.shape, matrix, face_size)  # only the face's bounding box: cheap
+        region = cv2.warpAffine(np.ones((face_h, face_w), np.float32), local,
+                                (window[1].stop - window[1].start, window[0].stop - window[0].start),
                                 flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
-        diff = out.astype(np.float64) - frame
+        diff = out[window].astype(np.float64) - frame[window]
         changed = np.abs(diff).max(axis=-1) > 0
         worst_face = min(worst_face, _db(np.mean(diff[region] ** 2)))
         if changed.any():
             worst_marked = min(worst_marked, _db(np.mean(diff[changed] ** 2)))
     return worst_face, worst_marked
+
+
+def _face_box(shape, matrix, face_size):
+    """(frame slice, matrix for that slice) of the bounding box of the aligned face crop in the frame."""
+    face_h, face_w = face_size
+    m = np.asarray(matrix, np.float64)
+    corners = np.array([[0, 0, 1], [face_w, 0, 1], [0, face_h, 1], [face_w, face_h, 1]]) @ cv2.invertAffineTransform(m).T
+    x0, y0 = np.maximum(np.floor(corners.min(0)), 0).astype(int)
+    x1 = int(min(np.ceil(corners[:, 0].max()) + 1, shape[1]))
+    y1 = int(min(np.ceil(corners[:, 1].max()) + 1, shape[0]))
+    local = m.copy()
+    local[:, 2] += m[:, :2] @ (x0, y0)
+    return (slice(y0, max(y0, y1)), slice(x0, max(x0, x1))), local
 
 
 def _db(mse: float) -> float:
