@@ -39,10 +39,12 @@ def scan(path: str | os.PathLike, key: int = DEFAULT_KEY, max_frames: int | None
 
 
 def face_matrices(frames, detector, aligner: FaceAligner, face_index: int = 0):
-    """Yield (frame, alignment matrix or None) like ``track_faces``, without warping the face (not needed)."""
+    """Yield (frame, alignment matrix or None) per frame: the 256 px aligner's matrix of the face's anchors,
+    neither rounded to whole pixels nor temporally smoothed (unlike the generation's alignment), so that it
+    depends on this frame alone and as little as possible on the resolution the verifier sees."""
     for frame in frames:
         face = select_face(detector.detect(frame), face_index)
-        yield frame, None if face is None else aligner.smoothed_matrix(face.anchors)
+        yield frame, None if face is None else aligner.estimate_matrix(face.anchors)
 
 
 class OutputMarker:
