@@ -81,7 +81,8 @@ def main() -> None:
     false_pos = sum(r.unmarked.found for r in rows)
     ber = np.mean([r.bit_errors / 64 for r in rows])
     kind = "real" if sources else "synthetic"
-    print(f"\n{n} {kind} clips x {args.frames} frames, CRF {args.crf}, 720p: detected with the right job {detected}/{n} "
+    print(f"\n{n} {kind} clips x {args.frames} frames, CRF {args.crf}, 720p: detected with the right job "
+          f"{detected}/{n} "
           f"({100 * detected / n:.1f} %), false positives {false_pos}/{n} ({100 * false_pos / n:.1f} %)")
     print(f"coded-bit error rate before decoding {100 * ber:.2f} % (max {max(r.bit_errors for r in rows)}/64); "
           f"score: marked min {min(r.marked.score for r in rows):.2f}, unmarked max "

@@ -215,12 +215,17 @@ def measure(luma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def face_window(frame_shape: tuple[int, ...], matrix: np.ndarray, margin: float = 16.0):
     """(frame slice, matrix for that slice): the part of the frame around the mark's box (cheaper than the
     whole frame), with the (2, 3) matrix shifted to the slice's coordinates."""
-    h, w = FaceAligner(REF_RESOLUTION).face_size
-    top, bottom, left, right = _portrait_box(h, w)
+    top, bottom, left, right = _portrait_box(*FaceAligner(REF_RESOLUTION).face_size)
+    return crop_window(frame_shape, matrix, (top - margin, bottom + margin, left - margin, right + margin))
+
+
+def crop_window(frame_shape: tuple[int, ...], matrix: np.ndarray, box: tuple[float, float, float, float]):
+    """(frame slice, matrix for that slice): the bounding box of the frame pixels that ``matrix`` (2, 3) maps
+    into ``box`` (top, bottom, left, right in crop pixels), clipped to the frame."""
+    top, bottom, left, right = box
     m = np.asarray(matrix, np.float64)
-    inv = cv2.invertAffineTransform(m)
-    corners = np.array([[left - margin, top - margin, 1], [right + margin, top - margin, 1],
-                        [left - margin, bottom + margin, 1], [right + margin, bottom + margin, 1]]) @ inv.T
+    corners = np.array([[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]])
+    corners = corners @ cv2.invertAffineTransform(m).T
     x0, y0 = np.maximum(np.floor(corners.min(0)), 0).astype(int)
     x1 = int(min(np.ceil(corners[:, 0].max()) + 1, frame_shape[1]))
     y1 = int(min(np.ceil(corners[:, 1].max()) + 1, frame_shape[0]))
@@ -237,9 +242,9 @@ class FrameWatermark:
     """Marks one job's frames: ``embed(frame, matrix)`` -> marked frame (detect.OutputMarker finds the matrix).
 
     Spread-transform dither modulation measured on the face as the verifier will see it (the finished frame,
-    cropped with a 256 px FaceAligner's matrix from that frame's landmarks): each pattern's projection is moved onto its keyed lattice (step
-    STEP, offset dither + bit / 2), so the host face itself never interferes. The change is drawn in
-    face-crop coordinates and mapped into the frame through the inverse of the same affine matrix.
+    with a 256 px FaceAligner's matrix from that frame's landmarks): each pattern's projection is moved onto
+    its keyed lattice (step STEP, offset dither + bit / 2), so the host face itself never interferes. The
+    change is drawn on the pattern grid and mapped into the frame through the same grid map ``measure`` uses.
     """
 
     def __init__(self, job: int, key: int = DEFAULT_KEY, step: float = STEP, rounds: int = 2):

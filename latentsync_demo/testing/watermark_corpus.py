@@ -17,7 +17,7 @@ from ..face import FaceAligner
 from ..media import VideoWriter, read_frames, run_ffmpeg
 from ..media.ffmpeg import fs_path
 from ..provenance.detect import OutputMarker, scan
-from ..provenance.watermark import DEFAULT_KEY, Detection, bit_errors
+from ..provenance.watermark import DEFAULT_KEY, Detection, bit_errors, crop_window
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _psnr(frames, marked, matrices, face_size) -> tuple[float, float]:
     for frame, out, matrix in zip(frames, marked, matrices):
         if matrix is None:
             continue
-        window, local = _face_box(frame.shape, matrix, face_size)  # only the face's bounding box: cheap
+        window, local = crop_window(frame.shape, matrix, (0, face_h, 0, face_w))  # the face's bounding box
         region = cv2.warpAffine(np.ones((face_h, face_w), np.float32), local,
                                 (window[1].stop - window[1].start, window[0].stop - window[0].start),
                                 flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
@@ -82,19 +82,6 @@ def _psnr(frames, marked, matrices, face_size) -> tuple[float, float]:
         if changed.any():
             worst_marked = min(worst_marked, _db(squared[changed].mean()))
     return worst_face, worst_marked
-
-
-def _face_box(shape, matrix, face_size):
-    """(frame slice, matrix for that slice) of the bounding box of the aligned face crop in the frame."""
-    face_h, face_w = face_size
-    m = np.asarray(matrix, np.float64)
-    corners = np.array([[0, 0, 1], [face_w, 0, 1], [0, face_h, 1], [face_w, face_h, 1]]) @ cv2.invertAffineTransform(m).T
-    x0, y0 = np.maximum(np.floor(corners.min(0)), 0).astype(int)
-    x1 = int(min(np.ceil(corners[:, 0].max()) + 1, shape[1]))
-    y1 = int(min(np.ceil(corners[:, 1].max()) + 1, shape[0]))
-    local = m.copy()
-    local[:, 2] += m[:, :2] @ (x0, y0)
-    return (slice(y0, max(y0, y1)), slice(x0, max(x0, x1))), local
 
 
 def _db(mse: float) -> float:
