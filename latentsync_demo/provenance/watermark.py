@@ -24,8 +24,10 @@ roll: ``SEARCH``) and keeps the one whose projections sit closest to a lattice. 
 
 Detection averages the votes over all frames of a clip, scales them to unit RMS (see ``decide`` for why) and
 decodes by maximum likelihood over all 2^16 valid payloads; it reports a mark when the best payload's
-correlation exceeds THRESHOLD (false-positive rate ~1e-3 per clip; tests/test_watermark.py and
-bench/bench_watermark.py measure it on unmarked video).
+correlation exceeds THRESHOLD. The scores of unmarked clips have a slightly heavier tail than the Gaussian
+model in ``decode_soft`` (measured, 1080p -> 720p CRF 28: 1 of ~900 unmarked trials reached 5.5, none 6.0;
+marked clips score 6.3-8), so THRESHOLD is 6.0 rather than the model's 1e-3 point of 5.5;
+tests/test_watermark.py and bench/bench_watermark.py measure both rates.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ BAND = (9, 18)  # DCT frequencies 0..8 down, 0..17 across the grid
 JOB_BITS = 16
 PAYLOAD_BITS, CODED_BITS = 32, 64  # job number + 16-bit check, Hamming (8, 4) coded
 BLUR = 2.5  # Gaussian sigma (pixels of a 256 px aligned face) before measuring
-THRESHOLD = 5.5  # decoding score needed to report a mark (false-positive rate ~1e-3 per clip on noise)
+THRESHOLD = 6.0  # decoding score needed to report a mark (false-positive rate ~1e-4 per clip on noise)
 STEP = 48.0  # quantiser step of each pattern's projection (grey levels x sqrt(grid cells))
 LUMA = (0.299, 0.587, 0.114)
 
@@ -143,7 +145,7 @@ def _all_codewords() -> np.ndarray:
 def decode_soft(soft: np.ndarray) -> tuple[int | None, float]:
     """(job number or None, score) from (CODED_BITS,) soft values in noise units: maximum-likelihood decoding
     over all 2^16 valid payloads. score: correlation with the best one / sqrt(CODED_BITS), ~N(0, 1) per payload
-    on unmarked video, so the best of 2^16 exceeds THRESHOLD with probability ~2^16 * Q(THRESHOLD) ~ 1e-3."""
+    on unmarked video, so the best of 2^16 exceeds THRESHOLD with probability ~2^16 * Q(THRESHOLD) ~ 1e-4."""
     scores = _all_codewords() @ np.asarray(soft, np.float32) / np.sqrt(CODED_BITS)
     job = int(scores.argmax())
     score = float(scores[job])
@@ -348,8 +350,8 @@ def decide(votes: np.ndarray) -> Detection:
     Why unit RMS: on unmarked video the averaged votes have random signs but magnitudes set by the face (a
     still face gives the same votes in every frame). Given those magnitudes, a random-sign vector scaled to unit
     RMS correlates with any one payload as N(0, 1) does, whatever the face, so THRESHOLD keeps its false-positive
-    rate. (Normalising by separate reference patterns instead let the ratio of two noisy spreads through: ~3 %
-    of unmarked synthetic clips passed.) A marked clip scores up to sqrt(CODED_BITS) = 8 when every vote agrees.
+    rate. (Normalising by separate reference patterns instead let the ratio of two noisy spreads through: 2-10 %
+    of unmarked clips passed 5.5.) A marked clip scores up to sqrt(CODED_BITS) = 8 when every vote agrees.
     """
     if len(votes) == 0:
         return Detection(False, None, 0.0, 0, np.zeros(CODED_BITS, np.float32))
