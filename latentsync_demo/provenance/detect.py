@@ -1,7 +1,11 @@
 """Find the face the way the verifier does, to mark output frames and to read the mark back from a file.
 
 Marking uses the landmarks of the *finished* frame (not the job's source frame): a generated mouth moves the
-landmarks a little, and the verifier only ever sees finished frames.
+landmarks a little, and the verifier only ever sees finished frames. The job's own alignment matrices would
+save this landmark pass in the paste-back thread, but they are rounded to whole pixels, temporally smoothed
+(the official quirk), may come from another backend (insightface) and describe the source frame; the mark
+is only read back when the verifier's grid lands within ~0.5 % in scale of the one used when marking, so
+marking measures the face exactly as verification will.
 """
 
 from __future__ import annotations
