@@ -26,8 +26,8 @@ Detection averages the votes over all frames of a clip, scales them to unit RMS 
 decodes by maximum likelihood over all 2^16 valid payloads; it reports a mark when the best payload's
 correlation exceeds THRESHOLD. The scores of unmarked clips have a slightly heavier tail than the Gaussian
 model in ``decode_soft`` (measured, 1080p -> 720p CRF 28: 1 of ~900 unmarked trials reached 5.5, none 6.0;
-marked clips of >= 6 frames score 6.2-8), so THRESHOLD is 6.0 rather than the model's 1e-3 point of 5.5;
-tests/test_watermark.py and bench/bench_watermark.py measure both rates.
+marked: 6.2-8 for 1080p synthetic clips of 6+ frames and real clips of 40), so THRESHOLD is 6.0 rather than
+the model's 1e-3 point of 5.5; tests/test_watermark.py and bench/bench_watermark.py measure both rates.
 """
 
 from __future__ import annotations
