@@ -1,7 +1,11 @@
 """Find the face the way the verifier does, to mark output frames and to read the mark back from a file.
 
 Marking uses the landmarks of the *finished* frame (not the job's source frame): a generated mouth moves the
-landmarks a little, and the verifier only ever sees finished frames.
+landmarks a little, and the verifier only ever sees finished frames. The job's own alignment matrices would
+save this landmark pass in the paste-back thread, but they are rounded to whole pixels, temporally smoothed
+(the official quirk), may come from another backend (insightface) and describe the source frame; the mark
+is only read back when the verifier's grid lands within ~0.5 % in scale of the one used when marking, so
+marking measures the face exactly as verification will.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ def scan(path: str | os.PathLike, key: int = DEFAULT_KEY, max_frames: int | None
 
 
 def face_matrices(frames, detector, aligner: FaceAligner, face_index: int = 0):
-    """Yield (frame, alignment matrix or None) like ``track_faces``, without warping the face (not needed)."""
+    """Yield (frame, alignment matrix or None) per frame: the 256 px aligner's matrix of the face's anchors,
+    neither rounded to whole pixels nor temporally smoothed (unlike the generation's alignment), so that it
+    depends on this frame alone and as little as possible on the resolution the verifier sees."""
     for frame in frames:
         face = select_face(detector.detect(frame), face_index)
-        yield frame, None if face is None else aligner.smoothed_matrix(face.anchors)
+        yield frame, None if face is None else aligner.estimate_matrix(face.anchors)
 
 
 class OutputMarker:

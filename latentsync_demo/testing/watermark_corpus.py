@@ -1,6 +1,6 @@
 """Watermark robustness on one clip: mark as the pipeline does, attack (downscale + CRF 28), verify.
 
-Shared by tests/test_watermark.py (small corpus) and bench/bench_watermark.py (50+ clips, real faces).
+Shared by tests/test_watermark.py (50 synthetic clips) and bench/bench_watermark.py (any corpus, real faces).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..face import FaceAligner
 from ..media import VideoWriter, read_frames, run_ffmpeg
 from ..media.ffmpeg import fs_path
 from ..provenance.detect import OutputMarker, scan
-from ..provenance.watermark import Detection, bit_errors
+from ..provenance.watermark import DEFAULT_KEY, Detection, bit_errors, crop_window
 
 
 @dataclass(frozen=True)
@@ -33,18 +33,25 @@ class ClipResult:
         return bit_errors(self.marked, self.job)
 
 
-def attack(src: str | os.PathLike, out: str | os.PathLike, height: int, crf: int = 28) -> Path:
-    """Re-encode with H.264 at ``crf``, scaled to ``height`` (aspect kept)."""
-    run_ffmpeg(["-y", "-i", fs_path(src), "-vf", f"scale=-2:{height}", "-c:v", "libx264", "-crf", str(crf),
+def attack(src: str | os.PathLike, out: str | os.PathLike, height: int, crf: int = 28,
+           frames: int | None = None) -> Path:
+    """Re-encode the first ``frames`` frames (all: None) with H.264 at ``crf``, scaled to ``height`` (aspect kept)."""
+    limit = [] if frames is None else ["-frames:v", str(frames)]
+    run_ffmpeg(["-y", "-i", fs_path(src), "-vf", f"scale=-2:{height}", *limit, "-c:v", "libx264", "-crf", str(crf),
                 "-pix_fmt", "yuv420p", "-an", fs_path(out)])
     return Path(out)
 
 
 def evaluate_clip(src: str | os.PathLike, job: int, workdir: Path, height: int, crf: int = 28,
-                  max_frames: int | None = None) -> ClipResult:
-    """Mark ``src``'s frames (25 fps) with ``job``, write them as the pipeline does, attack, verify both."""
+                  max_frames: int | None = None, key: int = DEFAULT_KEY) -> ClipResult:
+    """Mark ``src``'s frames (25 fps) with ``job``, write them as the pipeline does (H.264 CRF 18), attack,
+    verify; attack and verify ``src`` itself the same way (the unmarked clip).
+
+    ``key``: the watermark key; a corpus that reuses one face gives each clip its own key, so that the unmarked
+    clips are independent trials of the false-positive rate (with one key they would all ask the same question).
+    """
     frames = read_frames(src)[:max_frames]
-    with closing(OutputMarker(job)) as mark:  # exactly as the pipeline marks its output frames
+    with closing(OutputMarker(job, key)) as mark:  # exactly as the pipeline marks its output frames
         marked, matrices = [], []
         for frame in frames:
             marked.append(mark(frame))
@@ -52,12 +59,11 @@ def evaluate_clip(src: str | os.PathLike, job: int, workdir: Path, height: int, 
     marked = np.stack(marked)
     psnr_face, psnr_marked = _psnr(frames, marked, matrices, FaceAligner(256).face_size)
     h, w = frames.shape[1:3]
-    paths = {}
-    for name, clip in (("marked", marked), ("unmarked", frames)):
-        with VideoWriter(workdir / f"{name}.mp4", w, h, 25) as writer:
-            writer.write_batch(clip)
-        paths[name] = attack(workdir / f"{name}.mp4", workdir / f"{name}_attacked.mp4", height, crf)
-    return ClipResult(job, psnr_face, psnr_marked, scan(paths["marked"]), scan(paths["unmarked"]))
+    with VideoWriter(workdir / "marked.mp4", w, h, 25) as writer:
+        writer.write_batch(marked)
+    marked_path = attack(workdir / "marked.mp4", workdir / "marked_attacked.mp4", height, crf)
+    unmarked_path = attack(src, workdir / "unmarked_attacked.mp4", height, crf, frames=len(frames))
+    return ClipResult(job, psnr_face, psnr_marked, scan(marked_path, key), scan(unmarked_path, key))
 
 
 def _psnr(frames, marked, matrices, face_size) -> tuple[float, float]:
@@ -66,14 +72,15 @@ def _psnr(frames, marked, matrices, face_size) -> tuple[float, float]:
     for frame, out, matrix in zip(frames, marked, matrices):
         if matrix is None:
             continue
-        region = cv2.warpAffine(np.ones((face_h, face_w), np.float32), np.asarray(matrix, np.float64),
-                                (frame.shape[1], frame.shape[0]),
+        window, local = crop_window(frame.shape, matrix, (0, face_h, 0, face_w))  # the face's bounding box
+        region = cv2.warpAffine(np.ones((face_h, face_w), np.float32), local,
+                                (window[1].stop - window[1].start, window[0].stop - window[0].start),
                                 flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
-        diff = out.astype(np.float64) - frame
-        changed = np.abs(diff).max(axis=-1) > 0
-        worst_face = min(worst_face, _db(np.mean(diff[region] ** 2)))
+        squared = np.square(out[window].astype(np.int32) - frame[window])  # (h, w, 3)
+        changed = squared.max(axis=-1) > 0
+        worst_face = min(worst_face, _db(squared[region].mean()))
         if changed.any():
-            worst_marked = min(worst_marked, _db(np.mean(diff[changed] ** 2)))
+            worst_marked = min(worst_marked, _db(squared[changed].mean()))
     return worst_face, worst_marked
 
 
