@@ -15,8 +15,10 @@ Outputs in ``--output``:
     checkpoint-<step>/  accelerate state: UNet (+ fusion, discriminator), optimizers, LR schedule, RNG, step
     final/              latentsync_unet.pt ({"state_dict", "global_step"}, LoRA merged) + unet_config.json: a
                         checkpoint folder for --checkpoints (whisper/ and sd-vae-ft-mse/ linked from the base set);
-                        improvements.json + audio_fusion/ when improvements are on; discriminator/ (adversarial, not
-                        needed at inference); lora/ (the adapter alone, LoRA runs)
+                        improvements.json (+ the clip length, the Wav2Vec2 model) + audio_fusion/ (+ wav2vec2/
+                        linked when --wav2vec is a folder) when improvements are on: the app/CLI/service load and
+                        run it like an official set; discriminator/ (adversarial, not needed at inference); lora/
+                        (the adapter alone, LoRA runs)
     log.jsonl, tensorboard/, validation/step-<n>.mp4 (faces | DDIM result, every --validation-every steps)
 
 ``--resume latest`` (or a checkpoint folder) continues at the saved step with the same weights, optimizer, RNG and
@@ -29,13 +31,14 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from ..audio.wav2vec import wav2vec_folder
 from ..errors import CheckpointError, InputError
 from ..models import UNet3DConditionModel, load_unet, save_unet_checkpoint
 from ..models.improvements import FUSION_DIR, Improvements, apply_improvements
@@ -77,7 +80,8 @@ class TrainConfig:
     disc_learning_rate: float = 1e-4
     syncnet: Path | None = None  # stable_syncnet.pt
     syncnet_size: int = 256
-    trepa: Path | None = None  # a transformers VideoMAE folder
+    trepa: Path | None = None  # a transformers VideoMAE folder, or the official VideoMAE-v2 .pth (videomae_convert)
+    wav2vec: str | None = None  # phoneme audio: the Wav2Vec2 (hub id or folder) the cache's wav2vec chunks came from
     lpips: bool = True  # stage 2: LPIPS-VGG (needs the lpips package and torchvision's VGG16 weights)
     num_frames: int = 16  # 32-64 with hierarchical temporal attention
     batch_size: int = 1
@@ -332,8 +336,15 @@ def save_final(folder: Path, unet, base_config: dict, ckpt, step: int, cfg: Trai
         unet = unet.merge_and_unload()
     save_unet_checkpoint(unet, folder / UNET_FILE, global_step=step)
     write_unet_config(folder, base_config, ckpt.resolution)
-    if cfg.improvements.any():
-        cfg.improvements.save(folder)
+    if cfg.improvements.any():  # + what inference needs: the window trained on, the Wav2Vec2 to load
+        improvements = replace(cfg.improvements, num_frames=cfg.num_frames)
+        if cfg.wav2vec:
+            improvements = replace(improvements, wav2vec_model=str(cfg.wav2vec))
+        improvements.save(folder)
+        if improvements.phoneme_audio and cfg.wav2vec and Path(cfg.wav2vec).is_dir():
+            link = wav2vec_folder(folder)
+            if not link.exists():
+                os.symlink(Path(cfg.wav2vec).resolve(), link)
     if fusion is not None:
         fusion.save_pretrained(str(folder / FUSION_DIR))
     if discriminator is not None:
@@ -383,6 +394,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--adv-loss", choices=("hinge", "lsgan"), default="hinge")
     p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache wav2vec chunks)")
     p.add_argument("--wav2vec-dim", type=int, default=768)
+    p.add_argument("--wav2vec", help="the Wav2Vec2 (hub id or folder) of the cached wav2vec chunks; inference loads "
+                   "it (default facebook/wav2vec2-base-960h)")
     p.add_argument("--hierarchical-temporal", action="store_true", help="local + keyframe temporal attention")
     p.add_argument("--resume", help="'latest' or a checkpoint-<step> folder")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
