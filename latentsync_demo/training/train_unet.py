@@ -2,7 +2,7 @@
 
     python -m latentsync_demo.training.data VIDEOS/ cache/             # once: faces, whisper chunks, SyncNet mel
     accelerate launch -m latentsync_demo.training.train_unet --cache cache/ --output runs/s2 --stage 2 \\
-        --syncnet checkpoints/stable_syncnet.pt --trepa path/to/videomae [--checkpoints checkpoints] ...
+        --syncnet checkpoints/stable_syncnet.pt --trepa checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth ...
     accelerate launch -m latentsync_demo.training.train_unet --finetune MY_CLIPS/ --output runs/me   # LoRA recipe
 
 Stage 1 trains every UNet weight with the simple loss; stage 2 trains the motion modules and attentions
@@ -47,6 +47,7 @@ from ..store import DEFAULT_PRESET, UNET_FILE, VAE_DIR, WHISPER_FILE, resolve, w
 from .data import WindowDataset
 from .lcm_distill import TrainState, _Logger, _resume_folder, cli_main, optimizer_step, validate
 from .unet_objective import UNetLossConfig, UNetObjective
+from .videomae_convert import OFFICIAL_TREPA_FILE
 
 MARKER = "unet_training.json"  # written into every checkpoint-<step>/ of this script
 OFFICIAL_STAGE2_MODULES = ("motion_modules.", "attentions.")  # the official stage2.yaml trainable_modules
@@ -120,7 +121,9 @@ def load_critics(cfg: TrainConfig, device) -> Critics:
         critics.lpips = LPIPS.vgg().to(device)
     if w.trepa_weight > 0:
         if cfg.trepa is None:
-            raise CheckpointError("stage 2 needs a VideoMAE encoder for TREPA: --trepa FOLDER (or --trepa-weight 0)")
+            raise CheckpointError("stage 2 needs a VideoMAE encoder for TREPA: --trepa checkpoints/"
+                                  f"{OFFICIAL_TREPA_FILE} (the official file) or a transformers VideoMAE folder "
+                                  "(or --trepa-weight 0)")
         critics.trepa = TREPALoss.from_pretrained(cfg.trepa).to(device)
     return critics
 
@@ -387,7 +390,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--lora-alpha", type=float)
     p.add_argument("--syncnet", type=Path, help="the training SyncNet, stable_syncnet.pt")
-    p.add_argument("--trepa", type=Path, help="a transformers VideoMAE folder for TREPA")
+    p.add_argument("--trepa", type=Path, help="TREPA's encoder: the official VideoMAE-v2 .pth (checkpoints/"
+                   f"{OFFICIAL_TREPA_FILE}, converted on load) or a transformers VideoMAE folder")
     p.add_argument("--no-lpips", dest="lpips", action="store_false")
     p.add_argument("--no-mixed-noise", dest="use_mixed_noise", action="store_false")
     p.add_argument("--adversarial", action="store_true", help="lip-region PatchGAN loss (stage 2)")
