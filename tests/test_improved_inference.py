@@ -135,3 +135,23 @@ def test_auto_window_follows_free_memory(monkeypatch):
     assert batching.auto_window_frames("mps", 256, torch.float16, 64) == 16
     with pytest.raises(InputError, match="Window frames"):
         check_settings(GenerationSettings(window_frames=-1))
+
+
+def test_training_cache_pairs_wav2vec_with_whisper_as_inference_does(sets, media, tmp_path):
+    """training.data caches Wav2Vec2 chunks that the fusion turns into exactly the tokens inference makes."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from latentsync_demo.media import load_audio
+    from latentsync_demo.training.data import preprocess_video
+
+    models = LipSyncService(checkpoints=sets["phoneme"], device="cpu").models()
+    encoder = models.audio_encoder
+    files = preprocess_video(media["clip"], tmp_path / "cache", encoder.whisper, 64, wav2vec=encoder.wav2vec)
+    clip = load_file(str(files[0]))
+    with safe_open(str(files[0]), "pt") as f:
+        first = int(f.metadata()["first_frame"])
+    n = len(clip["faces"])
+    assert clip["wav2vec"].shape == (n, 10, TINY_WAV2VEC_DIM)
+    inference = encoder.frame_chunks(encoder.encode(load_audio(media["clip"])), frame_indices=range(first, first + n))
+    torch.testing.assert_close(encoder.fusion(clip["audio"], clip["wav2vec"]), inference)

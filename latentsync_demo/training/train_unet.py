@@ -180,11 +180,13 @@ def prepare_cache(cfg: TrainConfig, ckpt) -> Path:
     from ..audio import WhisperAudioEncoder
     from .data import preprocess_folder
 
-    if cfg.improvements.phoneme_audio:
-        raise InputError("--finetune with phoneme-aware audio: cache the clips yourself with Wav2Vec2 chunks "
-                         "(training.data.write_clip(..., wav2vec=...), audio.wav2vec)")
+    wav2vec = None
+    if cfg.improvements.phoneme_audio:  # the model inference will load (improvements.json names it)
+        from ..audio.wav2vec import Wav2Vec2AudioEncoder
+
+        wav2vec = Wav2Vec2AudioEncoder.from_pretrained(cfg.wav2vec or Improvements.wav2vec_model)
     encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper)
-    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames)
+    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames, wav2vec=wav2vec)
     return cache
 
 
@@ -396,7 +398,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--no-mixed-noise", dest="use_mixed_noise", action="store_false")
     p.add_argument("--adversarial", action="store_true", help="lip-region PatchGAN loss (stage 2)")
     p.add_argument("--adv-loss", choices=("hinge", "lsgan"), default="hinge")
-    p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache wav2vec chunks)")
+    p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache wav2vec chunks: "
+                   "training.data --wav2vec MODEL; --finetune does it)")
     p.add_argument("--wav2vec-dim", type=int, default=768)
     p.add_argument("--wav2vec", help="the Wav2Vec2 (hub id or folder) of the cached wav2vec chunks; inference loads "
                    "it (default facebook/wav2vec2-base-960h)")
