@@ -159,7 +159,8 @@ class LipSyncService:
                 if self.compile_unet:
                     from .models.compile import compile_unet
 
-                    compile_unet(models.unet, models.resolution)
+                    compile_unet(models.unet, models.resolution,  # warm up at the window jobs will use
+                                 frames=self.window_frames(models, GenerationSettings()))
                 self._models[key] = models
             return self._models[key]
 

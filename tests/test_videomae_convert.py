@@ -52,7 +52,8 @@ def official_forward_features(sd, video):
         p = lambda name: sd[f"blocks.{i}.{name}"]  # noqa: E731
         h = F.layer_norm(x, (DIM,), p("norm1.weight"), p("norm1.bias"), EPS)
         bias = torch.cat([p("attn.q_bias"), torch.zeros(DIM), p("attn.v_bias")])
-        q, k, v = (t.reshape(b, n, HEADS, -1).transpose(1, 2) for t in F.linear(h, p("attn.qkv.weight"), bias).chunk(3, -1))
+        qkv = F.linear(h, p("attn.qkv.weight"), bias)  # (b, n, 3D): query, key, value
+        q, k, v = (t.reshape(b, n, HEADS, -1).transpose(1, 2) for t in qkv.chunk(3, -1))
         attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(DIM // HEADS), dim=-1)
         x = x + F.linear((attn @ v).transpose(1, 2).reshape(b, n, DIM), p("attn.proj.weight"), p("attn.proj.bias"))
         h = F.layer_norm(x, (DIM,), p("norm2.weight"), p("norm2.bias"), EPS)
