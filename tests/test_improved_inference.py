@@ -3,6 +3,7 @@ phoneme-aware audio (a tiny random Wav2Vec2 beside Whisper) and hierarchical att
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,6 +122,38 @@ def test_missing_wav2vec_model_is_a_clear_offline_error(sets, media, tmp_path):
     with pytest.raises(CheckpointError) as err:
         list(service.lipsync(media["clip"], media["speech"], tmp_path / "x.mp4", consent=True))
     assert "python -m latentsync_demo.audio.wav2vec" in str(err.value) and "offline" in str(err.value)
+
+
+def test_wav2vec_download_lands_whole_in_the_checkpoint_folder(sets, tmp_path, monkeypatch, capsys):
+    """The fetch command with the hub replaced by the tiny model's files: config + safetensors (the .bin is tried
+    only when a repo has no safetensors), moved into <set>/wav2vec2 in one piece."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from latentsync_demo.audio import wav2vec
+
+    folder = tmp_path / "fetch"
+    shutil.copytree(sets["phoneme"], folder, symlinks=True)
+    (folder / "wav2vec2").unlink()
+    imp = Improvements.load(folder)
+    imp.wav2vec_model = "someone/tiny-wav2vec2"
+    imp.save(folder)
+    asked = []
+
+    def fake_download(repo_id, filename, local_dir):
+        asked.append((repo_id, filename))
+        if not (sets["w2v"] / filename).is_file():
+            raise EntryNotFoundError(filename)
+        Path(local_dir).mkdir(parents=True, exist_ok=True)
+        return shutil.copy(sets["w2v"] / filename, Path(local_dir) / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    assert wav2vec.main([str(folder)]) == 0 and "ready" in capsys.readouterr().out
+    assert asked == [("someone/tiny-wav2vec2", "config.json"), ("someone/tiny-wav2vec2", "model.safetensors")]
+    assert sorted(p.name for p in (folder / "wav2vec2").iterdir() if p.is_file()) == ["config.json",
+                                                                                     "model.safetensors"]
+    assert not list(folder.glob(".*download*"))
+    assert wav2vec.main([str(sets["base"])]) == 1  # an official set needs no Wav2Vec2
 
 
 def test_auto_window_follows_free_memory(monkeypatch):

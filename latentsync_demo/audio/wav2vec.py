@@ -13,6 +13,8 @@ folder); ``load_wav2vec`` reads it there or fetches the model its ``improvements
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,18 +76,24 @@ def download_wav2vec(model: str, target: str | Path) -> Path:
 
     target = Path(target)
     command = f"python -m latentsync_demo.audio.wav2vec {target.parent}"
+    scratch = target.parent / f".{target.name}.download"  # moved into place whole: no half model in target
     try:
-        hf_hub_download(model, "config.json", local_dir=target)
+        hf_hub_download(model, "config.json", local_dir=scratch)
         for name in WAV2VEC_WEIGHTS:
             try:
-                hf_hub_download(model, name, local_dir=target)
+                hf_hub_download(model, name, local_dir=scratch)
                 break
             except EntryNotFoundError:  # not every repo has both formats
                 continue
         else:
             raise CheckpointError(f"{model} has none of {WAV2VEC_WEIGHTS}: not a transformers Wav2Vec2 repo")
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        os.replace(scratch, target)
     except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise download_error(f"the Wav2Vec2 model {model}", model, command, target, exc) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
