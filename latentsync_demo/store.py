@@ -104,7 +104,18 @@ class CheckpointSet:
         missing = [p for p in (self.unet, self.whisper, self.vae / "config.json") if not p.is_file()]
         if not any(self.vae.glob("diffusion_pytorch_model.*")):  # .safetensors or .bin
             missing.append(self.vae / "diffusion_pytorch_model.safetensors")
+        wav2vec = self.wav2vec_config()
+        if wav2vec is not None and not wav2vec.is_file():
+            missing.append(wav2vec)
         return missing
+
+    def wav2vec_config(self) -> Path | None:
+        """``<folder>/wav2vec2/config.json`` when this set is phoneme-aware and its Wav2Vec2 is not a local folder
+        (``download`` fetches it there); None otherwise."""
+        improvements = Improvements.load(self.folder)
+        if not improvements.phoneme_audio or Path(improvements.wav2vec_model).is_dir():
+            return None
+        return self.folder / "wav2vec2" / "config.json"
 
     def require(self) -> None:
         """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""

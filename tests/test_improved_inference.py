@@ -119,8 +119,11 @@ def test_missing_wav2vec_model_is_a_clear_offline_error(sets, media, tmp_path):
     imp.wav2vec_model = "facebook/wav2vec2-base-960h"
     imp.save(folder)
     service = LipSyncService(checkpoints=folder, device="cpu")
-    with pytest.raises(CheckpointError) as err:
+    assert service.missing_files() == [folder / "wav2vec2" / "config.json"]  # the app lists it, offers the download
+    with pytest.raises(CheckpointError, match="wav2vec2"):
         list(service.lipsync(media["clip"], media["speech"], tmp_path / "x.mp4", consent=True))
+    with pytest.raises(CheckpointError) as err:
+        service.download()
     assert "python -m latentsync_demo.audio.wav2vec" in str(err.value) and "offline" in str(err.value)
 
 
