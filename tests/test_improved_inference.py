@@ -111,13 +111,18 @@ def test_trained_checkpoint_with_both_improvements_runs_and_differs(sets, media,
     assert np.abs(frames.astype(int) - official.astype(int)).max() > 0  # one training step moved the weights
 
 
-def test_missing_wav2vec_model_is_a_clear_offline_error(sets, media, tmp_path):
-    folder = tmp_path / "no_w2v"
+def _without_wav2vec(sets, folder, model):
+    """A copy of the phoneme-aware set whose Wav2Vec2 is the hub model ``model``, not yet fetched."""
     shutil.copytree(sets["phoneme"], folder, symlinks=True)
     (folder / "wav2vec2").unlink()
     imp = Improvements.load(folder)
-    imp.wav2vec_model = "facebook/wav2vec2-base-960h"
+    imp.wav2vec_model = model
     imp.save(folder)
+    return folder
+
+
+def test_missing_wav2vec_model_is_a_clear_offline_error(sets, media, tmp_path):
+    folder = _without_wav2vec(sets, tmp_path / "no_w2v", "facebook/wav2vec2-base-960h")
     service = LipSyncService(checkpoints=folder, device="cpu")
     assert service.missing_files() == [folder / "wav2vec2" / "config.json"]  # the app lists it, offers the download
     with pytest.raises(CheckpointError, match="wav2vec2"):
@@ -135,12 +140,7 @@ def test_wav2vec_download_lands_whole_in_the_checkpoint_folder(sets, tmp_path, m
 
     from latentsync_demo.audio import wav2vec
 
-    folder = tmp_path / "fetch"
-    shutil.copytree(sets["phoneme"], folder, symlinks=True)
-    (folder / "wav2vec2").unlink()
-    imp = Improvements.load(folder)
-    imp.wav2vec_model = "someone/tiny-wav2vec2"
-    imp.save(folder)
+    folder = _without_wav2vec(sets, tmp_path / "fetch", "someone/tiny-wav2vec2")
     asked = []
 
     def fake_download(repo_id, filename, local_dir):
