@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     parser.add_argument("--chunk-batch", type=int, default=defaults.chunk_batch,
                         help="16-frame chunks per UNet batch (default 0: from free GPU memory; 1 on CPU)")
+    parser.add_argument("--window-frames", type=int, default=defaults.window_frames,
+                        help="frames per generated chunk (default 0: 16, or the clip length a hierarchical-attention "
+                        "checkpoint was trained on when memory allows)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (warm-up ~1 min; CUDA)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
     parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
         face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
         length_mode=args.length_mode, deepcache=args.deepcache, chunk_batch=args.chunk_batch,
+        window_frames=args.window_frames,
     )
     try:
         _make_output_folder(args.out)

@@ -26,6 +26,12 @@ def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Pa
     command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
     for repo_id, filename, folder in wanted:
         fetch_file(repo_id, filename, folder, command)
+    wav2vec = checkpoints.wav2vec_config()  # a phoneme-aware trained set: the Wav2Vec2 its improvements.json names
+    if wav2vec is not None and not wav2vec.is_file():
+        from .audio.wav2vec import download_wav2vec
+        from .models.improvements import Improvements
+
+        download_wav2vec(Improvements.load(checkpoints.folder).wav2vec_model, wav2vec.parent)
     download_insightface(checkpoints)
     checkpoints.require()
     return checkpoints.folder

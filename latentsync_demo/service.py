@@ -28,6 +28,7 @@ from .errors import InputError
 from .face.landmarks import LANDMARK_CHOICES, make_detector
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
+from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.length import resolve_length_mode
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .provenance.consent import require_consent
@@ -163,7 +164,8 @@ class LipSyncService:
                 if self.compile_unet:
                     from .models.compile import compile_unet
 
-                    compile_unet(models.unet, models.resolution)
+                    compile_unet(models.unet, models.resolution,  # warm up at the window jobs will use
+                                 frames=self.window_frames(models, GenerationSettings()))
                 self._models[key] = models
             return self._models[key]
 
@@ -248,6 +250,7 @@ class LipSyncService:
             yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
         pipeline = self.pipeline(preset, settings.sampler)
         models = self.models(preset)
+        settings = replace(settings, window_frames=self.window_frames(models, settings, pipeline))
         detector = self.landmark_detector(preset, settings.landmarks)
         with self._run_lock, closing(detector):
             for event in lipsync_video(pipeline, models.audio_encoder, models.resolution, video, audio, out,
@@ -261,6 +264,19 @@ class LipSyncService:
                         stamp(event.compare, {**inputs, "result": Path(out)}, side_by_side_tags(tags),
                               self.c2pa_signing)
                 yield event
+
+    def window_frames(self, models: LoadedModels, settings: GenerationSettings,
+                      pipeline: LipSyncPipeline | None = None) -> int:
+        """Frames per generated chunk: the setting when given; else the official 16, or, for a checkpoint trained
+        with hierarchical temporal attention, the clip length it was trained on (32-64) when one such chunk fits
+        in free memory (``pipeline.batching.auto_window_frames``; halved down to 16 where it does not)."""
+        if settings.window_frames:
+            return settings.window_frames
+        if not models.improvements.hierarchical_temporal:
+            return OFFICIAL_WINDOW
+        guidance = pipeline.uses_guidance(settings.guidance_scale) if pipeline is not None else True
+        return auto_window_frames(self.device, models.resolution, self.dtype, models.improvements.num_frames,
+                                  guidance)
 
     def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
         """The face landmark backend ``name`` ("auto": insightface when its files are in this service's

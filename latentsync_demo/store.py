@@ -8,6 +8,9 @@ A checkpoint folder has the official LatentSync release layout::
     <dir>/unet_config.json            optional: {"model": {...}, "data": {"resolution": R}} or a bare model dict
     <dir>/lcm/                        optional LCM student for the "lcm" sampler: latentsync_unet.pt (full) or a
                                       peft LoRA (adapter_config.json + adapter_model.safetensors); see models/lcm.py
+    <dir>/improvements.json           optional: a checkpoint trained with research improvements (training/
+                                      train_unet.py; models/improvements.py), with audio_fusion/ and wav2vec2/
+                                      for phoneme-aware audio
 
 The default root ``checkpoints/`` keeps one such folder per preset (``checkpoints/latentsync-1.5/``) and
 the shared VAE at ``checkpoints/sd-vae-ft-mse/``. A folder that itself holds
@@ -20,13 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .errors import CheckpointError
 from .models.configs import STAGE2_UNET_CONFIG
+from .models.improvements import Improvements
 
 UNET_FILE = "latentsync_unet.pt"
 WHISPER_FILE = "whisper/tiny.pt"
@@ -100,7 +104,18 @@ class CheckpointSet:
         missing = [p for p in (self.unet, self.whisper, self.vae / "config.json") if not p.is_file()]
         if not any(self.vae.glob("diffusion_pytorch_model.*")):  # .safetensors or .bin
             missing.append(self.vae / "diffusion_pytorch_model.safetensors")
+        wav2vec = self.wav2vec_config()
+        if wav2vec is not None and not wav2vec.is_file():
+            missing.append(wav2vec)
         return missing
+
+    def wav2vec_config(self) -> Path | None:
+        """``<folder>/wav2vec2/config.json`` when this set is phoneme-aware and its Wav2Vec2 is not a local folder
+        (``download`` fetches it there); None otherwise."""
+        improvements = Improvements.load(self.folder)
+        if not improvements.phoneme_audio or Path(improvements.wav2vec_model).is_dir():
+            return None
+        return self.folder / "wav2vec2" / "config.json"
 
     def require(self) -> None:
         """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""
@@ -218,6 +233,7 @@ class LoadedModels:
     vae: torch.nn.Module
     audio_encoder: torch.nn.Module
     resolution: int
+    improvements: Improvements = field(default_factory=Improvements)  # all off: an official checkpoint
 
 
 def load_models(
@@ -230,19 +246,33 @@ def load_models(
     from .models import load_unet
 
     checkpoints.require()
-    unet = load_unet(checkpoints.unet, checkpoints.unet_config, device=device, dtype=dtype)
+    improvements = Improvements.load(checkpoints.folder)  # a trained checkpoint's improvements.json, else all off
+    fusion = None
+    if improvements.any():
+        from .models.improvements import load_improved_unet
+
+        unet, fusion = load_improved_unet(checkpoints.unet, checkpoints.unet_config, improvements, device, dtype)
+    else:
+        unet = load_unet(checkpoints.unet, checkpoints.unet_config, device=device, dtype=dtype)
     try:
         vae = AutoencoderKL.from_pretrained(str(checkpoints.vae), torch_dtype=dtype).to(device).eval()
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load the VAE from {checkpoints.vae}: {exc}") from exc
-    audio_dim = unet.config.cross_attention_dim
+    audio_dim = unet.config.cross_attention_dim if fusion is None else fusion.config.whisper_dim
     whisper = WhisperAudioEncoder.from_openai_checkpoint(checkpoints.whisper, device=device, dtype=dtype)
     if whisper.feature_dim != audio_dim:
         raise CheckpointError(
             f"whisper checkpoint {checkpoints.whisper} gives {whisper.feature_dim}-d features but the UNet expects "
             f"{audio_dim} (cross_attention_dim): whisper tiny goes with 384, small with 768."
         )
-    return LoadedModels(unet, vae, whisper, checkpoints.resolution)
+    audio_encoder = whisper
+    if fusion is not None:  # phoneme-aware audio: Wav2Vec2 beside Whisper, fused on the CPU like whisper chunks
+        from .audio.phoneme import PhonemeAwareAudioEncoder
+        from .audio.wav2vec import load_wav2vec
+
+        wav2vec = load_wav2vec(checkpoints.folder, improvements.wav2vec_model, device)
+        audio_encoder = PhonemeAwareAudioEncoder(whisper, wav2vec, fusion.to("cpu", torch.float32))
+    return LoadedModels(unet, vae, audio_encoder, checkpoints.resolution, improvements)
 
 
 def load_lcm_unet(

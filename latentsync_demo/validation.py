@@ -24,6 +24,7 @@ from .pipeline.video import GenerationSettings
 
 SEED_RANGE = (0, 2**32 - 1)  # what torch, numpy and the UI all accept
 GUIDANCE_RANGE = (1.0, 3.0)  # 1 = no guidance; the official app offers 1-3
+MAX_WINDOW_FRAMES = 256  # frames per generated chunk (0 = automatic); memory grows with the window
 # Containers that take the result's H.264 video and AAC audio as they are (the mux copies, never re-encodes).
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -58,7 +59,7 @@ def validate_request(video, audio, out, settings: GenerationSettings, voice=None
 
 
 def check_settings(settings: GenerationSettings) -> None:
-    """Refuse settings no sampler can run: seed, steps, guidance, face index."""
+    """Refuse settings no sampler can run: seed, steps, guidance, face index, window length."""
     seed = settings.seed
     if not _is_int(seed) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise InputError(f"Seed must be a whole number from {SEED_RANGE[0]} to {SEED_RANGE[1]}, not {_show(seed)}.")
@@ -75,6 +76,10 @@ def check_settings(settings: GenerationSettings) -> None:
     if not _is_int(face) or face < 0:
         raise InputError(f"Face index must be a whole number, 0 for the largest face, 1 for the next, ...; "
                          f"not {_show(face)}.")
+    window = settings.window_frames
+    if not _is_int(window) or not 0 <= window <= MAX_WINDOW_FRAMES:
+        raise InputError(f"Window frames must be a whole number from 1 to {MAX_WINDOW_FRAMES} (0 = automatic: 16, "
+                         f"longer for checkpoints trained with hierarchical attention), not {_show(window)}.")
 
 
 def check_device(device: str) -> str:

@@ -3,8 +3,9 @@
 ``Improvements`` names them; ``apply_improvements`` turns them on in an already loaded UNet, with every new weight
 starting where the official model's outputs do not change (zero key/value columns, zero output projections).
 An improved checkpoint folder holds ``latentsync_unet.pt`` (official layout, extra keys/columns included),
-``improvements.json`` and, for phoneme-aware audio, ``audio_fusion/`` (``PhonemeAudioFusion``);
-``load_improved_unet`` rebuilds and loads it strictly.
+``improvements.json`` and, for phoneme-aware audio, ``audio_fusion/`` (``PhonemeAudioFusion``) and, once
+fetched, ``wav2vec2/`` (the transformers Wav2Vec2 named by ``wav2vec_model``); ``load_improved_unet`` rebuilds
+and loads the UNet strictly, ``store.load_models`` the whole set for the app, CLI and service.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Improvements:
     hierarchical_temporal: bool = False  # local window + keyframe attention after every motion module
     local_window: int = 5
     keyframe_every: int = 8
+    # Written by the trainer, read at inference (pipeline windows, the Wav2Vec2 model to load):
+    num_frames: int = 16  # clip length trained on; the inference window of hierarchical checkpoints
+    wav2vec_model: str = "facebook/wav2vec2-base-960h"  # transformers Wav2Vec2 the cached features came from
 
     def any(self) -> bool:
         return self.phoneme_audio or self.hierarchical_temporal

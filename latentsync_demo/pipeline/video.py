@@ -33,7 +33,7 @@ from ..face.landmarks import LandmarkDetector, make_detector
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
 from ..media.preview import side_by_side
 from ..provenance.detect import frame_marker
-from .batching import auto_chunk_batch
+from .batching import OFFICIAL_WINDOW, auto_chunk_batch
 from .length import LengthPlan, pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (re-export)
 from .lipsync import LipSyncPipeline
 from .streaming import FaceAnalysis, PasteBack, face_chunks
@@ -52,6 +52,7 @@ class GenerationSettings:
     deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
     chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)
     watermark_job: int | None = 0  # 16-bit job number the invisible watermark carries (provenance); None: off
+    window_frames: int = 0  # frames per generated chunk; 0 = 16 (official), the service raises it for hierarchical
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
     silent_video = workdir / "video.mp4"
     width, height = analysis.size
     aligner = FaceAligner(resolution, device=paste_device or pipeline.device)
-    num_chunks = -(-plan_length(expected, num_out, mode).num_generated // 16)  # for progress; final count may differ
+    window = settings.window_frames or OFFICIAL_WINDOW  # frames per chunk (longer for hierarchical checkpoints)
+    num_chunks = -(-plan_length(expected, num_out, mode).num_generated // window)  # for progress; may still change
     finished: queue.Queue = queue.Queue()
 
     mark = frame_marker(settings.watermark_job, settings.face_index)  # invisible provenance watermark
@@ -178,9 +180,10 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
         reported = total = 0
         try:
             chunk_batch = settings.chunk_batch or auto_chunk_batch(pipeline.device, resolution, pipeline.dtype,
-                                                                   pipeline.uses_guidance(settings.guidance_scale))
+                                                                   pipeline.uses_guidance(settings.guidance_scale),
+                                                                   frames=window)
             chunks = pipeline.generate_stream(
-                face_chunks(analysis, plan, audio_chunks), resolution, num_chunks, settings.num_inference_steps,
+                face_chunks(analysis, plan, audio_chunks, window), resolution, num_chunks, settings.num_inference_steps,
                 settings.guidance_scale, settings.seed, deepcache=settings.deepcache, chunk_batch=chunk_batch,
                 output_device=None,
             )

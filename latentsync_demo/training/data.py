@@ -9,6 +9,8 @@ run of consecutive frames that all have a face (and audio) becomes one cache fil
     faces  uint8   (N, 3, R, R)    aligned RGB crops
     audio  float32 (N, 50, d)      whisper chunks of those frames (d = 384 for whisper tiny)
     mel    float32 (80, M)         StableSyncNet mel (``audio.syncnet_mel``) from column ``mel_start`` of the video
+    wav2vec float32 (N, 10, d_w)   with --wav2vec: Wav2Vec2 chunks (phoneme-aware audio), aligned to the whisper
+                                   rows exactly as at inference (``audio.phoneme``)
     metadata: source, first_frame, fps, resolution, mel_start
 
 Training reads random windows: ``WindowDataset[i]`` is a deterministic function of (seed, i), so a run that
@@ -70,11 +72,14 @@ def clip_info(path: str | Path) -> tuple[int, int]:
 
 
 def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
-                     landmarks: str = "mediapipe", min_frames: int = 16, face_index: int = 0) -> list[Path]:
-    """Cache every run of >= ``min_frames`` consecutive face frames of ``video``; returns the files written."""
+                     landmarks: str = "mediapipe", min_frames: int = 16, face_index: int = 0,
+                     wav2vec=None) -> list[Path]:
+    """Cache every run of >= ``min_frames`` consecutive face frames of ``video``; returns the files written.
+    ``wav2vec``: an ``audio.wav2vec.Wav2Vec2AudioEncoder`` whose chunks are cached too (phoneme-aware audio)."""
     video, cache_dir = Path(video), Path(cache_dir)
     waveform = load_audio(video)
     features = audio_encoder.encode(waveform)
+    w2v = None if wav2vec is None else wav2vec.encode(waveform, num_features=len(features))[:, None]  # (L, 1, d_w)
     mel = torch.from_numpy(syncnet_mel(waveform))  # (80, M) for the SyncNet loss
     num_frames = int(round(len(waveform) / SAMPLE_RATE * MODEL_FPS))  # frames the audio covers (as the video job)
     written: list[Path] = []
@@ -85,10 +90,12 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
         indices = [i for i, _ in run]
         faces = torch.from_numpy(np.stack([face for _, face in run])).permute(0, 3, 1, 2)
         chunks = audio_encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=indices)
+        extra = {} if w2v is None else {"wav2vec": audio_encoder.frame_chunks(w2v, fps=MODEL_FPS,
+                                                                              frame_indices=indices)}
         path = cache_dir / f"{video.stem}_{len(written):03d}.safetensors"
         m0, m1 = mel_start(indices[0]), mel_start(indices[-1]) + mel_window_length(min_frames)
         written.append(write_clip(path, faces, chunks, mel[:, m0:m1], source=video.name, first_frame=indices[0],
-                                  mel_start=m0))
+                                  mel_start=m0, **extra))
 
     detector = make_detector(landmarks)  # one per clip: mediapipe tracks faces across consecutive frames
     try:
@@ -110,7 +117,7 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
 
 
 def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
-                      landmarks: str = "mediapipe", min_frames: int = 16) -> list[Path]:
+                      landmarks: str = "mediapipe", min_frames: int = 16, wav2vec=None) -> list[Path]:
     """Preprocess every video in ``videos`` (recursively); unusable videos are reported and skipped."""
     paths = sorted(p for p in Path(videos).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not paths:
@@ -118,7 +125,8 @@ def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, 
     written = []
     for k, path in enumerate(paths):
         try:
-            files = preprocess_video(path, cache_dir, audio_encoder, resolution, landmarks, min_frames)
+            files = preprocess_video(path, cache_dir, audio_encoder, resolution, landmarks, min_frames,
+                                     wav2vec=wav2vec)
         except InputError as exc:
             print(f"[{k + 1}/{len(paths)}] skipped {path.name}: {exc}", flush=True)
             continue
@@ -205,12 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landmarks", default="mediapipe", choices=("mediapipe", "face-alignment"))
     parser.add_argument("--min-frames", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--wav2vec", help="also cache Wav2Vec2 chunks (phoneme-aware audio) from this transformers "
+                        "model or folder, e.g. facebook/wav2vec2-base-960h")
     args = parser.parse_args(argv)
     try:
         ckpt = resolve(args.preset, args.checkpoints)
         encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper, device=args.device)
+        wav2vec = None
+        if args.wav2vec:
+            from ..audio.wav2vec import Wav2Vec2AudioEncoder
+
+            wav2vec = Wav2Vec2AudioEncoder.from_pretrained(args.wav2vec, args.device)
         written = preprocess_folder(args.videos, args.cache, encoder, args.resolution or ckpt.resolution,
-                                    args.landmarks, args.min_frames)
+                                    args.landmarks, args.min_frames, wav2vec=wav2vec)
     except LatentSyncError as exc:
         print(f"error: {exc}")
         return 2

@@ -2,7 +2,7 @@
 
     python -m latentsync_demo.training.data VIDEOS/ cache/             # once: faces, whisper chunks, SyncNet mel
     accelerate launch -m latentsync_demo.training.train_unet --cache cache/ --output runs/s2 --stage 2 \\
-        --syncnet checkpoints/stable_syncnet.pt --trepa path/to/videomae [--checkpoints checkpoints] ...
+        --syncnet checkpoints/stable_syncnet.pt --trepa checkpoints/auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth ...
     accelerate launch -m latentsync_demo.training.train_unet --finetune MY_CLIPS/ --output runs/me   # LoRA recipe
 
 Stage 1 trains every UNet weight with the simple loss; stage 2 trains the motion modules and attentions
@@ -15,8 +15,10 @@ Outputs in ``--output``:
     checkpoint-<step>/  accelerate state: UNet (+ fusion, discriminator), optimizers, LR schedule, RNG, step
     final/              latentsync_unet.pt ({"state_dict", "global_step"}, LoRA merged) + unet_config.json: a
                         checkpoint folder for --checkpoints (whisper/ and sd-vae-ft-mse/ linked from the base set);
-                        improvements.json + audio_fusion/ when improvements are on; discriminator/ (adversarial, not
-                        needed at inference); lora/ (the adapter alone, LoRA runs)
+                        improvements.json (+ the clip length, the Wav2Vec2 model) + audio_fusion/ (+ wav2vec2/
+                        linked when --wav2vec is a folder) when improvements are on: the app/CLI/service load and
+                        run it like an official set; discriminator/ (adversarial, not needed at inference); lora/
+                        (the adapter alone, LoRA runs)
     log.jsonl, tensorboard/, validation/step-<n>.mp4 (faces | DDIM result, every --validation-every steps)
 
 ``--resume latest`` (or a checkpoint folder) continues at the saved step with the same weights, optimizer, RNG and
@@ -29,13 +31,14 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from ..audio.wav2vec import wav2vec_folder
 from ..errors import CheckpointError, InputError
 from ..models import UNet3DConditionModel, load_unet, save_unet_checkpoint
 from ..models.improvements import FUSION_DIR, Improvements, apply_improvements
@@ -44,6 +47,7 @@ from ..store import DEFAULT_PRESET, UNET_FILE, VAE_DIR, WHISPER_FILE, resolve, w
 from .data import WindowDataset
 from .lcm_distill import TrainState, _Logger, _resume_folder, cli_main, optimizer_step, validate
 from .unet_objective import UNetLossConfig, UNetObjective
+from .videomae_convert import OFFICIAL_TREPA_FILE
 
 MARKER = "unet_training.json"  # written into every checkpoint-<step>/ of this script
 OFFICIAL_STAGE2_MODULES = ("motion_modules.", "attentions.")  # the official stage2.yaml trainable_modules
@@ -77,7 +81,8 @@ class TrainConfig:
     disc_learning_rate: float = 1e-4
     syncnet: Path | None = None  # stable_syncnet.pt
     syncnet_size: int = 256
-    trepa: Path | None = None  # a transformers VideoMAE folder
+    trepa: Path | None = None  # a transformers VideoMAE folder, or the official VideoMAE-v2 .pth (videomae_convert)
+    wav2vec: str | None = None  # phoneme audio: the Wav2Vec2 (hub id or folder) the cache's wav2vec chunks came from
     lpips: bool = True  # stage 2: LPIPS-VGG (needs the lpips package and torchvision's VGG16 weights)
     num_frames: int = 16  # 32-64 with hierarchical temporal attention
     batch_size: int = 1
@@ -116,7 +121,9 @@ def load_critics(cfg: TrainConfig, device) -> Critics:
         critics.lpips = LPIPS.vgg().to(device)
     if w.trepa_weight > 0:
         if cfg.trepa is None:
-            raise CheckpointError("stage 2 needs a VideoMAE encoder for TREPA: --trepa FOLDER (or --trepa-weight 0)")
+            raise CheckpointError("stage 2 needs a VideoMAE encoder for TREPA: --trepa checkpoints/"
+                                  f"{OFFICIAL_TREPA_FILE} (the official file) or a transformers VideoMAE folder "
+                                  "(or --trepa-weight 0)")
         critics.trepa = TREPALoss.from_pretrained(cfg.trepa).to(device)
     return critics
 
@@ -173,11 +180,13 @@ def prepare_cache(cfg: TrainConfig, ckpt) -> Path:
     from ..audio import WhisperAudioEncoder
     from .data import preprocess_folder
 
-    if cfg.improvements.phoneme_audio:
-        raise InputError("--finetune with phoneme-aware audio: cache the clips yourself with Wav2Vec2 chunks "
-                         "(training.data.write_clip(..., wav2vec=...), audio.wav2vec)")
+    wav2vec = None
+    if cfg.improvements.phoneme_audio:  # the model inference will load (improvements.json names it)
+        from ..audio.wav2vec import Wav2Vec2AudioEncoder
+
+        wav2vec = Wav2Vec2AudioEncoder.from_pretrained(cfg.wav2vec or Improvements.wav2vec_model)
     encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper)
-    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames)
+    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames, wav2vec=wav2vec)
     return cache
 
 
@@ -332,8 +341,15 @@ def save_final(folder: Path, unet, base_config: dict, ckpt, step: int, cfg: Trai
         unet = unet.merge_and_unload()
     save_unet_checkpoint(unet, folder / UNET_FILE, global_step=step)
     write_unet_config(folder, base_config, ckpt.resolution)
-    if cfg.improvements.any():
-        cfg.improvements.save(folder)
+    if cfg.improvements.any():  # + what inference needs: the window trained on, the Wav2Vec2 to load
+        improvements = replace(cfg.improvements, num_frames=cfg.num_frames)
+        if cfg.wav2vec:
+            improvements = replace(improvements, wav2vec_model=str(cfg.wav2vec))
+        improvements.save(folder)
+        if improvements.phoneme_audio and cfg.wav2vec and Path(cfg.wav2vec).is_dir():
+            link = wav2vec_folder(folder)
+            if not link.exists():
+                os.symlink(Path(cfg.wav2vec).resolve(), link)
     if fusion is not None:
         fusion.save_pretrained(str(folder / FUSION_DIR))
     if discriminator is not None:
@@ -376,13 +392,17 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--lora-alpha", type=float)
     p.add_argument("--syncnet", type=Path, help="the training SyncNet, stable_syncnet.pt")
-    p.add_argument("--trepa", type=Path, help="a transformers VideoMAE folder for TREPA")
+    p.add_argument("--trepa", type=Path, help="TREPA's encoder: the official VideoMAE-v2 .pth (checkpoints/"
+                   f"{OFFICIAL_TREPA_FILE}, converted on load) or a transformers VideoMAE folder")
     p.add_argument("--no-lpips", dest="lpips", action="store_false")
     p.add_argument("--no-mixed-noise", dest="use_mixed_noise", action="store_false")
     p.add_argument("--adversarial", action="store_true", help="lip-region PatchGAN loss (stage 2)")
     p.add_argument("--adv-loss", choices=("hinge", "lsgan"), default="hinge")
-    p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache wav2vec chunks)")
+    p.add_argument("--phoneme-audio", action="store_true", help="Wav2Vec2 beside Whisper (cache wav2vec chunks: "
+                   "training.data --wav2vec MODEL; --finetune does it)")
     p.add_argument("--wav2vec-dim", type=int, default=768)
+    p.add_argument("--wav2vec", help="the Wav2Vec2 (hub id or folder) of the cached wav2vec chunks; inference loads "
+                   "it (default facebook/wav2vec2-base-960h)")
     p.add_argument("--hierarchical-temporal", action="store_true", help="local + keyframe temporal attention")
     p.add_argument("--resume", help="'latest' or a checkpoint-<step> folder")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))

@@ -12,7 +12,9 @@ gradients flow through them to the UNet only.
   over layers. ``LPIPS.vgg()`` builds the standard VGG16 variant (torchvision VGG16 + the ``lpips`` package's
   linear weights); tests pass a tiny backbone.
 * ``TREPALoss``: TREPA, MSE between l2-normalised video embeddings of generated and real clips, from a frozen
-  transformers VideoMAE (VideoMAE-v2 in the paper), in windows of the encoder's frame count.
+  transformers VideoMAE (VideoMAE-v2 in the paper), in windows of the encoder's frame count. The official encoder
+  file (``auxiliary/vit_g_hybrid_pt_1200e_ssv2_ft.pth``) is converted on load (``videomae_convert``) and then
+  gets the official preprocessing: bicubic resize, pixels in [0, 1], no ImageNet normalisation.
 """
 
 from __future__ import annotations
@@ -132,23 +134,38 @@ class _VGGSlices(nn.Module):
 
 
 class TREPALoss(nn.Module):
-    """TREPA with a transformers VideoMAE encoder (``VideoMAEModel`` or ``...ForVideoClassification``)."""
+    """TREPA with a transformers VideoMAE encoder (``VideoMAEModel`` or ``...ForVideoClassification``).
+
+    ``official``: the official TREPA preprocessing (bicubic, [0, 1] pixels) instead of the transformers VideoMAE
+    one (bilinear, ImageNet mean/std); None = what the encoder's config says (``latentsync_trepa``, set by
+    ``videomae_convert``)."""
 
     MEAN = (0.485, 0.456, 0.406)  # VideoMAEImageProcessor's ImageNet normalisation
     STD = (0.229, 0.224, 0.225)
 
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, encoder: nn.Module, official: bool | None = None):
         super().__init__()
         self.encoder = _frozen(encoder)
         cfg = encoder.config
         self.size, self.frames = cfg.image_size, cfg.num_frames
-        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.STD).view(1, 1, 3, 1, 1), persistent=False)
+        self.official = getattr(cfg, "latentsync_trepa", None) == "official" if official is None else official
+        fc_norm = getattr(encoder, "fc_norm", None)
+        if fc_norm is not None and getattr(cfg, "fc_norm_eps", None):  # VideoMAE-v2's 1e-6 (transformers: 1e-5)
+            fc_norm.eps = cfg.fc_norm_eps
+        mean, std = ((0.0,) * 3, (1.0,) * 3) if self.official else (self.MEAN, self.STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> TREPALoss:
+    def from_pretrained(cls, path: str | Path, **official_config) -> TREPALoss:
+        """A transformers VideoMAE folder, or the official VideoMAE-v2 ``.pth`` file (converted strictly;
+        ``official_config``: num_heads, image_size, num_frames when it is not ViT-g's)."""
         from transformers import AutoConfig, VideoMAEForVideoClassification, VideoMAEModel
 
+        if Path(path).is_file():
+            from .videomae_convert import convert_official_videomae
+
+            return cls(convert_official_videomae(path, **official_config))
         try:
             config = AutoConfig.from_pretrained(str(path))
             kind = VideoMAEForVideoClassification if config.architectures and any(
@@ -161,8 +178,8 @@ class TREPALoss(nn.Module):
     def embed(self, video: torch.Tensor) -> torch.Tensor:
         """(b, F, 3, H, W) in [-1, 1], F a multiple of the encoder's frames -> (b * F / frames, d) unit vectors."""
         b, f = video.shape[:2]
-        x = F.interpolate(video.flatten(0, 1).float(), size=(self.size, self.size), mode="bilinear",
-                          align_corners=False).unflatten(0, (b, f))
+        x = F.interpolate(video.flatten(0, 1).float(), size=(self.size, self.size),
+                          mode="bicubic" if self.official else "bilinear", align_corners=False).unflatten(0, (b, f))
         x = ((x / 2 + 0.5).clamp(0, 1) - self.mean) / self.std
         x = x.reshape(b * f // self.frames, self.frames, *x.shape[2:])
         model = getattr(self.encoder, "videomae", self.encoder)
