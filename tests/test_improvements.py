@@ -238,3 +238,21 @@ def test_all_improvements_train_resume_exactly_and_save_apart(setup):
     unet, fusion = load_improved_unet(straight / "latentsync_unet.pt", setup["ckpt"].unet_config,
                                       Improvements.load(straight))
     assert fusion is not None and unet.config.cross_attention_dim == 96
+
+
+@pytest.mark.parametrize("which", ["hierarchical", "phoneme"])
+def test_improved_weights_without_their_sidecar_say_what_is_missing(setup, tmp_path, which):
+    from latentsync_demo.errors import CheckpointError
+    from latentsync_demo.models import save_unet_checkpoint
+
+    unet = _official(setup)
+    imp = (Improvements(hierarchical_temporal=True) if which == "hierarchical"
+           else Improvements(phoneme_audio=True, wav2vec_dim=W2V, fused_audio_dim=96))
+    apply_improvements(unet, imp)
+    save_unet_checkpoint(unet, tmp_path / "latentsync_unet.pt")  # improvements.json deliberately not written
+    with pytest.raises(CheckpointError, match="improvements.json") as err:
+        load_unet(tmp_path / "latentsync_unet.pt", setup["ckpt"].unet_config)
+    assert "unexpected" in str(err.value) or "wrong shape" in str(err.value)  # the keys are still listed
+    official = tmp_path / "official.pt"
+    save_unet_checkpoint(_official(setup), official)
+    load_unet(official, setup["ckpt"].unet_config)  # plain official weights load as before

@@ -104,11 +104,26 @@ def load_unet(
     state_dict = read_state_dict(path)
     with torch.device("meta"):
         model = UNet3DConditionModel.from_config(dict(config))
-    check_state_dict(model, state_dict, source=str(path))
+    try:
+        check_state_dict(model, state_dict, source=str(path))
+    except CheckpointError as exc:
+        if any(".hierarchical." in k for k in state_dict) or _wider_audio_attention(model, state_dict):
+            # a trainer's improved UNet whose folder lost its sidecar: say so, not only "keys do not match"
+            raise CheckpointError(f"{exc}\nThese weights look trained with the improvements (hierarchical "
+                                  "attention or phoneme-aware audio): keep the trainer's improvements.json "
+                                  "(and audio_fusion/) beside latentsync_unet.pt.") from None
+        raise
     # Cast tensor by tensor while assigning: peak memory stays one model (plus the mmap'd file pages).
     state_dict = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)
     return model.eval()
+
+
+def _wider_audio_attention(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether an audio cross-attention key projection in ``state_dict`` takes wider tokens than ``model``'s."""
+    expected = model.state_dict()
+    return any(k.endswith("attn2.to_k.weight") and k in expected and v.ndim == 2
+               and v.shape[1] > expected[k].shape[1] for k, v in state_dict.items())
 
 
 def save_unet_checkpoint(model: torch.nn.Module, path: str | Path, global_step: int = 0) -> None:
