@@ -55,8 +55,9 @@ def media(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def no_watermark(monkeypatch):
-    """The watermark re-finds the face in every output frame (mediapipe, not bit-reproducible from one detector to
-    the next), after generation: off here, so that equal generations give equal frames."""
+    """Every job's watermark carries its own job number (from a fresh job id), so two jobs' marked frames differ
+    by design even when their generations are equal: marking is off here, so that equal generations give equal
+    frames."""
     monkeypatch.setattr(video_module, "frame_marker", lambda job, face_index=0: frame_marker(None))
 
 

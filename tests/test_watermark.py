@@ -82,3 +82,26 @@ def test_unmarked_clips_are_not_detected(corpus):
 def test_psnr_in_the_face_region_is_at_least_40_db(corpus):
     assert all(r.marked.frames == FRAMES and r.unmarked.frames == FRAMES for r in corpus)  # every face found
     assert min(r.psnr_face for r in corpus) >= 40.0
+
+
+def test_marking_is_deterministic_per_job_and_differs_between_jobs(tmp_path):
+    """Two jobs' outputs differ by their job numbers only: the same frames marked for the same job are
+    bit-identical (a fresh detector each time), and another job number changes them."""
+    from latentsync_demo.media import iter_frames
+    from latentsync_demo.provenance.detect import OutputMarker
+
+    src = make_talking_head_clip(tmp_path / "src.mp4", seconds=0.4, fps=25, size=(640, 360), with_audio=False,
+                                 seed=3)
+    frames = list(iter_frames(src))
+
+    def marked(job):
+        marker = OutputMarker(job, key=DEFAULT_KEY)
+        try:
+            return [marker(frame.copy()) for frame in frames]
+        finally:
+            marker.close()
+
+    first, again, other = marked(0x1234), marked(0x1234), marked(0x4321)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+    assert any(not np.array_equal(a, f) for a, f in zip(first, frames))  # and the mark is really there
