@@ -139,6 +139,8 @@ class RestAPI:
         seed: int = Form(_DEFAULTS.seed),
         face_index: int = Form(0, description="0 = the largest face"),
         length_mode: str = Form(DEFAULT_LENGTH_MODE, description=" | ".join(LENGTH_MODES)),
+        window_frames: int = Form(0, description="frames per generated window; 0 = automatic (16, or longer for "
+                                  "checkpoints trained with hierarchical attention where memory allows)"),
         voice: str = Form("off", description="off | revoice | script (XTTS v2, non-commercial CPML)"),
         text: str | None = Form(None, description="what the speaker says (voice=script)"),
         language: str | None = Form(None),
@@ -157,7 +159,7 @@ class RestAPI:
             raise RequestError(400, "the audio file is missing: send the speech as the 'audio' field "
                                     "(or voice=script with text)")
         settings = dict(sampler=sampler, guidance_scale=guidance, seed=seed, face_index=face_index,
-                        length_mode=length_mode,
+                        length_mode=length_mode, window_frames=window_frames,
                         num_inference_steps=steps if steps is not None else SAMPLERS[sampler].default_steps)
         self.service.check_settings(preset, GenerationSettings(**settings))
         if self.service.missing_files(preset):
