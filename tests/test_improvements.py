@@ -256,3 +256,18 @@ def test_improved_weights_without_their_sidecar_say_what_is_missing(setup, tmp_p
     official = tmp_path / "official.pt"
     save_unet_checkpoint(_official(setup), official)
     load_unet(official, setup["ckpt"].unet_config)  # plain official weights load as before
+
+
+def test_phoneme_audio_training_writes_its_validation_video(setup):
+    """The validation video hears the fused whisper + Wav2Vec2 chunks (it was skipped for phoneme audio)."""
+    from latentsync_demo.media import probe
+
+    out = setup["root"] / "phoneme_val"
+    imp = Improvements(phoneme_audio=True, wav2vec_dim=W2V, fused_audio_dim=96)
+    train(TrainConfig(output=out, cache=setup["cache"], checkpoints=setup["ckpt"].folder, num_frames=4,
+                      batch_size=1, learning_rate=1e-3, max_steps=1, log_every=1, checkpoint_every=0,
+                      validation_every=1, validation_steps=2, tensorboard=False, progress=False, improvements=imp,
+                      losses=UNetLossConfig(stage=1)))
+    video = out / "validation" / "step-000001.mp4"
+    info = probe(video)
+    assert (info.width, info.height) == (2 * RES, RES) and info.duration > 0

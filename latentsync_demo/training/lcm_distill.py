@@ -198,18 +198,24 @@ def optimizer_step(accelerator, loss, params, optimizer, lr_scheduler, max_grad_
 
 
 def validate(student, vae, dataset: WindowDataset, path: Path, steps: int = 4, autocast=None,
-             sampler: str = "lcm") -> Path:
+             sampler: str = "lcm", fusion=None) -> Path:
     """Write ``path``: the first window of the first cache clip, its faces | the ``steps``-step result of
-    ``sampler`` (4-step LCM: cheap; the UNet trainer uses DDIM)."""
+    ``sampler`` (4-step LCM: cheap; the UNet trainer uses DDIM). With ``fusion`` (phoneme-aware audio) the
+    UNet hears the cached whisper and Wav2Vec2 chunks fused, as at inference."""
     from contextlib import nullcontext
 
     from ..media import VideoWriter
     from ..pipeline import LipSyncPipeline, make_scheduler
 
     sample = _first_window(dataset)
+    audio = sample["audio"]
+    if fusion is not None:
+        device = next(fusion.parameters()).device
+        with torch.no_grad():
+            audio = fusion(audio[None].to(device), sample["wav2vec"][None].to(device))[0]
     was_training = student.training
     with (autocast or nullcontext)():
-        out = LipSyncPipeline(student, vae, make_scheduler(sampler))(sample["faces"], sample["audio"], steps, seed=0)
+        out = LipSyncPipeline(student, vae, make_scheduler(sampler))(sample["faces"], audio, steps, seed=0)
     student.train(was_training)
     generated = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     frames = torch.cat([sample["faces"], generated], dim=-1).permute(0, 2, 3, 1).numpy()  # (f, R, 2R, 3)
@@ -224,7 +230,10 @@ def _first_window(dataset: WindowDataset) -> dict[str, torch.Tensor]:
 
     with safe_open(str(dataset.files[0]), framework="pt") as data:
         f = dataset.num_frames
-        return {"faces": data.get_slice("faces")[:f], "audio": data.get_slice("audio")[:f].float()}
+        window = {"faces": data.get_slice("faces")[:f], "audio": data.get_slice("audio")[:f].float()}
+        if "wav2vec" in data.keys():
+            window["wav2vec"] = data.get_slice("wav2vec")[:f].float()
+        return window
 
 
 def _resume_folder(output: Path, resume: str, marker: str = LCM_DIR, script: str = "this script") -> Path:

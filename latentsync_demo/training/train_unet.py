@@ -368,12 +368,10 @@ def _save_state(accelerator, folder: Path) -> None:
 
 
 def _validate(unet, fusion, vae, dataset, output: Path, step: int, cfg: TrainConfig, accelerator) -> None:
-    if fusion is not None:  # the inference pipeline feeds whisper chunks only
-        accelerator.print("validation video skipped: the pipeline has no Wav2Vec2 input (phoneme-aware audio)")
-        return
     base = unet.get_base_model() if hasattr(unet, "peft_config") else unet
+    fusion = accelerator.unwrap_model(fusion) if fusion is not None else None
     validate(base, vae, dataset, output / "validation" / f"step-{step:06d}.mp4", cfg.validation_steps,
-             accelerator.autocast, sampler="ddim")
+             accelerator.autocast, sampler="ddim", fusion=fusion)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
