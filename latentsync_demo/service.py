@@ -32,7 +32,7 @@ from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.length import resolve_length_mode
 from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
 from .provenance.consent import require_consent
-from .provenance.manifest import container_tags, side_by_side_tags, stamp
+from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
 from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
 from .provenance.signing import C2paSigning, resolve_signing
 from .provenance.watermark import job_number
@@ -259,10 +259,11 @@ class LipSyncService:
                     tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}",
                                           voice.mode if voice is not None else "off")
                     inputs = {"video": Path(video), "audio": Path(audio)}
-                    event = replace(event, manifest=stamp(out, inputs, tags, self.c2pa_signing))
+                    hashes = input_hashes(inputs)  # once, for the result and the side-by-side video
+                    event = replace(event, manifest=stamp(out, inputs, tags, self.c2pa_signing, hashes))
                     if event.compare is not None:  # also AI-generated output: the result is its right half
                         stamp(event.compare, {**inputs, "result": Path(out)}, side_by_side_tags(tags),
-                              self.c2pa_signing)
+                              self.c2pa_signing, hashes)
                 yield event
 
     def window_frames(self, models: LoadedModels, settings: GenerationSettings,

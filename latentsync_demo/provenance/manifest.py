@@ -98,7 +98,7 @@ def build_manifest(out: Path, inputs: dict[str, Path | None], tags: dict[str, st
     """C2PA-style manifest (JSON) for the finished output ``out``. ``hashes``: role -> sha256 of the inputs
     (computed when not given); ``signature``: what ``stamp`` embedded (None: no signed manifest in the file)."""
     inputs = {role: path for role, path in inputs.items() if path is not None}
-    hashes = hashes or {role: sha256(path) for role, path in inputs.items()}
+    hashes = hashes or input_hashes(inputs)
     ingredients = [
         {"title": path.name, "relationship": RELATIONSHIPS.get(role, "parentOf"), "role": role,
          "hash": {"alg": "sha256", "value": hashes[role]}}
@@ -147,17 +147,25 @@ def c2pa_definition(out: Path, inputs: dict[str, Path], tags: dict[str, str], ha
     }
 
 
+def input_hashes(inputs: dict[str, Path | None]) -> dict[str, str]:
+    """role -> sha256 of each given input file."""
+    return {role: sha256(path) for role, path in inputs.items() if path is not None}
+
+
 def stamp(out: str | os.PathLike, inputs: dict[str, Path | None], tags: dict[str, str],
-          signing: C2paSigning | None = None) -> Path:
+          signing: C2paSigning | None = None, hashes: dict[str, str] | None = None) -> Path:
     """Tag ``out`` in place, sign a C2PA manifest into it (``signing`` set and c2pa installed), then write its
-    sidecar manifest (hash of the final bytes); returns the sidecar.
+    sidecar manifest (hash of the final bytes); returns the sidecar. ``hashes``: the inputs' sha256 already
+    known (``input_hashes``; a job stamps its result and its side-by-side video from the same uploads), the
+    others are computed.
 
     A signing failure does not lose the finished video: it is logged and recorded in the sidecar's
     ``signature`` (the tags, the sidecar and the watermark still mark it)."""
     out = Path(out)
     set_metadata(out, tags)
     inputs = {role: Path(path) for role, path in inputs.items() if path is not None}
-    hashes = {role: sha256(path) for role, path in inputs.items()}
+    known = hashes or {}
+    hashes = {role: known[role] if role in known else sha256(path) for role, path in inputs.items()}
     signature = None
     if signing is not None:
         if not c2pa_embed.available():
