@@ -112,10 +112,12 @@ class CheckpointSet:
     def wav2vec_config(self) -> Path | None:
         """``<folder>/wav2vec2/config.json`` when this set is phoneme-aware and its Wav2Vec2 is not a local folder
         (``download`` fetches it there); None otherwise."""
+        from .audio.wav2vec import wav2vec_folder
+
         improvements = Improvements.load(self.folder)
         if not improvements.phoneme_audio or Path(improvements.wav2vec_model).is_dir():
             return None
-        return self.folder / "wav2vec2" / "config.json"
+        return wav2vec_folder(self.folder) / "config.json"
 
     def require(self) -> None:
         """Raise a CheckpointError naming every missing file, where we looked, and how to fetch them."""
