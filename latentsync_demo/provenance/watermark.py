@@ -200,11 +200,16 @@ def blur_face(luma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(luma, (0, 0), BLUR / crop_per_frame_px)
 
 
+@functools.lru_cache(maxsize=1)
+def _cells() -> np.ndarray:
+    """(3, G) float64: every grid cell centre (column, row, 1), row-major like the patterns."""
+    gh, gw = GRID
+    return np.stack([np.tile(np.arange(gw), gh), np.repeat(np.arange(gh), gw), np.ones(gh * gw)])
+
+
 def sample_grid(blurred: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """(G,) float32: the blurred luma at the cell centres of ``grid`` (a grid_matrix; bilinear, as remap)."""
-    gh, gw = GRID
-    cells = np.stack([np.tile(np.arange(gw), gh), np.repeat(np.arange(gh), gw), np.ones(gh * gw)])
-    x, y = (cv2.invertAffineTransform(np.asarray(grid, np.float64)) @ cells).astype(np.float32)
+    x, y = (cv2.invertAffineTransform(np.asarray(grid, np.float64)) @ _cells()).astype(np.float32)
     return cv2.remap(blurred, x[None], y[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()
 
 
@@ -302,9 +307,7 @@ SEARCH = tuple(((dx, dy), scale, angle) for dx in np.arange(-1.5, 1.6, 0.5) for 
 @functools.lru_cache(maxsize=1)
 def _search_points() -> np.ndarray:
     """(3, K * G) float32: the crop-pixel position of every grid cell under every SEARCH move (homogeneous)."""
-    gh, gw = GRID
-    cells = np.stack([np.tile(np.arange(gw), gh), np.repeat(np.arange(gh), gw), np.ones(gh * gw)])  # (3, G)
-    points = np.linalg.inv(_crop_to_grid(SEARCH)) @ cells  # (K, 3, G)
+    points = np.linalg.inv(_crop_to_grid(SEARCH)) @ _cells()  # (K, 3, G)
     return np.ascontiguousarray(points.transpose(1, 0, 2).reshape(3, -1), dtype=np.float32)
 
 
