@@ -26,3 +26,12 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "README.md").is_file():
         pytest.skip(f"conformance vectors not found at {REFERENCE_DIR} (set LATENTSYNC_REFERENCE_DIR)")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="module")
+def tiny_service(tmp_path_factory):
+    """A CPU ``LipSyncService`` on freshly written tiny random checkpoints, one per test module."""
+    from latentsync_demo.service import LipSyncService
+    from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
+
+    return LipSyncService(checkpoints=write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt")), device="cpu")

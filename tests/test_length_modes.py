@@ -6,9 +6,7 @@ import pytest
 from latentsync_demo.errors import InputError
 from latentsync_demo.media import count_frames, probe, read_frames
 from latentsync_demo.pipeline.length import LENGTH_MODES, plan_length, resolve_length_mode
-from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 # (mode, source frames, speech frames) -> (sources, generated count, speech frames kept)
 EXPECTED = {
@@ -70,11 +68,6 @@ W, H = 160, 128
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    return LipSyncService(checkpoints=write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt")), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("media")
     return {
@@ -84,9 +77,9 @@ def media(tmp_path_factory):
     }
 
 
-def _run(service, media, audio, tmp_path, mode):
+def _run(tiny_service, media, audio, tmp_path, mode):
     out = tmp_path / f"{mode}.mp4"
-    list(service.lipsync(media["clip"], media[audio], out, num_inference_steps=1, length_mode=mode, consent=True))
+    list(tiny_service.lipsync(media["clip"], media[audio], out, num_inference_steps=1, length_mode=mode, consent=True))
     return read_frames(media["clip"]), read_frames(out), out
 
 
@@ -95,19 +88,19 @@ def _closest_source(source, frame):
     return int(np.argmin([np.abs(s[top].astype(float) - frame[top]).mean() for s in source]))
 
 
-def test_video_loop_restarts_from_the_first_frame(service, media, tmp_path):
-    source, result, out = _run(service, media, "long", tmp_path, "loop")
+def test_video_loop_restarts_from_the_first_frame(tiny_service, media, tmp_path):
+    source, result, out = _run(tiny_service, media, "long", tmp_path, "loop")
     assert len(result) == 26 and abs(probe(out).duration - 1.04) <= 0.04
     for i in (5, 19, 20, 24):
         assert abs(_closest_source(source, result[i]) - i % 20) <= 1
 
 
-def test_video_cut_at_the_shorter_and_tails(service, media, tmp_path):
-    _, cut, cut_out = _run(service, media, "long", tmp_path, "cut")
+def test_video_cut_at_the_shorter_and_tails(tiny_service, media, tmp_path):
+    _, cut, cut_out = _run(tiny_service, media, "long", tmp_path, "cut")
     assert len(cut) == 20 and abs(probe(cut_out).duration - 0.8) <= 0.04  # speech cut at the video's end
 
-    source, kept, kept_out = _run(service, media, "short", tmp_path, "keep-tail")
-    _, padded, padded_out = _run(service, media, "short", tmp_path, "pad-silence")
+    source, kept, kept_out = _run(tiny_service, media, "short", tmp_path, "keep-tail")
+    _, padded, padded_out = _run(tiny_service, media, "short", tmp_path, "pad-silence")
     assert len(kept) == len(padded) == 20 and probe(padded_out).has_audio
     assert abs(probe(kept_out).duration - 0.8) <= 0.04 and abs(probe(padded_out).duration - 0.8) <= 0.04
     # keep-tail passes frames 10..19 through untouched (re-encoding noise only: a mean difference of ~3 at
@@ -121,6 +114,6 @@ def test_video_cut_at_the_shorter_and_tails(service, media, tmp_path):
     assert count_frames(kept_out) == 20
 
 
-def test_unknown_mode_is_refused_before_any_work(service, media, tmp_path):
+def test_unknown_mode_is_refused_before_any_work(tiny_service, media, tmp_path):
     with pytest.raises(InputError, match="unknown length mode"):
-        list(service.lipsync(media["clip"], media["short"], tmp_path / "x.mp4", length_mode="remap", consent=True))
+        list(tiny_service.lipsync(media["clip"], media["short"], tmp_path / "x.mp4", length_mode="remap", consent=True))

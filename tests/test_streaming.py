@@ -12,16 +12,9 @@ from latentsync_demo.media import SAMPLE_RATE, VideoWriter, load_audio, read_fra
 from latentsync_demo.pipeline.length import plan_length
 from latentsync_demo.pipeline.streaming import FrameStore
 from latentsync_demo.pipeline.video import GenerationSettings, lipsync_video, pingpong_index
-from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 W, H = 256, 192
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    return LipSyncService(checkpoints=write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt")), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +28,9 @@ def media(tmp_path_factory):
     return root / "covered.mp4", make_speech_wav(root / "speech.wav", seconds=1.5)  # 38 frames: ping-pong
 
 
-def _sequential_reference(service, video, audio_path, steps, seed) -> np.ndarray:
+def _sequential_reference(tiny_service, video, audio_path, steps, seed) -> np.ndarray:
     """Today's job as separate passes over the whole clip (the pre-streaming algorithm)."""
-    models = service.models()
+    models = tiny_service.models()
     res = models.resolution
     tracked = list(track_faces(read_frames(video), make_detector("mediapipe"), FaceAligner(res)))
     frames = [f for f, _, _ in tracked]
@@ -51,7 +44,7 @@ def _sequential_reference(service, video, audio_path, steps, seed) -> np.ndarray
     faces = torch.from_numpy(np.stack([tracked[stand_in[s]][1] for s in sources])).permute(0, 3, 1, 2)
     features = models.audio_encoder.encode(plan.driving_audio(audio, SAMPLE_RATE // 25))
     chunks = models.audio_encoder.frame_chunks(features, fps=25, frame_indices=range(num_out))
-    pipe = service.pipeline()
+    pipe = tiny_service.pipeline()
     generated = pipe(faces, chunks, steps, guidance_scale=1.5, seed=seed, deepcache=True)
     aligner = FaceAligner(res)
     out = []
@@ -61,14 +54,14 @@ def _sequential_reference(service, video, audio_path, steps, seed) -> np.ndarray
     return np.stack(out)
 
 
-def test_streaming_job_equals_sequential_passes(service, media, tmp_path):
+def test_streaming_job_equals_sequential_passes(tiny_service, media, tmp_path):
     video, speech = media
     # The engine itself (the service adds consent checks and an invisible watermark on top: compared unmarked).
     settings = GenerationSettings(num_inference_steps=3, seed=9, landmarks="mediapipe", watermark_job=None)
-    models = service.models()
-    events = list(lipsync_video(service.pipeline(), models.audio_encoder, models.resolution, video, speech,
+    models = tiny_service.models()
+    events = list(lipsync_video(tiny_service.pipeline(), models.audio_encoder, models.resolution, video, speech,
                                 tmp_path / "out.mp4", settings))
-    expected = _sequential_reference(service, video, speech, 3, seed=9)
+    expected = _sequential_reference(tiny_service, video, speech, 3, seed=9)
     assert len(expected) == 38
     with VideoWriter(tmp_path / "expected.mp4", W, H, 25) as writer:  # the same encoder, the same settings
         writer.write_batch(expected)
