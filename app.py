@@ -38,7 +38,7 @@ from latentsync_demo.media import MODEL_FPS, probe  # noqa: E402
 from latentsync_demo.media.preview import browser_preview, needs_preview  # noqa: E402
 from latentsync_demo.pipeline import SAMPLERS  # noqa: E402
 from latentsync_demo.pipeline.length import LENGTH_MODES  # noqa: E402
-from latentsync_demo.pipeline.video import GenerationSettings  # noqa: E402
+from latentsync_demo.settings import GenerationSettings  # noqa: E402
 from latentsync_demo.provenance.consent import consent_statement  # noqa: E402
 from latentsync_demo.rest import RestAPI  # noqa: E402
 from latentsync_demo.service import (  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latentsync_demo.pipeline.video import GenerationSettings  # noqa: E402
+from latentsync_demo.settings import GenerationSettings  # noqa: E402
 from latentsync_demo.provenance import c2pa_embed  # noqa: E402
 from latentsync_demo.provenance.manifest import container_tags, stamp  # noqa: E402
 from latentsync_demo.provenance.signing import C2paSigning  # noqa: E402

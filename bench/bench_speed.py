@@ -6,7 +6,7 @@
 Full size: the LatentSync stage-2 UNet (1.5 = 256 px, 1.6 = 512 px; same architecture) and an sd-vae-ft-mse
 shaped VAE with random weights (timing does not need trained weights), a random whisper-tiny, on a generated
 1080p talking-head clip (or ``--video`` / ``--audio``). Every configuration runs the real video job
-(``pipeline.video.lipsync_video``: decode, landmarks, align, generate, paste back, encode, mux).
+(``pipeline.job.run_lipsync_job``: decode, landmarks, align, generate, paste back, encode, mux).
 
 Columns: end-to-end output frames/s; UNet-only frames/s (frames / time inside UNet calls, synchronised);
 time to the first chunk's preview; peak VRAM (CUDA); peak host RSS (sampled); and the UNet's achieved share of
@@ -26,12 +26,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentsync_demo.media import SAMPLE_RATE, load_audio
+from latentsync_demo.face.landmarks import make_detector
+from latentsync_demo.media import SAMPLE_RATE, load_audio, probe
 from latentsync_demo.models import UNet3DConditionModel
 from latentsync_demo.models.configs import STAGE2_UNET_CONFIG
 from latentsync_demo.models.deepcache import DeepCache
 from latentsync_demo.pipeline import LipSyncPipeline, make_scheduler
-from latentsync_demo.pipeline.video import GenerationSettings, lipsync_video
+from latentsync_demo.pipeline.job import JobPlan, StagePolicy, run_lipsync_job
+from latentsync_demo.settings import GenerationSettings
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 
 # Dense (no sparsity) fp16/bf16 tensor-core peaks, FLOP/s, by a substring of the device name.
@@ -153,7 +155,7 @@ def tiny_models(device: torch.device, root: Path):
 
 
 def run_config(cfg: Config, unet, vae, audio_encoder, resolution, video, audio, out, device, timer) -> dict:
-    pipe = LipSyncPipeline(unet, vae, make_scheduler(cfg.sampler))
+    pipe = LipSyncPipeline(unet, vae, make_scheduler(cfg.sampler), audio_encoder, resolution)
     settings = GenerationSettings(sampler=cfg.sampler, num_inference_steps=cfg.steps, deepcache=cfg.deepcache,
                                   chunk_batch=cfg.chunk_batch)
     if device.type == "cuda":
@@ -164,10 +166,17 @@ def run_config(cfg: Config, unet, vae, audio_encoder, resolution, video, audio, 
     rss.start()
     start = time.perf_counter()
     first_preview = None
-    for event in lipsync_video(pipe, audio_encoder, resolution, video, audio, out, settings,
-                               streaming=cfg.streaming, paste_device=None if cfg.paste_on_device else "cpu"):
-        if event.stage == "generating" and first_preview is None:
-            first_preview = time.perf_counter() - start
+    plan = JobPlan(probe(video), probe(audio), Path(out), settings, "pingpong")
+    # The official order (whole face pass first, each chunk pasted before the next) or the streaming stages.
+    stages = StagePolicy(face_pass_first=not cfg.streaming, paste_each_chunk=not cfg.streaming,
+                         restore_device=None if cfg.paste_on_device else "cpu")
+    detector = make_detector("mediapipe")
+    try:
+        for event in run_lipsync_job(pipe, plan, detector, stages=stages):
+            if event.stage == "generating" and first_preview is None:
+                first_preview = time.perf_counter() - start
+    finally:
+        detector.close()
     wall = time.perf_counter() - start
     frames = round(len(load_audio(audio)) / SAMPLE_RATE * 25)
     return {

@@ -30,8 +30,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import InputError, LatentSyncError
+from .media import MODEL_FPS
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
+from .request import settings_from
+from .settings import VoiceRequest
 from .store import DEFAULT_PRESET, PRESETS
 
 RESULT_FIELDS = ("id", "status", "output", "duration", "wall_time", "error")
@@ -123,9 +126,6 @@ def write_summary(rows: list[BatchRow], out_dir: Path) -> dict[str, int]:
 
 def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace) -> dict:
     """Run one row; never raises for a problem of the row itself (it is recorded as failed)."""
-    from .media import probe
-    from .service import VoiceRequest
-
     started = time.time()
     out = out_dir / f"{row.id}.mp4"
     record = {"id": row.id, "status": "failed", "output": "", "duration": "", "error": ""}
@@ -139,17 +139,15 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
                       if row.settings.get(k, getattr(defaults, k)) is not None}
         except ValueError as exc:
             raise InputError(f"a setting is not a number: {exc}") from exc
-        sampler = values.get("sampler", "ddim")
-        overrides = {"sampler": sampler, "guidance_scale": values.get("guidance", 1.5),
-                     "seed": values.get("seed", 1247), "face_index": values.get("face_index", 0),
-                     "length_mode": values.get("length_mode"),
-                     "num_inference_steps": values.get("steps", SAMPLERS[sampler].default_steps
-                                                        if sampler in SAMPLERS else 20)}
+        settings = settings_from(values.get("sampler", "ddim"), values.get("steps"),
+                                 guidance_scale=values.get("guidance"), seed=values.get("seed"),
+                                 face_index=values.get("face_index"), length_mode=values.get("length_mode"))
         voice = VoiceRequest("script", row.text, row.language) if row.text else None
-        for _ in service.lipsync(row.video, row.audio, out, row.preset or defaults.preset, voice=voice,
-                                 consent=True, **overrides):  # main() refused to start without consent
+        request = service.prepare(row.video, row.audio, out, row.preset or defaults.preset, settings, voice,
+                                  consent=True)  # main() refused to start without consent
+        for event in service.run(request):
             pass
-        record.update(status="done", output=out.name, duration=f"{probe(out).duration:.3f}")
+        record.update(status="done", output=out.name, duration=f"{event.frames / MODEL_FPS:.3f}")
     except LatentSyncError as exc:
         record["error"] = str(exc)
     except Exception as exc:  # one broken row must not stop the batch

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .errors import InputError, LatentSyncError
 from .face.landmarks import LANDMARK_CHOICES
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
-from .pipeline.video import GenerationSettings
+from .settings import GenerationSettings, VoiceRequest
 from .provenance.consent import consent_from_env, consent_statement
 from .provenance.manifest import sidecar_path
 from .store import DEFAULT_PRESET, PRESETS
@@ -102,15 +101,14 @@ def main(argv: list[str] | None = None) -> int:
               "owner when cloning a voice): pass --consent or set LATENTSYNC_CONSENT=1.", file=sys.stderr)
         return 2
     from .logs import quiet_native_logs
-    from .service import LipSyncService, VoiceRequest  # heavy imports after argument errors are reported
+    from .request import settings_from
+    from .service import LipSyncService
 
     quiet_native_logs()
-
-    steps = args.steps if args.steps is not None else SAMPLERS[args.sampler].default_steps
-    settings = GenerationSettings(
-        sampler=args.sampler, num_inference_steps=steps, guidance_scale=args.guidance, seed=args.seed,
-        face_index=args.face_index, keep_video_tail=args.keep_video_tail, landmarks=args.landmarks,
-        length_mode=args.length_mode, deepcache=args.deepcache, chunk_batch=args.chunk_batch,
+    length_mode = args.length_mode or ("keep-tail" if args.keep_video_tail else None)
+    settings = settings_from(
+        args.sampler, args.steps, guidance_scale=args.guidance, seed=args.seed, face_index=args.face_index,
+        landmarks=args.landmarks, length_mode=length_mode, deepcache=args.deepcache, chunk_batch=args.chunk_batch,
         window_frames=args.window_frames,
     )
     try:
@@ -118,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None,
                                  compile_unet=args.compile, c2pa=_c2pa_choice(args))
         voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
-        job = service.lipsync(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)
-        first = next(job)  # every input is validated here: bad input fails before a progress bar is drawn
+        # Every input is checked here: bad input fails before a model loads or a progress bar is drawn.
+        request = service.prepare(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
-            for event in itertools.chain([first], job):
+            for event in service.run(request):
                 bar.set_description(event.stage)
                 bar.update(round(event.fraction * 100) - bar.n)
     except LatentSyncError as exc:
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{_signed_note(event.manifest)})")
     if args.score:
         try:
-            print(service.score_job(args.out, args.video, args.audio))
+            print(service.score_job(args.out, request.video, args.audio))
         except LatentSyncError as exc:
             print(f"lip sync not scored: {exc}", file=sys.stderr)
     return 0

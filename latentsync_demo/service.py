@@ -1,10 +1,13 @@
 """LipSyncService: the one object the app and the CLI talk to (like Coqui's ``TTS.api`` facade).
 
 It loads models lazily on first use, keeps them cached per (preset, device, dtype) for the life of the
-process, and runs one job at a time on the accelerator (a lock), streaming ``JobEvent``s.
+process, and runs one job at a time on the accelerator (a lock around voice cloning and generation; hashing and
+signing the result happen after it), streaming ``JobEvent``s. Every front end first turns its input into one
+checked ``PreparedRequest`` (``prepare``: bad input fails there, before any model loads), then runs it.
 
     service = LipSyncService(checkpoints="checkpoints/tiny")
-    for event in service.lipsync("in.mp4", "speech.wav", "out.mp4", num_inference_steps=20):
+    request = service.prepare("in.mp4", "speech.wav", "out.mp4", num_inference_steps=20, consent=True)
+    for event in service.run(request):
         print(event.stage, event.fraction)
 """
 
@@ -18,43 +21,30 @@ import threading
 import time
 import uuid
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from .errors import InputError
-from .face.landmarks import LANDMARK_CHOICES, make_detector
-from .media import probe
+from .face.landmarks import make_detector
+from .media import MODEL_FPS, MediaInfo, job_tempdir, probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
-from .pipeline.length import resolve_length_mode
-from .pipeline.video import GenerationSettings, JobEvent, lipsync_video
-from .provenance.consent import require_consent
+from .pipeline.job import JobPlan, run_lipsync_job
+from .provenance.detect import make_marker
 from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
-from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
+from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
-from .provenance.watermark import job_number
-from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
-from .validation import check_device, check_duration, validate_request
-from .validation import check_settings as check_setting_values
+from .request import Limits, PreparedRequest, check_choices, prepare_request, with_speech
+from .settings import GenerationSettings, JobEvent, VoiceRequest
+from .store import DEFAULT_PRESET, LoadedModels, get_preset, load_lcm_unet, load_models, resolve
+from .validation import check_audio, check_device
 
 DEFAULT_MAX_SECONDS = 120.0
 DEFAULT_MAX_PIXELS = 3840 * 2160  # 4K UHD; an 8K frame is 100 MB of RGB per decoded frame
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VoiceRequest:
-    """Whose voice drives the lip sync: "off" (the uploaded audio), "revoice" (its words, in the on-screen
-    speaker's voice) or "script" (typed ``text`` in that voice). ``reference``: a clip of the speaker's
-    voice to use instead of the video's own audio track."""
-
-    mode: str = "off"
-    text: str | None = None
-    language: str | None = None
-    reference: str | Path | None = None
 
 
 def default_device() -> str:
@@ -142,18 +132,12 @@ class LipSyncService:
                     seed: int | None = None) -> Path:
         """New speech in the speaker's voice for a "revoice" or "script" ``request``: a .wav in output_dir,
         kept after the job so the app can play it."""
-        from .media import job_tempdir
-        from .voice import prepare_driving_audio
+        from .voice import prepare_driving_audio  # coqui-tts is a heavy import: only for voice jobs
 
         with job_tempdir() as work:
             made = prepare_driving_audio(request.mode, video, audio, request.text, request.language,
                                          request.reference, work, self.voice, seed=seed)
             return Path(made.replace(self.new_output_path(".wav")))
-
-    def check_length(self, *paths: str | Path) -> None:
-        """Refuse inputs longer than ``max_seconds`` before any work starts."""
-        for path in paths:
-            check_duration(probe(path), self.max_seconds)
 
     def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
         """The preset's models, loaded once per process."""
@@ -176,38 +160,22 @@ class LipSyncService:
     def pipeline(self, preset: str = DEFAULT_PRESET, sampler: str = "ddim") -> LipSyncPipeline:
         """A pipeline for ``sampler`` on the cached models (LCM: the distilled student, loaded once)."""
         models = self.models(preset)
-        if not SAMPLERS[sampler].needs_student:  # ddim and the few-step solvers run the official weights
-            return LipSyncPipeline(models.unet, models.vae, make_scheduler(sampler))
-        key = (preset, self.device, self.dtype, sampler)
-        with self._load_lock:
-            if key not in self._students:
-                checkpoints = resolve(preset, self.checkpoints)
-                self._students[key] = load_lcm_unet(checkpoints, self.device, self.dtype, base_unet=models.unet)
-        return LipSyncPipeline(self._students[key], models.vae, make_scheduler(sampler))
-
-    def _check_sampler(self, preset: str, settings: GenerationSettings) -> None:
-        spec = SAMPLERS.get(settings.sampler)
-        if spec is None:
-            raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if not spec.min_steps <= settings.num_inference_steps <= spec.max_steps:
-            raise InputError(f"{spec.name} takes {spec.min_steps} to {spec.max_steps} steps, "
-                             f"not {settings.num_inference_steps}")
-        if spec.name == "lcm":
-            resolve(preset, self.checkpoints).require_lcm()
+        unet = models.unet  # ddim and the few-step solvers run the official weights
+        if SAMPLERS[sampler].needs_student:
+            key = (preset, self.device, self.dtype, sampler)
+            with self._load_lock:
+                if key not in self._students:
+                    checkpoints = resolve(preset, self.checkpoints)
+                    self._students[key] = load_lcm_unet(checkpoints, self.device, self.dtype, base_unet=models.unet)
+            unet = self._students[key]
+        return LipSyncPipeline(unet, models.vae, make_scheduler(sampler), models.audio_encoder, models.resolution)
 
     def check_settings(self, preset: str, settings: GenerationSettings) -> None:
         """InputError for an unknown preset, sampler, length mode or landmark backend, or steps out of range
         (before any work), and settings no sampler can run (seed, steps, guidance, face index)."""
-        check_setting_values(settings)
-        if preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        if settings.landmarks not in LANDMARK_CHOICES:
-            raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
-                             f"choose one of {', '.join(LANDMARK_CHOICES)}")
-        self._check_sampler(preset, settings)
-        resolve_length_mode(settings.length_mode, settings.keep_video_tail)
+        check_choices(preset, settings, self.checkpoints)
 
-    def lipsync(
+    def prepare(
         self,
         video: str | Path,
         audio: str | Path | None,
@@ -215,56 +183,82 @@ class LipSyncService:
         preset: str = DEFAULT_PRESET,
         settings: GenerationSettings | None = None,
         voice: VoiceRequest | None = None,
-        stop: threading.Event | None = None,
         compare: str | Path | None = None,
         consent: bool = False,
         **overrides,
-    ) -> Iterator[JobEvent]:
-        """Lip-sync ``video`` to ``audio`` into ``out``; yields progress events, the last one ``done``.
+    ) -> PreparedRequest:
+        """Check a request completely and probe each input once (``request.prepare_request``, with this
+        service's limits and restrictions); InputError before any model loads.
 
         ``consent=True`` confirms the consent of the person shown (and of the voice's owner when cloning);
-        without it the job is refused (ConsentError). ``overrides`` are GenerationSettings fields
-        (num_inference_steps, guidance_scale, seed, ...).
-        With a ``voice`` request the speech is first re-voiced or synthesised in the speaker's voice; an
-        event with ``audio`` set carries that new speech before lip sync starts.
-        Every input and setting is checked first (``validation.validate_request``): bad input raises InputError
-        before any model loads. ``stop`` and ``compare``: see ``pipeline.video.lipsync_video``.
-        Every output carries an invisible watermark with the job number, AI-generated container metadata
-        and a ``<out>.c2pa.json`` manifest (the done event's ``manifest``), plus a signed C2PA manifest inside
-        the MP4 when signing is configured (``c2pa``); the ``compare`` video gets the same provenance.
+        without it the request is refused (ConsentError). ``overrides`` are GenerationSettings fields
+        (num_inference_steps, guidance_scale, seed, ...). ``compare``: also write the original | result video.
         """
-        require_consent(consent)
-        job_id = uuid.uuid4().hex[:12]
         settings = replace(settings or GenerationSettings(), **overrides)
-        settings = replace(settings, watermark_job=job_number(job_id))  # every output is marked
-        self.check_settings(preset, settings)
-        validate_request(video, audio, out, settings, voice, self.max_seconds, self.max_pixels)
-        enforce(self.restrictions, JobRequest(Path(video), Path(audio) if audio else None, preset, job_id,
-                                              settings, voice))
-        if voice is not None and voice.mode != "off":
-            yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
-            audio = self.voice_audio(video, audio, voice, settings.seed)
-            self.check_length(audio)  # the new speech; the uploads were checked by validate_request
-            yield JobEvent("voice", 0.0, "new speech ready", audio=audio)
-        if (preset, self.device, self.dtype) not in self._models:
-            yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
-        pipeline = self.pipeline(preset, settings.sampler)
-        models = self.models(preset)
-        settings = replace(settings, window_frames=self.window_frames(models, settings, pipeline))
-        detector = self.landmark_detector(preset, settings.landmarks)
-        with self._run_lock, closing(detector):
-            for event in lipsync_video(pipeline, models.audio_encoder, models.resolution, video, audio, out,
-                                       settings, detector=detector, stop=stop, compare_path=compare):
-                if event.stage in ("done", "stopped"):
-                    tags = container_tags(job_id, preset, settings, f"{settings.watermark_job:04x}",
-                                          voice.mode if voice is not None else "off")
-                    inputs = {"video": Path(video), "audio": Path(audio)}
-                    hashes = input_hashes(inputs)  # once, for the result and the side-by-side video
-                    event = replace(event, manifest=stamp(out, inputs, tags, self.c2pa_signing, hashes))
-                    if event.compare is not None:  # also AI-generated output: the result is its right half
-                        stamp(event.compare, {**inputs, "result": Path(out)}, side_by_side_tags(tags),
-                              self.c2pa_signing, hashes)
-                yield event
+        return prepare_request(video, audio, out, preset=preset, settings=settings, voice=voice, compare=compare,
+                               consent=consent, checkpoints=self.checkpoints,
+                               limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions)
+
+    def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
+                voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,
+                consent: bool = False, **overrides) -> Iterator[JobEvent]:
+        """``run(prepare(...))``: the checks run at once (this call raises InputError), the job when iterated."""
+        return self.run(self.prepare(video, audio, out, preset, settings, voice, compare, consent, **overrides), stop)
+
+    def run(self, request: PreparedRequest, stop: threading.Event | None = None) -> Iterator[JobEvent]:
+        """Run a prepared request; yields progress events, the last one ``done`` (or ``stopped``, see
+        ``pipeline.job.run_lipsync_job``).
+
+        With a voice request the speech is first re-voiced or synthesised in the speaker's voice; an event with
+        ``audio`` set carries that new speech before lip sync starts. Every output carries an invisible
+        watermark with the job number, AI-generated container metadata (written by the output's one mux) and a
+        ``<out>.c2pa.json`` manifest (the final event's ``manifest``), plus a signed C2PA manifest inside the MP4
+        when signing is configured (``c2pa``); the ``compare`` video gets the same provenance.
+        """
+        with self._run_lock:  # one job at a time on the accelerator: voice cloning and generation
+            if request.voice is not None:
+                yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
+                request = with_speech(request, self._speech(request))
+                yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path))
+            if (request.preset, self.device, self.dtype) not in self._models:
+                yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
+            pipeline = self.pipeline(request.preset, request.settings.sampler)
+            plan = self.job_plan(request, pipeline)
+            detector = self.landmark_detector(request.preset, request.settings.landmarks)
+            marker = make_marker(request.watermark, resolution=pipeline.resolution)
+            final = None
+            with closing(detector):
+                for event in run_lipsync_job(pipeline, plan, detector, marker, stop):
+                    if event.stage in ("done", "stopped"):
+                        final = event
+                    else:
+                        yield event
+        yield self._stamp(final, request, plan)  # hashing and signing need no accelerator
+
+    def _speech(self, request: PreparedRequest) -> MediaInfo:
+        """The new speech of a voice request, probed and checked like an upload."""
+        audio = Path(request.audio.path) if request.audio is not None else None
+        made = self.voice_audio(request.video.path, audio, request.voice, request.settings.seed)
+        return check_audio(made, self.max_seconds)
+
+    def job_plan(self, request: PreparedRequest, pipeline: LipSyncPipeline) -> JobPlan:
+        """The resolved plan of a request on ``pipeline``: window length, container tags."""
+        tags = container_tags(request.job_id, request.preset, request.settings, f"{request.watermark:04x}",
+                              request.voice_mode)
+        window = self.window_frames(self.models(request.preset), request.settings, pipeline)
+        return JobPlan(request.video, request.audio, request.out, request.settings, request.length_mode, window,
+                       request.compare, tags, side_by_side_tags(tags) if request.compare else {})
+
+    def _stamp(self, final: JobEvent, request: PreparedRequest, plan: JobPlan) -> JobEvent:
+        """The final event with the output's provenance: input hashes (once, for the result and the side-by-side
+        video), the signed C2PA manifest when configured, and the sidecar."""
+        inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)}
+        hashes = input_hashes(inputs)
+        manifest = stamp(request.out, inputs, dict(plan.tags), self.c2pa_signing, hashes)
+        if final.compare is not None:  # also AI-generated output: the result is its right half
+            stamp(final.compare, {**inputs, "result": request.out}, dict(plan.compare_tags), self.c2pa_signing,
+                  hashes)
+        return replace(final, manifest=manifest)
 
     def window_frames(self, models: LoadedModels, settings: GenerationSettings,
                       pipeline: LipSyncPipeline | None = None) -> int:
@@ -317,7 +311,7 @@ class LipSyncService:
         with self._run_lock:
             return scorer.score(video, audio)
 
-    def score_job(self, result: str | Path, original: str | Path, audio: str | Path | None = None) -> str:
+    def score_job(self, result: str | Path, original: str | Path | MediaInfo, audio: str | Path | None = None) -> str:
         """The line shown after a job: "Lip sync: confidence X (original clip: Y), offset Z frames".
 
         The original clip is scored with its own soundtrack (what the paper reports for real videos), or
@@ -325,9 +319,10 @@ class LipSyncService:
         from .eval.scorer import score_line
 
         scored = self.score(result)
-        own_sound = probe(original).has_audio
+        original = original if isinstance(original, MediaInfo) else probe(original)  # the job's probe, if given
+        own_sound = original.has_audio
         try:
-            before = self.score(original, None if own_sound or audio is None else audio)
+            before = self.score(original.path, None if own_sound or audio is None else audio)
         except InputError as exc:  # e.g. a silent original soundtrack: still report the result's score
             before = str(exc).split(":")[0]
         line = score_line(scored, before)
@@ -338,11 +333,8 @@ class LipSyncService:
 
 def run_summary(frames: int, seconds: float, settings: GenerationSettings, preset: str, device: str) -> str:
     """One line for the end of a job: wall time, speed, and the settings that produced it."""
-    from .pipeline import SAMPLERS
-    from .store import get_preset
-
     spec = SAMPLERS.get(settings.sampler)
     guidance = f", guidance {settings.guidance_scale:g}" if spec is None or spec.uses_guidance else ""
-    return (f"{frames} frames ({frames / 25:.1f} s of video) in {seconds:.1f} s: {frames / max(seconds, 1e-9):.2f} "
+    return (f"{frames} frames ({frames / MODEL_FPS:.1f} s of video) in {seconds:.1f} s: {frames / max(seconds, 1e-9):.2f} "
             f"frames/s · {settings.sampler.upper()} {settings.num_inference_steps} steps{guidance}, seed "
             f"{settings.seed} · {get_preset(preset).label} · {device}")

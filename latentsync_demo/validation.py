@@ -1,10 +1,9 @@
-"""Every check on a lip-sync request that can be made before any work starts, in one place.
+"""The checks behind ``latentsync_demo.request.prepare_request``: each refuses one kind of bad input with a
+message that names the problem and what to do, before any work starts.
 
-``LipSyncService.lipsync`` calls ``validate_request`` first, so the CLI, the Python API, the web app and the
-REST API refuse the same bad input with the same message, before a model loads or a frame is decoded.
+The media checks probe each file once and return its ``MediaInfo``, which the job then uses (no second probe).
 Messages name the setting the way every front end shows it ("Seed", "Steps", "Audio guidance", "Face
-index") and say what to do; file names appear without their folder when the web app shows them
-(``errors.user_message``).
+index"); file names appear without their folder when the web app shows them (``errors.user_message``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import torch
 from .errors import InputError
 from .media import MediaInfo, probe
 from .media.audio import check_finite_samples
-from .pipeline.video import GenerationSettings
+from .settings import VOICE_MODES, GenerationSettings
 
 SEED_RANGE = (0, 2**32 - 1)  # what torch, numpy and the UI all accept
 GUIDANCE_RANGE = (1.0, 3.0)  # 1 = no guidance; the official app offers 1-3
@@ -28,16 +27,10 @@ MAX_WINDOW_FRAMES = 256  # frames per generated chunk (0 = automatic); memory gr
 # Containers that take the result's H.264 video and AAC audio as they are (the mux copies, never re-encodes).
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-VOICE_MODES = ("off", "revoice", "script")
 
 
-def validate_request(video, audio, out, settings: GenerationSettings, voice=None, max_seconds: float | None = None,
-                     max_pixels: int | None = None) -> None:
-    """Everything about one job's inputs and output that can be checked before it starts (the settings go
-    through ``check_settings``, via ``LipSyncService.check_settings``); raises InputError with the first problem.
-
-    ``voice``: a ``service.VoiceRequest`` (mode "off", "revoice" or "script", text, reference) or None.
-    """
+def check_voice(voice, video, audio) -> str:
+    """The voice mode of a request after checking it has what it needs (text for "script", speech otherwise)."""
     mode = getattr(voice, "mode", "off") if voice is not None else "off"
     if mode not in VOICE_MODES:
         raise InputError(f"unknown voice mode {mode!r}; choose one of {', '.join(VOICE_MODES)}.")
@@ -47,15 +40,16 @@ def validate_request(video, audio, out, settings: GenerationSettings, voice=None
         raise InputError("no video given: upload (or record) a video of a talking face.")
     if audio is None and mode != "script":
         raise InputError("no speech given: upload (or record) the speech the face should say.")
-    check_output(out, (video, audio))
-    check_media(video, audio, max_seconds, max_pixels)
-    reference = getattr(voice, "reference", None) if mode != "off" else None
-    if reference is not None:
-        info = probe(reference)
-        if not info.has_audio:
-            raise InputError(f"the voice sample {Path(reference).name} has no sound: upload a recording of the "
-                             "speaker, or leave it empty to use the video's own audio.")
-        check_finite_samples(info)
+    return mode
+
+
+def check_voice_reference(reference) -> MediaInfo:
+    info = probe(reference)
+    if not info.has_audio:
+        raise InputError(f"the voice sample {Path(reference).name} has no sound: upload a recording of the "
+                         "speaker, or leave it empty to use the video's own audio.")
+    check_finite_samples(info)
+    return info
 
 
 def check_settings(settings: GenerationSettings) -> None:
@@ -129,9 +123,9 @@ def check_output(out: str | os.PathLike, inputs: tuple[str | os.PathLike | None,
     return path
 
 
-def check_media(video: str | os.PathLike, audio: str | os.PathLike | None, max_seconds: float | None = None,
-                max_pixels: int | None = None) -> None:
-    """Probe the inputs: readable, the right kind, not too long or too large, audio samples finite."""
+def check_video(video: str | os.PathLike, max_seconds: float | None = None,
+                max_pixels: int | None = None) -> MediaInfo:
+    """Probe the input video once: readable, has a picture, not too long or too large."""
     info = probe(video)
     if not info.has_video:
         raise InputError(f"{Path(video).name} has no video stream: upload a video of a talking face.")
@@ -141,15 +135,19 @@ def check_media(video: str | os.PathLike, audio: str | os.PathLike | None, max_s
             f"this server accepts up to {max_pixels / 1e6:.1f} megapixels (e.g. {_example_size(max_pixels)}). "
             "Export it at a lower resolution (1080p is plenty) and try again."
         )
-    audio_info = probe(audio) if audio is not None else None
-    for media in (info, audio_info):
-        if media is not None:
-            check_duration(media, max_seconds)
-    if audio_info is not None:
-        if not audio_info.has_audio:
-            raise InputError(f"{Path(audio).name} has no sound: upload the speech as WAV, MP3, M4A, FLAC or OGG, "
-                             "or a video that has sound.")
-        check_finite_samples(audio_info)
+    check_duration(info, max_seconds)
+    return info
+
+
+def check_audio(audio: str | os.PathLike, max_seconds: float | None = None) -> MediaInfo:
+    """Probe the speech once: readable, has sound, not too long, float samples finite."""
+    info = probe(audio)
+    check_duration(info, max_seconds)
+    if not info.has_audio:
+        raise InputError(f"{Path(audio).name} has no sound: upload the speech as WAV, MP3, M4A, FLAC or OGG, "
+                         "or a video that has sound.")
+    check_finite_samples(info)
+    return info
 
 
 def check_duration(info: MediaInfo, max_seconds: float | None) -> None:

@@ -77,11 +77,12 @@ def _service(corpus, **kwargs) -> LipSyncService:
     return LipSyncService(corpus["tiny"], device="cpu", max_pixels=MAX_PIXELS, **kwargs)
 
 
-def _events_until_error(job, expected: str) -> list:
-    """Run a job to its error; returns the events seen before it."""
+def _events_until_error(start_job, expected: str) -> list:
+    """Start a job (``start_job()``: bad input fails right there) and run it to its error; returns the events
+    seen before the error."""
     events = []
     with pytest.raises(InputError, match=expected):
-        for event in job:
+        for event in start_job():
             events.append(event)
     return events
 
@@ -98,8 +99,8 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
 def test_api_refuses_bad_settings_before_loading_models(corpus, case):
     _, overrides, _, _, expected = case
     service = _service(corpus)
-    events = _events_until_error(service.lipsync(corpus["face"], corpus["speech"], corpus["root"] / "out.mp4",
-                                                 consent=True, **overrides), expected)
+    events = _events_until_error(lambda: service.lipsync(corpus["face"], corpus["speech"], corpus["root"] / "out.mp4",
+                                                         consent=True, **overrides), expected)
     assert events == [] and service._models == {}  # nothing started, nothing loaded
 
 
@@ -118,7 +119,7 @@ def test_api_refuses_bad_files_and_outputs_up_front(corpus):
         ((face, None, root / "o.mp4"), r"no speech given"),
     ]
     for (video, audio, out), expected in cases:
-        assert _events_until_error(service.lipsync(video, audio, out, consent=True), expected) == []
+        assert _events_until_error(lambda: service.lipsync(video, audio, out, consent=True), expected) == []
     assert service._models == {} and not (root / "missing").exists() and not (root / "o.txt").exists()
 
 
@@ -140,8 +141,10 @@ def test_unknown_or_absent_devices_are_refused(corpus):
 
 def test_face_index_beyond_the_faces_says_how_many_there_are(corpus):
     service = _service(corpus)
-    job = service.lipsync(corpus["two"], corpus["speech"], corpus["root"] / "o.mp4", face_index=5,
-                          num_inference_steps=1, consent=True)
+    def job():
+        return service.lipsync(corpus["two"], corpus["speech"], corpus["root"] / "o.mp4", face_index=5,
+                               num_inference_steps=1, consent=True)
+
     events = _events_until_error(job, r"Face index 5 .* the video shows at most 2 faces: choose 0 \(the largest\) to 1")
     # Known only once the face pass has seen every frame; the streaming job encodes the audio meanwhile, but no
     # chunk is generated.

@@ -13,7 +13,8 @@ import shutil
 import pytest
 
 from latentsync_demo import cli, verify
-from latentsync_demo.pipeline.video import GenerationSettings
+from latentsync_demo.media.mux import set_metadata
+from latentsync_demo.settings import GenerationSettings
 from latentsync_demo.provenance import c2pa_embed
 from latentsync_demo.provenance.manifest import (
     DIGITAL_SOURCE_TYPE, GENERATION_LABEL, container_tags, read_metadata, sha256, sidecar_path, stamp,
@@ -128,6 +129,7 @@ def clip(tmp_path):
     out = tmp_path / "out.mp4"
     shutil.copy(video, out)
     tags = container_tags("job123", "latentsync-1.5", GenerationSettings(), "0abc")
+    set_metadata(out, tags)  # what a job's mux writes
     return {"video": video, "out": out, "tags": tags, "root": tmp_path}
 
 
@@ -212,6 +214,7 @@ def test_host_certificate_from_the_environment_signs_a_trusted_manifest(clip):
     signing = signing_from_env({"LATENTSYNC_C2PA_CERT": str(chain), "LATENTSYNC_C2PA_KEY": key.read_text()})
     assert signing.alg == "ps256" and not signing.test  # from the RSA key; the key given as PEM text
     tags = container_tags("job123", "latentsync-1.5", GenerationSettings(), "0abc", voice="script")
+    set_metadata(clip["out"], tags)  # what the job's mux writes
     stamp(clip["out"], {"video": clip["video"]}, tags, signing=signing)
     found = c2pa_embed.read(clip["out"], root)
     assert found.state == "Trusted" and found.signer == "Example Host" and not found.test_certificate

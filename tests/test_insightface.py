@@ -263,7 +263,7 @@ def test_real_weights_interfaces_and_a_real_face():
 
 def test_service_refuses_an_unknown_backend_before_any_work(tmp_path):
     from latentsync_demo.errors import InputError
-    from latentsync_demo.pipeline.video import GenerationSettings
+    from latentsync_demo.settings import GenerationSettings
     from latentsync_demo.service import LipSyncService
 
     with pytest.raises(InputError, match="unknown landmark backend 'dlib'; choose one of auto, insightface"):

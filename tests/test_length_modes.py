@@ -52,10 +52,9 @@ def test_driving_audio_is_padded_with_silence_only_for_generated_frames():
     assert plan_length(2, 3, "cut").driving_audio(speech) is speech  # never cut before whisper
 
 
-def test_mode_names_and_the_keep_video_tail_alias():
+def test_mode_names():
     assert resolve_length_mode(None) == "pingpong"
-    assert resolve_length_mode(None, keep_video_tail=True) == "keep-tail"
-    assert resolve_length_mode("loop", keep_video_tail=True) == "loop"  # an explicit mode wins
+    assert resolve_length_mode("loop") == "loop"
     with pytest.raises(InputError, match="unknown length mode 'bounce'; choose one of pingpong, loop, cut"):
         resolve_length_mode("bounce")
     with pytest.raises(InputError, match="at least one video frame"):

@@ -118,7 +118,7 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400, "lcm takes 1 to 8 steps")
     _error(_submit(api, media["video"], media["speech"], window_frames="999"), 400, "999")
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
-    _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "audio file is missing")
+    _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "no speech given")
     _error(_submit(api, media["video"], media["speech"], consent="false"), 400, "consent of the person shown")
     assert api.get("/api/v1/jobs/../../etc/passwd").status_code == 404  # normalised to /etc/passwd: not served
     _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "Not Found", "/docs")

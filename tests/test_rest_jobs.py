@@ -1,17 +1,18 @@
 """JobManager on its own: retention, cancellation of a running job, error messages, shutdown.
 
-The service here is a scripted stand-in for LipSyncService.lipsync (a generator of JobEvents), so these
+The service here is a scripted stand-in for LipSyncService.run (a generator of JobEvents), so these
 checks of the manager's bookkeeping take milliseconds; the real service runs in tests/test_rest_api.py.
 """
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from latentsync_demo.errors import InputError
-from latentsync_demo.pipeline.video import JobEvent
-from latentsync_demo.rest.jobs import JobManager, JobRequest, is_job_id
+from latentsync_demo.rest.jobs import JobManager, is_job_id
+from latentsync_demo.settings import JobEvent
 
 
 class ScriptedService:
@@ -20,7 +21,8 @@ class ScriptedService:
         self.closed = threading.Event()
         self.fail: Exception | None = None
 
-    def lipsync(self, video, audio, out, preset, voice=None, **settings):
+    def run(self, request):
+        out = request.out
         try:
             yield JobEvent("reading", 0.0, "reading")
             if self.fail is not None:
@@ -49,7 +51,7 @@ def manager(service, tmp_path):
 def _submit(manager: JobManager):
     job_id, folder = manager.new_folder()
     (folder / "video.mp4").write_bytes(b"v")
-    return manager.submit(job_id, folder, JobRequest(folder / "video.mp4", None, "latentsync-1.5", {}))
+    return manager.submit(job_id, folder, SimpleNamespace(out=folder / "result.mp4"))
 
 
 def _wait_for(condition, timeout=10.0):

@@ -1,5 +1,8 @@
 """The streaming job (analysis, generation and paste-back in parallel) writes exactly what the sequential
-passes write: the whole face pass first, then generation, then paste-back frame by frame."""
+passes write: the whole face pass first, then generation, then paste-back frame by frame; so does every stage
+policy (several restore workers, the official order)."""
+
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -8,10 +11,11 @@ import torch
 from latentsync_demo.face import FaceAligner
 from latentsync_demo.face.landmarks import make_detector
 from latentsync_demo.face.track import track_faces
-from latentsync_demo.media import SAMPLE_RATE, VideoWriter, load_audio, read_frames
-from latentsync_demo.pipeline.length import plan_length
-from latentsync_demo.pipeline.streaming import FrameStore
-from latentsync_demo.pipeline.video import GenerationSettings, lipsync_video, pingpong_index
+from latentsync_demo.media import SAMPLE_RATE, VideoWriter, load_audio, probe, read_frames
+from latentsync_demo.pipeline.job import JobPlan, StagePolicy, run_lipsync_job
+from latentsync_demo.pipeline.length import pingpong_index, plan_length
+from latentsync_demo.pipeline.streaming import FrameStore, prefetch
+from latentsync_demo.settings import GenerationSettings
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 
 W, H = 256, 192
@@ -54,22 +58,59 @@ def _sequential_reference(tiny_service, video, audio_path, steps, seed) -> np.nd
     return np.stack(out)
 
 
-def test_streaming_job_equals_sequential_passes(tiny_service, media, tmp_path):
+@pytest.fixture(scope="module")
+def expected(tiny_service, media, tmp_path_factory):
+    """The sequential passes' frames, through the same encoder with the same settings."""
+    video, speech = media
+    frames = _sequential_reference(tiny_service, video, speech, 3, seed=9)
+    assert len(frames) == 38
+    path = tmp_path_factory.mktemp("expected") / "expected.mp4"
+    with VideoWriter(path, W, H, 25) as writer:
+        writer.write_batch(frames)
+    return read_frames(path)
+
+
+POLICIES = {"streaming": StagePolicy(restore_workers=1), "3 restore workers": StagePolicy(restore_workers=3),
+            "official order": StagePolicy(restore_workers=1, face_pass_first=True, paste_each_chunk=True)}
+
+
+@pytest.mark.parametrize("policy", POLICIES.values(), ids=POLICIES.keys())
+def test_streaming_job_equals_sequential_passes(tiny_service, media, expected, policy, tmp_path):
     video, speech = media
     # The engine itself (the service adds consent checks and an invisible watermark on top: compared unmarked).
-    settings = GenerationSettings(num_inference_steps=3, seed=9, landmarks="mediapipe", watermark_job=None)
-    models = tiny_service.models()
-    events = list(lipsync_video(tiny_service.pipeline(), models.audio_encoder, models.resolution, video, speech,
-                                tmp_path / "out.mp4", settings))
-    expected = _sequential_reference(tiny_service, video, speech, 3, seed=9)
-    assert len(expected) == 38
-    with VideoWriter(tmp_path / "expected.mp4", W, H, 25) as writer:  # the same encoder, the same settings
-        writer.write_batch(expected)
-    got, want = read_frames(tmp_path / "out.mp4"), read_frames(tmp_path / "expected.mp4")
-    assert got.shape == want.shape
-    assert np.array_equal(got, want)
+    settings = GenerationSettings(num_inference_steps=3, seed=9, landmarks="mediapipe")
+    plan = JobPlan(probe(video), probe(speech), tmp_path / "out.mp4", settings, "pingpong")
+    with closing(make_detector("mediapipe")) as detector:
+        events = list(run_lipsync_job(tiny_service.pipeline(), plan, detector, stages=policy))
+    got = read_frames(tmp_path / "out.mp4")
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected)
     generating = [e for e in events if e.stage == "generating"]
     assert [e.chunk for e in generating] == [1, 2, 3] and all(e.preview is not None for e in generating)
+    assert events[-1].stage == "done" and events[-1].frames == 38
+
+
+def test_prefetch_keeps_order_bounds_the_queue_and_passes_errors():
+    made = []
+
+    def produce(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError("broken input")
+            made.append(i)
+            yield i
+
+    assert list(prefetch(produce(50), maxsize=4)) == list(range(50))
+    made.clear()
+    items = prefetch(produce(50), maxsize=4)
+    assert next(items) == 0
+    import time
+
+    time.sleep(0.3)  # the producer runs ahead only as far as the queue allows
+    assert len(made) <= 1 + 4 + 1
+    items.close()
+    with pytest.raises(ValueError, match="broken input"):
+        list(prefetch(produce(10, fail_at=5), maxsize=2))
 
 
 def test_frame_store_reads_while_it_is_written(tmp_path):

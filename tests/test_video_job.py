@@ -10,7 +10,7 @@ import pytest
 from latentsync_demo.errors import InputError
 from latentsync_demo.face import load_mask
 from latentsync_demo.media import VideoWriter, count_frames, probe, read_frames
-from latentsync_demo.pipeline.video import pingpong_index
+from latentsync_demo.pipeline.length import pingpong_index
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
@@ -104,7 +104,7 @@ def test_frames_without_face_pass_through(service, media, tmp_path):
 
 def test_keep_video_tail(service, media, tmp_path):
     out = tmp_path / "tail.mp4"
-    _run(service, media["clip"], media["speech_short"], out, keep_video_tail=True)
+    _run(service, media["clip"], media["speech_short"], out, length_mode="keep-tail")
     assert count_frames(out) == 30
     assert abs(probe(out).duration - 1.2) <= 0.04
 

@@ -1,7 +1,7 @@
 """The audio encoder of a phoneme-aware checkpoint at inference: Whisper + Wav2Vec2, fused per video frame.
 
 It has the interface the job engine uses of ``WhisperAudioEncoder`` (``encode`` the whole driving audio once,
-then ``frame_chunks`` for the frames of each chunk), so ``pipeline.video`` runs it unchanged:
+then ``frame_chunks`` for the frames of each chunk), so ``pipeline.job`` runs it unchanged:
 
     features = encoder.encode(waveform)            # PhonemeFeatures: whisper (L, layers, d), wav2vec (L, d_w)
     tokens = encoder.frame_chunks(features, fps=25, frame_indices=range(16))   # (16, 50, fused_dim)

@@ -139,11 +139,18 @@ def _gaussian_blur(x: torch.Tensor, w_edge: int) -> torch.Tensor:
     t = torch.arange(b, dtype=x.dtype, device=x.device) - w_edge
     g = torch.exp(-t.pow(2.0) / (2 * torch.tensor(sigma, dtype=x.dtype, device=x.device).pow(2.0)))
     g = g / g.sum()
-    # Every frame has its own crop size; oneDNN would cache a new conv primitive (and its memory) for each
-    # shape, growing the process by ~2 MB per frame, so these small convs take PyTorch's native path.
-    with torch.backends.mkldnn.flags(enabled=False):
-        x = F.conv2d(F.pad(x, (w_edge, w_edge, 0, 0), mode="reflect"), g.view(1, 1, 1, b))
-        return F.conv2d(F.pad(x, (0, 0, w_edge, w_edge), mode="reflect"), g.view(1, 1, b, 1))
+    x = _native_conv(F.pad(x, (w_edge, w_edge, 0, 0), mode="reflect"), g.view(1, 1, 1, b))
+    return _native_conv(F.pad(x, (0, 0, w_edge, w_edge), mode="reflect"), g.view(1, 1, b, 1))
+
+
+def _native_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """A valid 2-D convolution. On the CPU it takes PyTorch's native kernel directly: every frame has its own
+    crop size and oneDNN would cache a new conv primitive (and its memory) for each shape, growing the process by
+    ~2 MB per frame. Calling the kernel (what conv2d runs with oneDNN off, bit for bit) instead of toggling the
+    process-wide oneDNN flag keeps restores on several threads, and the UNet beside them, deterministic."""
+    if x.device.type != "cpu":
+        return F.conv2d(x, kernel)
+    return torch.ops.aten._slow_conv2d_forward(x, kernel, list(kernel.shape[-2:]), None, [1, 1], [0, 0])
 
 
 class FaceAligner:

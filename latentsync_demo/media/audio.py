@@ -15,13 +15,16 @@ from .probe import MediaInfo, probe
 SAMPLE_RATE = 16000
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(path: str | os.PathLike | MediaInfo, sample_rate: int = SAMPLE_RATE, *,
+               check_finite: bool = True) -> np.ndarray:
     """Decode the audio of `path` (an audio file, or a video's audio track) to mono float32 in [-1, 1).
 
+    `path` may be the file's `MediaInfo` from an earlier `probe` (then it is not probed again).
+    check_finite=False skips `check_finite_samples` (a second decode of float PCM) for audio already checked.
     This is the official LatentSync conversion: ffmpeg resamples and downmixes to signed 16-bit PCM, and the
     samples are divided by 32768. For a 16 kHz mono 16-bit WAV the result is exactly int16 / 32768.
     """
-    info = probe(path)
+    info = path if isinstance(path, MediaInfo) else probe(path)
     if not info.has_audio:
         if info.has_video:
             raise InputError(f"no audio track in this video: {info.path}. Upload a separate audio file, "
@@ -34,7 +37,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / np.float32(32768.0)
     if samples.size == 0:
         raise InputError(f"the audio track is empty (length 0) in {info.path}; record or export it again.")
-    check_finite_samples(info)
+    if check_finite:
+        check_finite_samples(info)
     return samples
 
 

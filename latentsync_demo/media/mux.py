@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -10,51 +11,67 @@ import numpy as np
 from ..errors import InputError
 from .audio import SAMPLE_RATE, write_wav
 from .ffmpeg import fs_path, run_ffmpeg
-from .probe import count_frames, probe
+from .probe import MediaInfo, count_frames, probe
 from .temp import job_tempdir
 
 
 def mux(
     video_path: str | os.PathLike,
-    audio: np.ndarray | str | os.PathLike,
+    audio: np.ndarray | str | os.PathLike | MediaInfo,
     out_path: str | os.PathLike,
     *,
     sample_rate: int = SAMPLE_RATE,
     num_frames: int | None = None,
+    fps: float | None = None,
+    metadata: Mapping[str, str] | None = None,
     audio_bitrate: str = "192k",
 ) -> Path:
     """Write `out_path` (MP4): the video stream of `video_path` copied as is, plus `audio` encoded as AAC.
 
-    audio: mono float32 samples at `sample_rate` (e.g. from `load_audio`), or a file whose first audio track
-    is used (e.g. the user's original upload, which keeps its full quality).
+    audio: mono float32 samples at `sample_rate` (e.g. from `load_audio`), or a file (or its `MediaInfo`) whose
+    first audio track is used (e.g. the user's original upload, which keeps its full quality).
     The audio is padded with silence or cut so that it lasts exactly num_frames / fps (`-shortest` only cuts
-    to whole audio packets); num_frames is counted from the file when not given.
+    to whole audio packets); num_frames is counted from the file when not given, fps probed when not given.
+    metadata: container tags written in this same pass (see `set_metadata` for the key rules), so a finished
+    output is written once.
     """
-    info = probe(video_path)
-    if not info.has_video:
-        raise InputError(f"the file has no video stream: {info.path}")
+    if fps is None:
+        info = probe(video_path)
+        if not info.has_video:
+            raise InputError(f"the file has no video stream: {info.path}")
+        fps = info.fps
     frames = count_frames(video_path) if num_frames is None else num_frames
-    duration = frames / info.fps
+    duration = frames / fps
     out = Path(out_path)
     with job_tempdir() as tmp:
         if isinstance(audio, np.ndarray):
             source = tmp / "audio.wav"
             write_wav(source, audio, sample_rate)
         else:
-            audio_info = probe(audio)
+            audio_info = audio if isinstance(audio, MediaInfo) else probe(audio)
             if not audio_info.has_audio:
                 raise InputError(f"no audio track in {audio_info.path}; pass a file with sound.")
             source = audio_info.path
         # apad makes the audio at least as long as the video; -t (sample-accurate on filtered audio) cuts both.
         args = ["-y", "-i", fs_path(video_path), "-i", fs_path(source), "-map", "0:V:0", "-map", "1:a:0",
                 "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-b:a", audio_bitrate, "-t", f"{duration:.6f}",
-                "-movflags", "+faststart", fs_path(out)]
+                *_metadata_args(metadata or {}),
+                "-movflags", "+faststart" + ("+use_metadata_tags" if metadata else ""), fs_path(out)]
         try:
             run_ffmpeg(args)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
     return out
+
+
+def _metadata_args(metadata: Mapping[str, str]) -> list[str]:
+    args = []
+    for key, value in metadata.items():
+        if not key.replace("_", "").isalnum():
+            raise ValueError(f"metadata key must be a plain word: {key!r}")
+        args += ["-metadata", f"{key}={value}"]
+    return args
 
 
 def set_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> Path:
@@ -64,11 +81,7 @@ def set_metadata(path: str | os.PathLike, metadata: dict[str, str]) -> Path:
     keys must be plain words, values any text.
     """
     path = Path(path)
-    args = ["-y", "-i", fs_path(path), "-map", "0", "-c", "copy", "-map_metadata", "0"]
-    for key, value in metadata.items():
-        if not key.replace("_", "").isalnum():
-            raise ValueError(f"metadata key must be a plain word: {key!r}")
-        args += ["-metadata", f"{key}={value}"]
+    args = ["-y", "-i", fs_path(path), "-map", "0", "-c", "copy", "-map_metadata", "0", *_metadata_args(metadata)]
     with job_tempdir() as tmp:
         staged = tmp / path.name
         run_ffmpeg([*args, "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", fs_path(staged)])

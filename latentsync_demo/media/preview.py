@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .ffmpeg import fs_path, run_ffmpeg
+from .mux import mux
 from .probe import probe
 from .video import VideoWriter, h264_args
 
@@ -69,3 +70,53 @@ class SideBySideWriter:
 
     def __exit__(self, *exc) -> None:
         self.writer.__exit__(*exc)
+
+
+def scaled_side_by_side(original: np.ndarray, result: np.ndarray, height: int = 256) -> np.ndarray:
+    """(original | result) at ``height`` pixels, each half keeping the frame's aspect ratio."""
+    scale = height / original.shape[0]
+    return side_by_side(original, result, (max(1, int(round(original.shape[1] * scale))), height))
+
+
+def chunk_preview(face_in: np.ndarray, face_out, frame: np.ndarray, result: np.ndarray, has_face: bool,
+                  resolution: int) -> np.ndarray:
+    """The face crop the model saw | the crop it made, at least 256 px high, so the mouth is visible.
+
+    face_in (R, R, 3) uint8, face_out (3, R, R) torch float in ~[-1, 1]; a chunk without any face shows whole
+    frames instead.
+    """
+    if not has_face:
+        return scaled_side_by_side(frame, result)
+    made = ((face_out.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    pair = np.hstack([face_in, made])
+    height = max(256, resolution)
+    if pair.shape[0] != height:
+        scale = height / pair.shape[0]
+        pair = cv2.resize(pair, (round(pair.shape[1] * scale), height), interpolation=cv2.INTER_CUBIC)
+    return pair
+
+
+class CompareVideo:
+    """The optional original | result video of a job (``path`` None: does nothing), written once: frames go to a
+    silent file in the job folder, then ``finish`` muxes it with the speech and its tags into ``path``."""
+
+    def __init__(self, path: str | os.PathLike | None, workdir: Path, frame_size: tuple[int, int], fps: float):
+        self.path, self.fps = (Path(path) if path is not None else None), fps
+        self.silent = workdir / "compare.mp4"
+        self.writer = SideBySideWriter(self.silent, frame_size, fps) if self.path is not None else None
+
+    def write(self, original: np.ndarray, result: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.write(original, result)
+
+    def finish(self, audio, frames: int, metadata: dict[str, str] | None = None) -> Path | None:
+        if self.writer is None:
+            return None
+        return mux(self.silent, audio, self.path, num_frames=frames, fps=self.fps, metadata=metadata)
+
+    def __enter__(self) -> CompareVideo:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.__exit__(*exc)

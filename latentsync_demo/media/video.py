@@ -17,22 +17,23 @@ import numpy as np
 
 from ..errors import InputError
 from .ffmpeg import BASE_ARGS, ffmpeg_exe, fs_path, stderr_tail, widen_pipe
-from .probe import probe
+from .probe import MediaInfo, probe
 
 MODEL_FPS = 25.0
 
 
 def iter_frames(
-    path: str | os.PathLike, fps: float | None = MODEL_FPS, size: tuple[int, int] | None = None
+    path: str | os.PathLike | MediaInfo, fps: float | None = MODEL_FPS, size: tuple[int, int] | None = None
 ) -> Iterator[np.ndarray]:
     """Yield the frames of `path` as (H, W, 3) uint8 RGB arrays, as displayed (rotation applied).
 
+    `path` may be the file's `MediaInfo` from an earlier `probe` (then it is not probed again).
     fps: resample to this constant rate with ffmpeg's fps filter (works for variable-rate input); None keeps
     the file's own frames. size: (width, height) to scale to; None keeps the displayed size.
     The file is checked at once (InputError for bad input); ffmpeg starts at the first `next()`, and is
     killed and reaped when the iterator is closed or garbage-collected, so stopping early is cheap.
     """
-    info = probe(path)
+    info = path if isinstance(path, MediaInfo) else probe(path)
     if not info.has_video:
         raise InputError(f"the file has no video stream: {info.path}. Pass a video (MP4, MOV, MKV, WEBM, AVI).")
     width, height = size or (info.width, info.height)

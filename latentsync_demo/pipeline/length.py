@@ -18,8 +18,8 @@ pad-silence    as pingpong                                S frames, all lip-sync
                                                           model is driven by silence (closed mouth)
 =============  ========================================  ===========================================
 
-``cut`` keeps the shorter of the two (sync.so's "cut off"); it equals the old ``keep_video_tail=False``
-whenever the video is the longer one. ``pad-silence`` differs from ``keep-tail`` in the tail: the
+``cut`` keeps the shorter of the two (sync.so's "cut off"); when the video is the longer one it equals
+pingpong. ``pad-silence`` differs from ``keep-tail`` in the tail: the
 original frames would keep the speaker's mouth moving in silence, so those frames are generated from
 silent audio (zeros appended to the speech before whisper), which the model renders as a resting, closed
 mouth over the original frames. Generated frames always come first (``num_generated``), pass-through
@@ -91,11 +91,9 @@ def check_length_mode(mode: str) -> str:
     return mode
 
 
-def resolve_length_mode(length_mode: str | None, keep_video_tail: bool = False) -> str:
-    """The mode to use: ``length_mode`` when given, else the old boolean (True = keep-tail, False = pingpong)."""
-    if length_mode:
-        return check_length_mode(length_mode)
-    return "keep-tail" if keep_video_tail else DEFAULT_LENGTH_MODE
+def resolve_length_mode(length_mode: str | None) -> str:
+    """The mode to use: ``length_mode`` when given, else the default (pingpong)."""
+    return check_length_mode(length_mode) if length_mode else DEFAULT_LENGTH_MODE
 
 
 def plan_length(num_source: int, num_audio: int, mode: str = DEFAULT_LENGTH_MODE) -> LengthPlan:

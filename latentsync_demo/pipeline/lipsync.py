@@ -56,15 +56,20 @@ class LipSyncPipeline:
         vae: ``AutoencoderKL`` (sd-vae-ft-mse for the official weights).
         scheduler: any diffusers scheduler; default is the official DDIM configuration. ``make_scheduler("lcm")``
             goes with an LCM student UNet (``store.load_lcm_unet``).
+        audio_encoder: turns speech into the per-frame features the UNet attends to (whisper, or whisper fused
+            with Wav2Vec2); needed by the video job, not by ``__call__`` on precomputed features.
+        resolution: the face crop size the UNet was trained on (256 for 1.5, 512 for 1.6).
 
     ``unet_calls`` counts UNet evaluations since construction (set it to 0 to restart): per chunk it grows by
     ``steps`` (LCM, or DDIM without guidance) or ``steps`` batch-of-2 calls (DDIM with classifier-free guidance).
     """
 
-    def __init__(self, unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: SchedulerMixin | None = None):
+    def __init__(self, unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: SchedulerMixin | None = None,
+                 audio_encoder=None, resolution: int = 256):
         self.unet = unet.eval()
         self.vae = vae.eval()
         self.scheduler = scheduler if scheduler is not None else make_scheduler("ddim")
+        self.audio_encoder, self.resolution = audio_encoder, resolution
         self.unet_calls = 0
         self._masks: dict[int, torch.Tensor] = {}
 

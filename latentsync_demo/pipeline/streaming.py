@@ -1,16 +1,19 @@
-"""The streaming job engine: decode -> landmarks -> align | generate | paste back -> encode, concurrently.
+"""The streaming job engine: decode | landmarks + align | generate | restore + mark | encode, concurrently.
 
-* ``FaceAnalysis`` (a thread) decodes the clip and aligns every frame's face while the UNet works. Aligned
-  faces go to a file in the job folder (and, when frames will be needed out of order, the frames too), so host
-  memory stays flat in the clip length; only a (2, 3) matrix and a flag per frame stay in RAM.
+* ``FaceAnalysis`` (a thread, fed by a decoder thread through a bounded queue) finds and aligns every frame's face
+  while the UNet works. Aligned faces and the decoded frames go to files in the job folder, so host memory stays
+  flat in the clip length and the video is decoded exactly once; only a (2, 3) matrix and a flag per frame stay
+  in RAM.
 * The caller's thread pulls 16-frame chunks of aligned faces as the pipeline asks for them
   (``LipSyncPipeline.generate_stream``), waiting only for the frames that chunk needs.
-* ``PasteBack`` (a thread) pastes finished chunks into the original frames and feeds the encoder, so it
-  overlaps the next UNet batch; a bounded queue keeps at most a few chunks in flight.
+* ``PasteBack`` (a thread) restores finished chunks into the stored frames on a pool of workers (frames stay in
+  order), marks them and feeds the encoder, so it overlaps the next UNet batch; a bounded queue keeps at most a
+  few chunks in flight.
 
 Output frame ``i`` shows source frame ``plan.source(i)`` (the length rule is one separate mapping, see
-``pipeline.length`` and ``pipeline.video``); a source frame without a face borrows the nearest frame's face for generation and is
-written unchanged. Same computations in the same order as one pass after another, so the same output.
+``pipeline.length`` and ``StreamingPlan``); a source frame without a face borrows the nearest frame's face for
+generation and is written unchanged. Same computations in the same order as one pass after another, so the same
+output.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,7 +31,8 @@ import torch
 from ..errors import InputError
 from ..face import FaceAligner
 from ..face.track import track_faces
-from ..media import MODEL_FPS, iter_frames
+from ..media import MODEL_FPS, MediaInfo, iter_frames
+from .length import LengthPlan, plan_length
 
 _DONE = object()
 
@@ -57,15 +62,15 @@ class FrameStore:
 
 
 class FaceAnalysis(threading.Thread):
-    """Landmarks and aligned faces of every 25 fps frame, published as they are found."""
+    """Landmarks and aligned faces of every 25 fps frame, published as they are found; the frames themselves are
+    kept in ``frames`` for the paste-back (the one decode of the job)."""
 
-    def __init__(self, video_path, resolution: int, face_index: int, make_detector: Callable, workdir: Path,
-                 keep_frames: bool, num_out: int):
+    def __init__(self, video: MediaInfo, resolution: int, face_index: int, detector, workdir: Path):
         super().__init__(name="face-analysis", daemon=True)
-        self.video_path, self.resolution, self.face_index = video_path, resolution, face_index
-        self.make_detector, self.workdir, self.keep_frames, self.num_out = make_detector, workdir, keep_frames, num_out
+        self.video, self.resolution, self.face_index = video, resolution, face_index
+        self.detector, self.workdir = detector, workdir
         self.faces = FrameStore(workdir / "faces.u8", (resolution, resolution, 3))
-        self.frames: FrameStore | None = None  # every source frame, when they are needed out of order
+        self.frames: FrameStore | None = None  # every decoded frame, created with the first one
         self.matrices: list[np.ndarray | None] = []
         self.size: tuple[int, int] | None = None  # width, height
         self.count, self.finished, self.error = 0, False, None
@@ -73,10 +78,9 @@ class FaceAnalysis(threading.Thread):
         self._cond = threading.Condition()
 
     def run(self) -> None:
-        detector, close = self.make_detector()
-        self.counter = _FaceCounter(detector)
-        tracked = track_faces(iter_frames(self.video_path, fps=MODEL_FPS), self.counter,
-                              FaceAligner(self.resolution), self.face_index)
+        self.counter = _FaceCounter(self.detector)
+        decoded = prefetch(iter_frames(self.video, fps=MODEL_FPS), maxsize=8, stop=self.stop)
+        tracked = track_faces(decoded, self.counter, FaceAligner(self.resolution), self.face_index)
         try:
             for frame, aligned, matrix in tracked:
                 if self.stop.is_set():
@@ -87,18 +91,16 @@ class FaceAnalysis(threading.Thread):
             self.error = exc
         finally:
             tracked.close()
-            close()
+            decoded.close()
             with self._cond:
                 self.finished = True
                 self._cond.notify_all()
 
     def _add(self, frame, aligned, matrix) -> None:
-        if self.size is None:
+        if self.frames is None:
             self.size = (frame.shape[1], frame.shape[0])
-            if self.keep_frames:
-                self.frames = FrameStore(self.workdir / "frames.u8", frame.shape)
-        if self.frames is not None:
-            self.frames.append(frame)
+            self.frames = FrameStore(self.workdir / "frames.u8", frame.shape)
+        self.frames.append(frame)
         self.faces.append(aligned if aligned is not None else np.zeros(self.faces.shape, np.uint8))
         with self._cond:
             self.matrices.append(matrix)
@@ -107,7 +109,7 @@ class FaceAnalysis(threading.Thread):
 
     def _finish(self) -> None:
         if self.count == 0:
-            raise InputError(f"could not read any frame from {Path(self.video_path).name}: is the file complete?")
+            raise InputError(f"could not read any frame from {Path(self.video.path).name}: is the file complete?")
         most = self.counter.most
         if all(m is None for m in self.matrices) and 0 < most <= self.face_index:
             raise InputError(
@@ -120,11 +122,6 @@ class FaceAnalysis(threading.Thread):
                 "no face was found in any frame of the video: upload a clip where one face is clearly visible "
                 "(frontal, not too small)"
             )
-        if self.frames is None and self.num_out > self.count:  # the probe under-counted: keep the frames now
-            store = FrameStore(self.workdir / "frames.u8", (self.size[1], self.size[0], 3))
-            for frame in iter_frames(self.video_path, fps=MODEL_FPS):
-                store.append(frame)
-            self.frames = store
 
     def wait(self, index: int | None = None, timeout: float | None = None) -> bool:
         """Block until frame ``index`` is analysed (None: the whole clip); re-raises the thread's error.
@@ -205,40 +202,30 @@ def face_chunks(analysis: FaceAnalysis, plan, audio_chunks: Callable[[range], to
 
 
 class PasteBack(threading.Thread):
-    """Pastes generated chunks into the original frames and writes them, in output order.
+    """Restores generated chunks into the stored original frames, marks and writes them, in output order.
 
-    ``paste(frame, face, matrix)`` is the per-frame function (None matrix: the frame passes unchanged).
-    After each chunk ``on_chunk(chunk_index, source, face, original, result, has_face)`` is called from this
-    thread with the chunk's last frame that has a face (else its last frame). ``also(original, result)`` sees
-    every written frame (e.g. the side-by-side video). ``skip_tail``: set before the last ``put(None)`` to end
-    without the plan's pass-through frames (a stopped job).
+    ``restore(frame, face, matrix)`` is the per-frame paste (None matrix: the frame passes unchanged); it runs on
+    ``workers`` threads (OpenCV and torch release the GIL), the results are taken back in order. ``mark(frame,
+    matrix)`` then runs here, in output order, and ``writer.write`` gets the frame. After each chunk
+    ``on_chunk(chunk_index, source, face, original, result, has_face)`` is called from this thread with the
+    chunk's last frame that has a face (else its last frame). ``compare(original, result)`` sees every written
+    frame (the side-by-side video). ``skip_tail``: set before the last ``put(None)`` to end without the plan's
+    pass-through frames (a stopped job).
     """
 
-    def __init__(self, analysis: FaceAnalysis, video_path, plan, writer, paste: Callable,
-                 on_chunk: Callable, max_chunks_in_flight: int = 2, also: Callable | None = None):
+    def __init__(self, analysis: FaceAnalysis, plan, writer, restore: Callable, mark: Callable, on_chunk: Callable,
+                 compare: Callable, workers: int = 1, max_chunks_in_flight: int = 2):
         super().__init__(name="paste-back", daemon=True)
-        self.analysis, self.plan, self.writer, self.paste, self.on_chunk = analysis, plan, writer, paste, on_chunk
-        self.video_path = video_path
+        self.analysis, self.plan, self.writer, self.on_chunk = analysis, plan, writer, on_chunk
+        self.restore, self.mark, self.compare, self.workers = restore, mark, compare, max(1, int(workers))
         self.chunks: queue.Queue = queue.Queue(maxsize=max_chunks_in_flight)
         self.error: BaseException | None = None
         self.tail = 0  # pass-through frames written after the generated ones (length plan)
-        self.also = also or (lambda original, result: None)
         self.skip_tail = False
-        self._decoder, self._next = None, 0
 
     def original(self, s: int) -> np.ndarray:
-        """Source frame ``s``: from the frame store when there is one, else from a second sequential decode."""
-        frames = self.analysis.frames
-        if frames is not None and frames.count > s:
-            return frames[s]
-        if s == self._next:
-            if self._decoder is None:
-                self._decoder = iter_frames(self.video_path, fps=MODEL_FPS)
-            self._next += 1
-            return next(self._decoder)
-        self.analysis.wait()  # out of order: only the finished analysis has every frame stored
-        if self.analysis.frames is None:
-            raise RuntimeError(f"source frame {s} requested out of order but the frames were not kept")
+        """Source frame ``s`` from the face pass's frame store (waiting for it to be decoded if need be)."""
+        self.analysis.wait(s)
         return self.analysis.frames[s]
 
     def put(self, item) -> None:
@@ -252,34 +239,39 @@ class PasteBack(threading.Thread):
             except queue.Full:
                 continue
 
+    def _restore(self, s: int, face) -> tuple[np.ndarray, np.ndarray]:
+        frame = self.original(s)
+        return frame, self.restore(frame, face, self.analysis.matrices[s])
+
+    def _write(self, s: int, frame: np.ndarray, result: np.ndarray) -> np.ndarray:
+        matrix = self.analysis.matrices[s]
+        result = self.mark(result, matrix) if matrix is not None else result
+        self.writer.write(result)
+        self.compare(frame, result)
+        return result
+
     def run(self) -> None:
         try:
-            while (item := self.chunks.get()) is not _DONE:
-                k, start, faces = item
-                shown = None
-                for j, face in enumerate(faces):
-                    s = self.plan.source(start + j)
-                    frame = self.original(s)
-                    matrix = self.analysis.matrices[s]
-                    result = self.paste(frame, face, matrix)
-                    self.writer.write(result)
-                    self.also(frame, result)
-                    if matrix is not None or shown is None:
-                        shown = (s, face, frame, result, matrix is not None)
-                self.on_chunk(k, *shown)
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
+                while (item := self.chunks.get()) is not _DONE:
+                    k, start, faces = item
+                    sources = [self.plan.source(start + j) for j in range(len(faces))]
+                    shown = None
+                    for s, face, (frame, result) in zip(sources, faces, pool.map(self._restore, sources, faces)):
+                        result = self._write(s, frame, result)
+                        if self.analysis.matrices[s] is not None or shown is None:
+                            shown = (s, face, frame, result, self.analysis.matrices[s] is not None)
+                    self.on_chunk(k, *shown)
             if self.skip_tail:
                 return
             plan = self.plan.final()
             for s in plan.sources[plan.num_generated:]:  # pass-through frames always come last
                 frame = self.original(s)
                 self.writer.write(frame)
-                self.also(frame, frame)
+                self.compare(frame, frame)
                 self.tail += 1
         except BaseException as exc:
             self.error = exc
-        finally:
-            if self._decoder is not None:
-                self._decoder.close()
 
     def abort(self) -> None:
         """Stop after the current frame (cancelled job): drop queued chunks and end the loop."""
@@ -293,3 +285,90 @@ class PasteBack(threading.Thread):
         except queue.Full:
             pass
         self.join(timeout=30)
+
+
+class StreamingPlan:
+    """The length plan (``pipeline.length.plan_length``) of a clip whose frames are still being analysed.
+
+    Every length mode shows source frame i at output frame i, lip-synced, while i is below both the speech
+    length and the source frame count; only past that does the plan need the final count, so only then
+    does it wait for the face pass to finish.
+    """
+
+    def __init__(self, analysis: FaceAnalysis, num_audio: int, mode: str):
+        self.analysis, self.num_audio, self.mode = analysis, num_audio, mode
+        self._final: LengthPlan | None = None
+
+    def final(self) -> LengthPlan:
+        if self._final is None:
+            self._final = plan_length(self.analysis.num_frames, self.num_audio, self.mode)
+        return self._final
+
+    def _in_order(self, i: int) -> bool:
+        if i >= self.num_audio:
+            return False
+        self.analysis.wait(i)  # until frame i is analysed or the clip has ended
+        return i < self.analysis.count
+
+    def source(self, i: int) -> int:
+        return i if self._in_order(i) else self.final().sources[i]
+
+    def is_generated(self, i: int) -> bool:
+        return self._in_order(i) or i < self.final().num_generated
+
+    def driving_audio(self, samples: np.ndarray, samples_per_frame: int) -> np.ndarray:
+        """The speech padded with silence to cover the generated frames. Their count depends on the source
+        frame count only for "cut" and "pad-silence" (which therefore wait for the face pass here)."""
+        if self.mode in ("cut", "pad-silence"):
+            return self.final().driving_audio(samples, samples_per_frame)
+        return plan_length(self.num_audio, self.num_audio, self.mode).driving_audio(samples, samples_per_frame)
+
+
+def prefetch(items: Iterable, maxsize: int, stop: threading.Event | None = None) -> Iterator:
+    """Iterate ``items`` on a thread of its own, at most ``maxsize`` ahead of the consumer (a bounded queue
+    between two stages). Errors reach the consumer; closing the returned generator stops the producer."""
+    buffer: queue.Queue = queue.Queue(maxsize=maxsize)
+    done = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not _offer(buffer, (True, item), done):
+                    if done.is_set() or (stop is not None and stop.is_set()):
+                        return
+        except BaseException as exc:
+            _offer(buffer, (False, exc), done, wait=True)
+            return
+        finally:
+            if hasattr(items, "close"):
+                items.close()
+        _offer(buffer, (False, None), done, wait=True)
+
+    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread.start()
+
+    def consume() -> Iterator:
+        try:
+            while True:
+                ok, item = buffer.get()
+                if not ok:
+                    if item is not None:
+                        raise item
+                    return
+                yield item
+        finally:
+            done.set()
+            thread.join(timeout=30)
+
+    return consume()
+
+
+def _offer(buffer: queue.Queue, entry, done: threading.Event, wait: bool = False) -> bool:
+    """Put ``entry`` unless the consumer is gone; a short timeout so the producer notices ``done``."""
+    while True:
+        try:
+            buffer.put(entry, timeout=0.2)
+            return True
+        except queue.Full:
+            if done.is_set() or not wait:
+                return False

@@ -78,6 +78,9 @@ class _NoMark:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return frame
 
+    def mark(self, frame: np.ndarray, matrix) -> np.ndarray:
+        return frame
+
     def close(self) -> None:
         pass
 
@@ -85,3 +88,19 @@ class _NoMark:
 def frame_marker(job: int | None, face_index: int = 0) -> OutputMarker | _NoMark:
     """The per-frame marker of a job with watermark number ``job`` (a no-op when None: watermark off)."""
     return _NoMark() if job is None else OutputMarker(job, face_index=face_index)
+
+
+class _LandmarkMarker:
+    """``mark(frame, matrix)`` over ``OutputMarker``: the job's matrix is not used (see the module docstring)."""
+
+    def __init__(self, marker: OutputMarker):
+        self.marker = marker
+
+    def mark(self, frame: np.ndarray, matrix) -> np.ndarray:
+        return self.marker(frame)
+
+
+def make_marker(job: int | None, key: int | None = None, resolution: int = VERIFY_RESOLUTION):
+    """The marker of a job with watermark number ``job``: ``mark(frame, matrix)`` per finished frame (the
+    identity when ``job`` is None)."""
+    return _LandmarkMarker(OutputMarker(job, key)) if job is not None else _NoMark()

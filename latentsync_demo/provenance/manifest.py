@@ -23,7 +23,6 @@ from pathlib import Path
 
 from .. import __version__
 from ..media.ffmpeg import ffmpeg_exe, fs_path
-from ..media.mux import set_metadata
 from . import c2pa_embed
 from .signing import C2paSigning
 
@@ -154,15 +153,15 @@ def input_hashes(inputs: dict[str, Path | None]) -> dict[str, str]:
 
 def stamp(out: str | os.PathLike, inputs: dict[str, Path | None], tags: dict[str, str],
           signing: C2paSigning | None = None, hashes: dict[str, str] | None = None) -> Path:
-    """Tag ``out`` in place, sign a C2PA manifest into it (``signing`` set and c2pa installed), then write its
-    sidecar manifest (hash of the final bytes); returns the sidecar. ``hashes``: the inputs' sha256 already
+    """Sign a C2PA manifest into ``out`` (``signing`` set and c2pa installed: the one rewrite of the file after its
+    mux, which already wrote the container ``tags``), then write its sidecar manifest (hash of the final bytes);
+    returns the sidecar. ``hashes``: the inputs' sha256 already
     known (``input_hashes``; a job stamps its result and its side-by-side video from the same uploads), the
     others are computed.
 
     A signing failure does not lose the finished video: it is logged and recorded in the sidecar's
     ``signature`` (the tags, the sidecar and the watermark still mark it)."""
     out = Path(out)
-    set_metadata(out, tags)
     inputs = {role: Path(path) for role, path in inputs.items() if path is not None}
     known = hashes or {}
     hashes = {role: known[role] if role in known else sha256(path) for role, path in inputs.items()}

@@ -7,7 +7,9 @@ seconds after the job ends, or when it is deleted.
 
     manager = JobManager(service, root)
     manager.start()
-    job = manager.submit(JobRequest(video, audio, settings={"num_inference_steps": 20}), folder)
+    job_id, folder = manager.new_folder()  # save the uploads there, then
+    request = service.prepare(folder / "video.mp4", folder / "audio.wav", folder / Job.OUTPUT_NAME, consent=True)
+    job = manager.submit(job_id, folder, request)
     manager.get(job.id).status  # queued | running | done | failed | cancelled
 """
 
@@ -24,29 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LatentSyncError
-from ..service import LipSyncService, VoiceRequest
+from ..request import PreparedRequest
+from ..service import LipSyncService
 
 log = logging.getLogger("latentsync_demo.rest")
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 FINAL = ("done", "failed", "cancelled")
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """What to run: input files inside the job folder, and ``LipSyncService.lipsync`` arguments."""
-
-    video: Path
-    audio: Path | None
-    preset: str
-    settings: dict  # GenerationSettings overrides
-    voice: VoiceRequest | None = None
-
-
 @dataclass
 class Job:
     id: str
     folder: Path
-    request: JobRequest
+    request: PreparedRequest  # checked and probed before it was queued
     status: str = "queued"
     stage: str = "queued"
     progress: float = 0.0  # 0..1
@@ -58,9 +50,11 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
+    OUTPUT_NAME = "result.mp4"
+
     @property
     def output(self) -> Path:
-        return self.folder / "result.mp4"
+        return self.folder / self.OUTPUT_NAME
 
     def summary(self) -> dict:
         """The JSON body of ``GET /api/v1/jobs/{id}``."""
@@ -89,7 +83,7 @@ class JobManager:
         folder.mkdir(parents=True)
         return job_id, folder
 
-    def submit(self, job_id: str, folder: Path, request: JobRequest) -> Job:
+    def submit(self, job_id: str, folder: Path, request: PreparedRequest) -> Job:
         job = Job(job_id, folder, request)
         with self._lock:
             self._jobs[job_id] = job
@@ -167,14 +161,11 @@ class JobManager:
             self.prune()
 
     def _run(self, job: Job) -> None:
-        request = job.request
         try:
             if job.cancel.is_set():
                 return self._end(job, "cancelled", "cancelled before it started")
             job.status, job.stage, job.message = "running", "waiting", "waiting for the GPU"
-            events = self.service.lipsync(request.video, request.audio, job.output, request.preset,
-                                          voice=request.voice, consent=True,  # confirmed when submitted
-                                          **request.settings)
+            events = self.service.run(job.request)
             cancelled_while = None
             try:
                 for event in events:

@@ -29,11 +29,12 @@ from starlette.exceptions import HTTPException
 from ..errors import LatentSyncError
 from ..pipeline.length import DEFAULT_LENGTH_MODE, LENGTH_MODES
 from ..pipeline.samplers import SAMPLERS
-from ..pipeline.video import GenerationSettings
 from ..provenance.consent import require_consent
-from ..service import LipSyncService, VoiceRequest
-from ..store import DEFAULT_PRESET
-from .jobs import Job, JobManager, JobRequest, hide_folder
+from ..request import PreparedRequest, settings_from
+from ..service import LipSyncService
+from ..settings import GenerationSettings, VoiceRequest
+from ..store import DEFAULT_PRESET, PRESETS
+from .jobs import Job, JobManager, hide_folder
 from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
 
 PREFIX = "/api/v1"
@@ -147,22 +148,12 @@ class RestAPI:
         consent: bool = Form(False, description="required: true confirms the consent of the person shown (and "
                              "of the voice's owner when cloning a voice)"),
     ) -> Job:
-        """Validate the fields, save the uploads in a new job folder and queue the job."""
+        """Save the uploads in a new job folder, prepare the request (every check the job would make, each file
+        probed once: the same messages as the app and the CLI) and queue it."""
         require_consent(consent)  # ConsentError -> 400 before anything is saved
-        if sampler not in SAMPLERS:
-            raise RequestError(400, f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if voice not in ("off", "revoice", "script"):
-            raise RequestError(400, f"unknown voice mode {voice!r}; choose off, revoice or script")
-        if voice == "script" and not (text or "").strip():
-            raise RequestError(400, "voice=script needs the text field: what the speaker should say")
-        if audio is None and voice != "script":
-            raise RequestError(400, "the audio file is missing: send the speech as the 'audio' field "
-                                    "(or voice=script with text)")
-        settings = dict(sampler=sampler, guidance_scale=guidance, seed=seed, face_index=face_index,
-                        length_mode=length_mode, window_frames=window_frames,
-                        num_inference_steps=steps if steps is not None else SAMPLERS[sampler].default_steps)
-        self.service.check_settings(preset, GenerationSettings(**settings))
-        if self.service.missing_files(preset):
+        settings = settings_from(sampler, steps, guidance_scale=guidance, seed=seed, face_index=face_index,
+                                 length_mode=length_mode, window_frames=window_frames)
+        if preset in PRESETS and self.service.missing_files(preset):
             raise RequestError(503, f"the model weights for {preset} are not installed on this server; its admin "
                                     f"can run: python -m latentsync_demo.download --preset {preset}")
         if self.manager.pending() >= self.max_pending:
@@ -176,27 +167,29 @@ class RestAPI:
             if voice_reference is not None:
                 reference = await save_upload(voice_reference, folder, "voice_reference", AUDIO_SUFFIXES,
                                               self.max_upload_bytes)
-            await asyncio.to_thread(self._check_durations, request, video_path, audio_path)
+            voice_request = VoiceRequest(voice, text, language or None, reference) if voice != "off" else None
+            prepared = await asyncio.to_thread(self._prepare, folder, video_path, audio_path, preset, settings,
+                                               voice_request)
+            if request.url.path.endswith("/sync"):
+                self._check_sync_length(prepared)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        voice_request = VoiceRequest(voice, text, language or None, reference) if voice != "off" else None
-        return self.manager.submit(job_id, folder, JobRequest(video_path, audio_path, preset, settings, voice_request))
+        return self.manager.submit(job_id, folder, prepared)
 
-    def _check_durations(self, request: Request, *paths: Path | None) -> None:
-        """Unreadable media and clips over the server's limits are refused before queueing."""
-        paths = [p for p in paths if p is not None]
+    def _prepare(self, folder: Path, video: Path, audio: Path | None, preset: str, settings: GenerationSettings,
+                 voice: VoiceRequest | None) -> PreparedRequest:
         try:
-            self.service.check_length(*paths)
+            return self.service.prepare(video, audio, folder / Job.OUTPUT_NAME, preset, settings, voice,
+                                        consent=True)  # require_consent passed above
         except LatentSyncError as exc:
-            raise RequestError(400, hide_folder(str(exc), paths[0].parent)) from exc
-        if request.url.path.endswith("/sync"):
-            from ..media import probe
+            raise RequestError(400, hide_folder(str(exc), folder)) from exc
 
-            longest = max(probe(p).duration for p in paths)
-            if longest > self.sync_max_seconds:
-                raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:.0f} s (this one lasts "
-                                        f"{longest:.0f} s); queue it with POST {PREFIX}/jobs instead")
+    def _check_sync_length(self, prepared: PreparedRequest) -> None:
+        longest = max(info.duration for info in (prepared.video, prepared.audio) if info is not None)
+        if longest > self.sync_max_seconds:
+            raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:.0f} s (this one lasts "
+                                    f"{longest:.0f} s); queue it with POST {PREFIX}/jobs instead")
 
     def _job(self, job_id: str) -> Job:
         job = self.manager.get(job_id)

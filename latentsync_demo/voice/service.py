@@ -18,13 +18,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..media import load_audio, write_wav
+from ..settings import VOICE_MODES
 from .asr import ASR_RATE, Transcriber
 from .reference import REFERENCE_RATE, speaker_reference
 from .store import VoiceModelPaths, download_voice_models, resolve_voice_models
 from .timing import place_segments, trim_silence
 from .xtts import VoiceCloner
-
-VOICE_MODES = ("off", "revoice", "script")
 
 _MODELS: dict[tuple, object] = {}  # (kind, folder, device) -> VoiceCloner | Transcriber, for the whole process
 _LOCK = threading.RLock()

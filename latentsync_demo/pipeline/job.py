@@ -1,0 +1,225 @@
+"""One lip-sync job, in one pass over the media: decode once -> faces -> generation -> restore + mark -> encode
+once -> mux once (with the container tags).
+
+``run_lipsync_job`` is a generator of ``JobEvent``s (stage, progress fraction, a preview after every chunk) ending
+with a ``done`` (or ``stopped``) event that carries the output path. Closing the generator (a cancelled request)
+stops ffmpeg and releases everything; the per-job temporary folder is always removed.
+
+Length rule: ``plan.length_mode`` (see ``pipeline.length``). By default the output follows the audio exactly (25
+fps frames = round(audio seconds * 25)): a video shorter than the audio plays forward and backward (ping-pong) as
+in the official code; a longer one is cut at the end of the audio. Frames where no face is found pass through
+unchanged.
+
+The stages stream (``pipeline.streaming``): face analysis of later frames overlaps generation of earlier chunks,
+and restoring/encoding finished chunks overlaps the next UNet batch. The inputs arrive probed and checked
+(``latentsync_demo.request``); nothing here probes them again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..face import FaceAligner
+from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux
+from ..media.preview import CompareVideo, chunk_preview
+from ..settings import GenerationSettings, JobEvent
+from .batching import OFFICIAL_WINDOW, auto_chunk_batch
+from .length import plan_length
+from .lipsync import LipSyncPipeline
+from .streaming import FaceAnalysis, PasteBack, StreamingPlan, face_chunks
+
+# Share of the job's progress bar each stage gets (generation dominates the wall time).
+_DETECT, _AUDIO, _GENERATE = 0.15, 0.05, 0.75
+_TAIL_WRITTEN, _MUXING = 0.96, 0.97
+
+
+def default_restore_workers() -> int:
+    """Threads that restore frames: the cores left after generation and the face pass, at most 4 (restoring a
+    frame costs a few ms; more threads only contend)."""
+    return max(1, min(4, (os.cpu_count() or 1) - 2))
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What one run needs, resolved: the probed inputs, where to write, and what the user chose."""
+
+    video: MediaInfo
+    audio: MediaInfo
+    out: Path
+    settings: GenerationSettings
+    length_mode: str
+    window_frames: int = OFFICIAL_WINDOW  # frames per generated chunk
+    compare: Path | None = None  # also write the original | result video here
+    tags: Mapping[str, str] = field(default_factory=dict)  # container tags of the output, written by its mux
+    compare_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    """How the CPU stages are scheduled. Every policy writes the same output; benchmarks compare them.
+
+    ``restore_workers``: threads restoring frames. ``face_pass_first``: finish the face pass before generating
+    (the official order). ``paste_each_chunk``: restore and write each chunk before generating the next (the
+    official order). ``restore_device``: where frames are restored (None: the pipeline's device)."""
+
+    restore_workers: int = field(default_factory=default_restore_workers)
+    face_pass_first: bool = False
+    paste_each_chunk: bool = False
+    restore_device: str | None = None
+
+
+class _NoMark:
+    def mark(self, frame: np.ndarray, matrix) -> np.ndarray:
+        return frame
+
+
+def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=None,
+                    stop: threading.Event | None = None, stages: StagePolicy = StagePolicy()) -> Iterator[JobEvent]:
+    """Run one job; see the module docstring. Raises InputError on unusable input.
+
+    ``detector``: the landmark backend (kept open; the caller closes it). ``marker``: ``mark(frame, matrix)``
+    for each finished frame with a face (the invisible watermark; None: unmarked). ``stop``: once set, the job
+    ends after the chunk being generated and writes what is done so far (a playable video, audio cut to match),
+    ending with a ``stopped`` event instead of ``done``.
+    """
+    yield JobEvent("reading", 0.0, "reading the speech")
+    audio = load_audio(plan.audio, check_finite=False)  # checked when the request was prepared
+    num_out = int(round(len(audio) / SAMPLE_RATE * MODEL_FPS))
+    if num_out < 1:
+        raise InputError("the audio is shorter than one video frame (40 ms): upload speech audio")
+    expected = max(1, plan.video.frames_at(MODEL_FPS))
+    with job_tempdir() as workdir:
+        # Stage 1 (threads): decode, landmarks, align. Host memory stays flat: frames and faces live in the job
+        # folder, and the paste-back reads the frames from there (the one decode of the input video).
+        analysis = FaceAnalysis(plan.video, pipeline.resolution, plan.settings.face_index, detector, workdir)
+        analysis.start()
+        try:
+            if stages.face_pass_first:
+                analysis.wait()
+            end = yield from _run_stages(pipeline, plan, analysis, audio, workdir, num_out, expected,
+                                         marker or _NoMark(), stop, stages, getattr(detector, "name", "landmarks"))
+        finally:
+            analysis.close()
+    yield end
+
+
+def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir: Path, num_out: int, expected: int,
+                marker, stop, stages: StagePolicy, backend: str) -> Iterator[JobEvent]:
+    """Stages 2-4: chunked generation in this thread, restore + mark + encode in others, then the one mux.
+    Returns the final ("done" or "stopped") event."""
+    yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
+    while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
+        yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
+    settings, window = plan.settings, plan.window_frames
+    length = StreamingPlan(analysis, num_out, plan.length_mode)
+    yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
+    encoder = pipeline.audio_encoder
+    features = encoder.encode(length.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)))
+
+    def audio_chunks(frames: range) -> torch.Tensor:
+        return encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)
+
+    num_chunks = -(-plan_length(expected, num_out, plan.length_mode).num_generated // window)  # may still change
+    aligner = FaceAligner(pipeline.resolution, device=stages.restore_device or pipeline.device)
+    previews: queue.Queue = queue.Queue()
+
+    def restore(frame: np.ndarray, face: torch.Tensor, matrix: np.ndarray | None) -> np.ndarray:
+        return frame if matrix is None else aligner.restore_generated(frame, face, matrix)
+
+    def on_chunk(k, source, face, frame, result, has_face) -> None:
+        face_in = np.array(analysis.faces[analysis.face_source(source)])
+        previews.put((k, chunk_preview(face_in, face, frame, result, has_face, pipeline.resolution)))
+
+    silent = workdir / "video.mp4"
+    width, height = analysis.size
+    with CompareVideo(plan.compare, workdir, (width, height), MODEL_FPS) as compare, \
+            VideoWriter(silent, width, height, MODEL_FPS) as writer:
+        paster = PasteBack(analysis, length, writer, restore, marker.mark, on_chunk, compare.write,
+                           workers=stages.restore_workers)
+        paster.start()
+        try:
+            chunk_batch = settings.chunk_batch or auto_chunk_batch(
+                pipeline.device, pipeline.resolution, pipeline.dtype, pipeline.uses_guidance(settings.guidance_scale),
+                frames=window)
+            chunks = pipeline.generate_stream(
+                face_chunks(analysis, length, audio_chunks, window), pipeline.resolution, num_chunks,
+                settings.num_inference_steps, settings.guidance_scale, settings.seed, deepcache=settings.deepcache,
+                chunk_batch=chunk_batch, output_device=None)
+            yield JobEvent("starting generation", _DETECT + _AUDIO, f"generating chunk 1 of {num_chunks}",
+                           num_chunks=num_chunks)
+            progress = _ChunkProgress(previews, paster, num_chunks, wait_each=stages.paste_each_chunk)
+            for k, (start, generated) in enumerate(chunks):
+                paster.put((k, start, generated))
+                yield from progress.after_chunk(k)
+                if stop is not None and stop.is_set() and progress.generated < progress.num_chunks:
+                    paster.skip_tail = True  # before the next chunk starts
+                    chunks.close()
+                    break
+            paster.put(None)
+            paster.join()
+            if paster.error is not None:
+                raise paster.error
+            yield from progress.rest()
+            if paster.tail:
+                yield JobEvent("writing", _TAIL_WRITTEN, "copied the rest of the video")
+        except BaseException:
+            paster.abort()
+            raise
+        frames = writer.frames_written
+
+    yield JobEvent("writing", _MUXING, "adding the audio track")
+    mux(silent, plan.audio, plan.out, num_frames=frames, fps=MODEL_FPS, metadata=dict(plan.tags))
+    compared = compare.finish(plan.audio, frames, dict(plan.compare_tags))
+    if paster.skip_tail:
+        done = _DETECT + _AUDIO + _GENERATE * progress.generated / progress.num_chunks
+        return JobEvent("stopped", done, f"stopped after chunk {progress.generated} of {progress.num_chunks}: wrote "
+                        f"{plan.out.name} ({frames / MODEL_FPS:.1f} s)", progress.generated, progress.num_chunks,
+                        output=plan.out, frames=frames, compare=compared)
+    return JobEvent("done", 1.0, f"wrote {plan.out.name}", output=plan.out, frames=frames, compare=compared)
+
+
+class _ChunkProgress:
+    """Turns finished chunks (previews from the paste-back thread) into "generating" events, in order."""
+
+    def __init__(self, previews: queue.Queue, paster: PasteBack, num_chunks: int, wait_each: bool):
+        self.previews, self.paster, self.num_chunks, self.wait_each = previews, paster, num_chunks, wait_each
+        self.generated = self.reported = 0
+
+    def after_chunk(self, k: int) -> Iterator[JobEvent]:
+        """Events after chunk ``k`` was handed to the paste-back: the first preview as soon as it exists (with
+        ``wait_each``: every chunk's), then whatever else is already finished."""
+        self.generated = k + 1
+        self.num_chunks = max(self.num_chunks, self.generated)
+        must_wait = k if self.wait_each else 0
+        while self.reported < self.num_chunks and (self.reported <= must_wait or not self.previews.empty()):
+            if self.reported <= must_wait:
+                try:
+                    item = self.previews.get(timeout=0.5)
+                except queue.Empty:
+                    if self.paster.error is not None or not self.paster.is_alive():
+                        return
+                    continue
+            else:
+                item = self.previews.get_nowait()
+            yield self._event(item)
+
+    def rest(self) -> Iterator[JobEvent]:
+        while not self.previews.empty():
+            yield self._event(self.previews.get_nowait(), self.generated)
+
+    def _event(self, item, num_chunks: int | None = None) -> JobEvent:
+        k, preview = item
+        self.reported += 1
+        total = num_chunks or self.num_chunks
+        return JobEvent("generating", _DETECT + _AUDIO + _GENERATE * (k + 1) / total,
+                        f"generated chunk {k + 1} of {total}", k + 1, total, preview=preview)

@@ -1,0 +1,119 @@
+"""One checked, immutable lip-sync request: what the app, the CLI, the Python API, REST and batch hand to a job.
+
+``prepare_request`` runs every check that can be made before work starts, in one place and in one order, so the
+same bad input gets the same message from every front end before a model loads or a frame is decoded:
+consent, settings, output path, the media (each file probed exactly once; its ``MediaInfo`` travels with the
+request, so the job never probes it again) and the host's restrictions. ``LipSyncService.prepare`` calls it
+with the service's limits; ``LipSyncService.run`` runs the result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import InputError
+from .face.landmarks import LANDMARK_CHOICES
+from .media import MediaInfo
+from .pipeline.length import resolve_length_mode
+from .pipeline.samplers import SAMPLERS
+from .provenance.consent import require_consent
+from .provenance.restrict import JobRequest, RestrictionCheck, enforce
+from .provenance.watermark import job_number
+from .settings import GenerationSettings, VoiceRequest
+from .store import PRESETS, resolve
+from .validation import (check_audio, check_output, check_settings, check_video, check_voice,
+                         check_voice_reference)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a host accepts: the longest clip (seconds) and the largest frame (pixels); None = no limit."""
+
+    max_seconds: float | None = None
+    max_pixels: int | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request that passed every check. ``audio`` is None only for a "script" voice request (the speech is
+    made when the job runs); ``job_id`` names the job in the provenance, ``watermark`` is the number the
+    invisible mark carries."""
+
+    video: MediaInfo
+    audio: MediaInfo | None
+    out: Path
+    preset: str
+    settings: GenerationSettings
+    length_mode: str
+    job_id: str
+    watermark: int
+    voice: VoiceRequest | None = None  # None unless the speech is re-voiced or scripted
+    voice_reference: MediaInfo | None = None
+    compare: Path | None = None  # also write the original | result video here
+
+    @property
+    def voice_mode(self) -> str:
+        return self.voice.mode if self.voice is not None else "off"
+
+
+def settings_from(sampler: str = "ddim", steps: int | None = None, **values) -> GenerationSettings:
+    """GenerationSettings from a front end's values; ``steps`` None = the sampler's default step count.
+
+    The one place front ends get their defaults (an unknown sampler keeps 20 steps and is refused by
+    ``prepare_request`` with the list of samplers)."""
+    spec = SAMPLERS.get(sampler)
+    default_steps = spec.default_steps if spec is not None else GenerationSettings.num_inference_steps
+    values = {k: v for k, v in values.items() if v is not None}
+    return GenerationSettings(sampler=sampler, num_inference_steps=default_steps if steps is None else steps,
+                              **values)
+
+
+def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -> str:
+    """Refuse settings no sampler can run, an unknown preset, sampler or landmark backend, steps out of the
+    sampler's range, LCM without its student; returns the resolved length mode."""
+    check_settings(settings)
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if settings.landmarks not in LANDMARK_CHOICES:
+        raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
+                         f"choose one of {', '.join(LANDMARK_CHOICES)}")
+    spec = SAMPLERS.get(settings.sampler)
+    if spec is None:
+        raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if not spec.min_steps <= settings.num_inference_steps <= spec.max_steps:
+        raise InputError(f"{spec.name} takes {spec.min_steps} to {spec.max_steps} steps, "
+                         f"not {settings.num_inference_steps}")
+    if spec.name == "lcm":
+        resolve(preset, checkpoints).require_lcm()
+    return resolve_length_mode(settings.length_mode)
+
+
+def prepare_request(
+    video, audio, out, *, preset: str, settings: GenerationSettings, voice: VoiceRequest | None = None,
+    compare=None, consent: bool = False, checkpoints=None, limits: Limits = Limits(),
+    restrictions: list[RestrictionCheck] = (),
+) -> PreparedRequest:
+    """Check one request completely (InputError with the first problem) and probe each input once."""
+    require_consent(consent)
+    length_mode = check_choices(preset, settings, checkpoints)
+    mode = check_voice(voice, video, audio)
+    check_output(out, (video, audio))
+    if compare is not None:
+        check_output(compare, (video, audio, out))
+    video_info = check_video(video, limits.max_seconds, limits.max_pixels)
+    audio_info = check_audio(audio, limits.max_seconds) if audio is not None else None
+    reference = voice.reference if mode != "off" else None
+    reference_info = check_voice_reference(reference) if reference is not None else None
+    job_id = uuid.uuid4().hex[:12]
+    voice = voice if mode != "off" else None
+    enforce(restrictions, JobRequest(Path(video), Path(audio) if audio is not None else None, preset, job_id,
+                                     settings, voice))
+    return PreparedRequest(video_info, audio_info, Path(out), preset, settings, length_mode, job_id,
+                           job_number(job_id), voice, reference_info, Path(compare) if compare else None)
+
+
+def with_speech(request: PreparedRequest, audio: MediaInfo) -> PreparedRequest:
+    """The request with the speech the voice stage made in place of (or for want of) an uploaded one."""
+    return replace(request, audio=audio)

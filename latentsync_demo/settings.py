@@ -1,0 +1,61 @@
+"""What a user chooses for one lip-sync job, and what the job reports back.
+
+``GenerationSettings`` holds only choices a person makes in the app, the CLI, the REST form or a batch row;
+values the service derives for a job (its watermark number, the resolved window and batch sizes) live in the
+prepared request (``latentsync_demo.request``) and in the job plan, never here. This module imports nothing
+heavy, so front ends can build settings before torch loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+OFFICIAL_SEED = 1247  # the official app's and inference.sh's seed
+OFFICIAL_GUIDANCE = 1.5  # the official audio guidance (classifier-free guidance scale)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    sampler: str = "ddim"  # a key of pipeline.samplers.SAMPLERS
+    num_inference_steps: int = 20
+    guidance_scale: float = OFFICIAL_GUIDANCE
+    seed: int = OFFICIAL_SEED
+    face_index: int = 0  # 0 = the largest face in the frame
+    landmarks: str = "auto"  # auto: insightface when its files are there, else mediapipe (face.landmarks)
+    length_mode: str | None = None  # a pipeline.length.LENGTH_MODES name; None: the default (pingpong)
+    deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
+    chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)
+    window_frames: int = 0  # frames per generated chunk; 0 = automatic (16, longer for hierarchical checkpoints)
+
+
+@dataclass(frozen=True)
+class VoiceRequest:
+    """Whose voice drives the lip sync: "off" (the uploaded audio), "revoice" (its words, in the on-screen
+    speaker's voice) or "script" (typed ``text`` in that voice). ``reference``: a clip of the speaker's
+    voice to use instead of the video's own audio track."""
+
+    mode: str = "off"
+    text: str | None = None
+    language: str | None = None
+    reference: str | Path | None = None
+
+
+VOICE_MODES = ("off", "revoice", "script")
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    stage: str  # voice | reading | detecting faces | encoding audio | generating | writing | done | stopped
+    fraction: float  # of the whole job, 0..1
+    message: str
+    chunk: int | None = None  # 1-based, for "generating"
+    num_chunks: int | None = None
+    preview: np.ndarray | None = field(default=None, repr=False)  # original | result, side by side
+    output: Path | None = None
+    audio: Path | None = None  # speech made for this job (voice cloning), playable before lip sync ends
+    frames: int | None = None  # "done"/"stopped": frames in the output
+    compare: Path | None = None  # "done"/"stopped": the original | result video, when one was asked for
+    manifest: Path | None = None  # provenance sidecar (C2PA-style JSON) of the output, on the done event
