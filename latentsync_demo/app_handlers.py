@@ -1,0 +1,307 @@
+"""The web app's event handlers, apart from its layout (app.py), so that they can be tested without a server.
+
+``DemoHandlers(service, allow_download)`` holds every handler that app.py wires to a widget. Two functions carry
+the mappings a reader looks for: ``collect_settings`` (widget values -> GenerationSettings) and
+``DemoHandlers.start_job`` (one request's widget values -> the ``service.lipsync`` call).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from .errors import LatentSyncError, user_message
+from .media.preview import browser_preview, needs_preview
+from .pipeline import SAMPLERS
+from .service import LipSyncService, run_summary
+from .settings import GenerationSettings, VoiceRequest
+from .space import gpu_seconds, on_gpu
+from .store import DEFAULT_PRESET, PRESETS
+
+log = logging.getLogger("latentsync_demo.app")
+
+PRESET_BY_LABEL = {preset.label: name for name, preset in PRESETS.items()}
+SAMPLER_LABELS = {"DDIM (quality)": "ddim", "DPM-Solver++ · 8 steps (fast)": "dpmpp", "UniPC · 8 steps (fast)": "unipc",
+                  "LCM · 4 steps (speed)": "lcm"}
+LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
+VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
+                "Script: type what the speaker says": "script"}
+VOICE_OFF = next(iter(VOICE_LABELS))
+TINY_WEIGHTS_NOTE = ("To try the app offline without them, the host can write tiny random weights "
+                     "(`python -m latentsync_demo.testing.tiny_checkpoints checkpoints/tiny`) and restart with "
+                     "`--checkpoints checkpoints/tiny` (results are noise, every step runs).")
+# Stages before the first chunk: stopping there leaves nothing to keep.
+EARLY_STAGES = ("voice", "loading models", "reading", "detecting faces", "encoding audio")
+
+
+def collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks,
+                     deepcache=True) -> GenerationSettings:
+    """Widget values -> GenerationSettings. Values pass through as given (validation refuses bad ones with a
+    message); only the UI's float-typed numbers become ints when they are whole."""
+    return GenerationSettings(sampler=SAMPLER_LABELS.get(sampler_label, sampler_label),
+                              num_inference_steps=_whole(steps), guidance_scale=guidance, seed=_whole(seed),
+                              face_index=_whole(face_index), length_mode=length_mode or None,
+                              landmarks=landmarks or "auto", deepcache=bool(deepcache))
+
+
+def _whole(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def lipsync_gpu_seconds(video, audio, preset_label, sampler_label, steps, *_, **__) -> int:
+    """ZeroGPU time for one lipsync request; ``spaces.GPU`` calls it with the handler's own arguments."""
+    return gpu_seconds(audio or video, PRESET_BY_LABEL.get(preset_label, DEFAULT_PRESET),
+                       SAMPLER_LABELS.get(sampler_label, "ddim"), steps)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def progress_line(label: str, fraction: float, elapsed: float) -> str:
+    """"**Generating chunk 2 of 5** · 48% · 0:21 elapsed · about 0:23 left" (no ETA before generation starts)."""
+    eta = f" · about {_clock(elapsed * (1 - fraction) / fraction)} left" if fraction >= 0.25 else ""
+    return f"**{label}** · {fraction:.0%} · {_clock(elapsed)} elapsed{eta}"
+
+
+def stage_label(event) -> str:
+    """What is running now (a chunk event reports the chunk just finished)."""
+    if event.stage == "generating" and event.chunk is not None:
+        if event.chunk < event.num_chunks:
+            return f"Generating chunk {event.chunk + 1} of {event.num_chunks}"
+        return "Writing the video"
+    return event.message[:1].upper() + event.message[1:]
+
+
+@dataclass(frozen=True)
+class LipSyncForm:
+    """One lipsync request's widget values, in the endpoint's API order."""
+
+    video: str | None
+    audio: str | None
+    preset_label: str
+    sampler_label: str
+    steps: float | None
+    guidance: float
+    seed: float | None
+    face_index: float | None
+    length_mode: str | None
+    voice_label: str = VOICE_OFF
+    script: str | None = None
+    language: str | None = None
+    voice_reference: str | None = None
+    landmarks: str = "auto"
+    sources: dict | None = None  # browser preview path -> the uploaded original
+    consent: bool = False
+    deepcache: bool = True
+
+    @property
+    def source(self) -> str | None:
+        """The uploaded video: the original behind an H.264 browser preview."""
+        return (self.sources or {}).get(str(self.video), self.video) if self.video else self.video
+
+    def display_names(self) -> dict[str, str]:
+        """Server path -> the file name the user uploaded, for error messages."""
+        names = {str(p): Path(p).name for p in (self.source, self.audio, self.voice_reference) if p}
+        if self.video and self.source != self.video:
+            names[str(self.video)] = Path(self.source).name
+        return names
+
+
+class DemoHandlers:
+    """Every handler the web app wires to a widget, around one service.
+
+    ``lipsync`` and ``score_result`` run on the accelerator: on ZeroGPU each instance wraps its bound methods in
+    ``spaces.GPU``, so that ``self`` (and the service's models) never travel in ZeroGPU's per-call arguments.
+    """
+
+    def __init__(self, service: LipSyncService, allow_download: bool = True):
+        self.service = service
+        self.allow_download = allow_download
+        self.stops: dict[str, threading.Event] = {}  # session -> the running job's stop switch
+        self.stop_early: set[str] = set()  # sessions that pressed Stop while their job was still queued
+        # On ZeroGPU these two borrow the accelerator per call (the wrapped methods keep their names, which
+        # Gradio uses for API names); off ZeroGPU on_gpu returns them unchanged.
+        self.lipsync = on_gpu(self.lipsync, duration=lipsync_gpu_seconds)
+        self.score_result = on_gpu(self.score_result)
+
+    # --- model weights, sampler and voice widgets -------------------------------------------------------------
+    def weights_note(self, preset_label: str):
+        """(note, download button, run button): what is missing for the preset, and Lip-sync off until it is."""
+        missing = self.service.missing_files(PRESET_BY_LABEL[preset_label])
+        if not missing:
+            return gr.update(value="", visible=False), gr.update(visible=False), gr.update(
+                interactive=True, value="Lip-sync")
+        listed = ", ".join(f"`{path.name}`" for path in missing)
+        how = ("Download them (a few GB) with the button below." if self.allow_download else
+               "The host adds them (on Hugging Face: `preload_from_hub` in the Space's README).")
+        note = (f"**Lip-sync is off: the model weights for {preset_label} are missing** ({listed}). {how}\n\n"
+                f"{TINY_WEIGHTS_NOTE}")
+        return (gr.update(value=note, visible=True), gr.update(visible=self.allow_download),
+                gr.update(interactive=False, value="Lip-sync (model weights missing)"))
+
+    def download(self, preset_label: str, progress=gr.Progress(track_tqdm=True)):
+        if not self.allow_download:
+            raise gr.Error("Downloads are turned off on this server; the host adds the model weights.")
+        try:
+            self.service.download(PRESET_BY_LABEL[preset_label])
+        except LatentSyncError as exc:
+            raise gr.Error(user_message(exc), duration=None) from exc
+        return self.weights_note(preset_label)
+
+    def sampler_widgets(self, preset_label: str, sampler_label: str):
+        """LCM is offered only when the preset has a distilled student; steps and guidance follow the sampler."""
+        lcm_ready = self.service.has_lcm(PRESET_BY_LABEL[preset_label])
+        name = SAMPLER_LABELS[sampler_label]
+        name = name if lcm_ready or not SAMPLERS[name].needs_student else "ddim"
+        spec = SAMPLERS[name]
+        choices = [label for label, key in SAMPLER_LABELS.items() if lcm_ready or not SAMPLERS[key].needs_student]
+        info = None if lcm_ready else "4-step LCM needs a distilled student in the checkpoints' lcm/ folder."
+        return (gr.update(choices=choices, value=LABEL_OF_SAMPLER[name], info=info),
+                gr.update(value=spec.default_steps, minimum=spec.min_steps, maximum=min(spec.max_steps, 50)),
+                gr.update(interactive=spec.uses_guidance))
+
+    def voice_widgets(self, voice_label: str):
+        """Script box, voice options and output only for a voice mode; what is missing shown before running."""
+        mode = VOICE_LABELS[voice_label]
+        missing = self.service.voice.missing_files(mode) if mode != "off" else []
+        folders = sorted({path.parent.name for path in missing})
+        note = (f"**Voice models missing** ({', '.join(folders)}): accept the licence and download them below "
+                "(about 2 GB) before running." if missing else "")
+        can_download = bool(missing) and self.allow_download
+        return (gr.update(visible=mode == "script"), gr.update(visible=mode != "off"),
+                gr.update(value=note, visible=bool(missing)), gr.update(visible=can_download),
+                gr.update(visible=can_download), gr.update(visible=mode != "off"))
+
+    def download_voice(self, voice_label: str, agreed: bool, progress=gr.Progress(track_tqdm=True)):
+        if not agreed:
+            raise gr.Error("Tick the box to accept the Coqui Public Model License (non-commercial) first.")
+        try:
+            self.service.voice.download(agree_to_cpml=True, mode=VOICE_LABELS[voice_label])
+        except LatentSyncError as exc:
+            raise gr.Error(user_message(exc), duration=None) from exc
+        return ("Voice models are ready.", *self.voice_widgets(voice_label)[2:5])
+
+    def show_upload(self, video, sources: dict | None, request: gr.Request):
+        """Phone clips (HEVC) do not play in Chromium: show an H.264 copy, remember the original for the job."""
+        sources = dict(sources or {})
+        if not video:
+            return gr.update(), sources
+        try:
+            if not needs_preview(video):
+                return gr.update(), sources
+            preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem))
+        except LatentSyncError as exc:
+            raise gr.Error(user_message(exc, {video: Path(video).name}), duration=None) from exc
+        sources[str(preview)] = video
+        return str(preview), sources
+
+    # --- the job: start, stop, stream ---------------------------------------------------------------------------
+    def arm(self, request: gr.Request):
+        """On click, before the queued job: forget a Stop pressed earlier."""
+        self.stop_early.discard(request.session_hash)
+
+    def request_stop(self, request: gr.Request):
+        switch = self.stops.get(request.session_hash)
+        if switch is None:
+            self.stop_early.add(request.session_hash)
+            return "**Stopped** before it started."
+        switch.set()
+        return "**Stopping** after the chunk being generated…"
+
+    def start_job(self, form: LipSyncForm, stop: threading.Event):
+        """The one place where a request's widget values become a service call: the prepared request (every
+        check, InputError for bad input before anything runs), then its run. Returns (the job's event generator,
+        its settings, the preset name)."""
+        preset = PRESET_BY_LABEL.get(form.preset_label, form.preset_label)
+        settings = collect_settings(form.steps, form.guidance, form.seed, form.face_index, form.length_mode,
+                                    form.sampler_label, form.landmarks, form.deepcache)
+        voice = VoiceRequest(VOICE_LABELS.get(form.voice_label, form.voice_label), form.script or None,
+                             form.language or None, form.voice_reference)
+        stem = Path(form.source).stem if form.source else "video"
+        out = self.service.new_output_path(name=f"{stem}_lipsync")
+        compare = out.with_name(f"{stem}_side_by_side.mp4")
+        request = self.service.prepare(form.source, form.audio or None, out, preset, settings, voice,
+                                       compare=compare, consent=form.consent is True)
+        return self.service.run(request, stop), settings, preset
+
+    def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
+                 voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
+                 sources=None, consent=False, deepcache=True, request: gr.Request = None, progress=gr.Progress()):
+        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech) updates. (No
+        # docstring: Gradio would publish it as the endpoint's API description.)
+        form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
+                           length_mode, voice_label, script, language, voice_reference, landmarks, sources,
+                           consent, deepcache)
+        keep = gr.update()
+        session = getattr(request, "session_hash", None) or "api"
+        stop = self.stops[session] = threading.Event()
+        if session in self.stop_early:
+            self.stop_early.discard(session)
+            yield "**Stopped** before it started.", keep, keep, keep, keep, keep
+            return
+        try:
+            job, settings, preset = self.start_job(form, stop)
+            yield from self._follow(job, settings, preset, stop, progress)
+        except LatentSyncError as exc:
+            raise gr.Error(user_message(exc, form.display_names()), duration=None) from exc
+        except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
+            log.exception("lip-sync job failed")
+            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again; "
+                           "if it happens again, try another clip.") from exc
+        finally:
+            if self.stops.get(session) is stop:
+                del self.stops[session]
+
+    def _follow(self, job, settings: GenerationSettings, preset: str, stop: threading.Event, progress):
+        """A running job's events as the app's updates: a status line with progress and ETA, each chunk's preview,
+        the new speech when a voice mode made it, and the videos at the end (done or stopped)."""
+        keep = gr.update()
+        started = time.monotonic()
+        for event in job:
+            elapsed = time.monotonic() - started
+            if event.stage in ("done", "stopped"):
+                summary = run_summary(event.frames, elapsed, settings, preset, self.service.device)
+                head = "**Done**" if event.stage == "done" else f"**Stopped** after chunk {event.chunk} of " \
+                    f"{event.num_chunks}; the finished part is below"
+                yield f"{head} · {summary}", keep, str(event.compare), str(event.output), str(event.output), keep
+                return
+            if stop.is_set() and event.stage in EARLY_STAGES:
+                job.close()
+                yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep
+                return
+            label = stage_label(event)
+            progress(event.fraction, desc=label)
+            preview = event.preview if event.preview is not None else keep
+            speech = str(event.audio) if event.audio is not None else keep
+            yield progress_line(label, event.fraction, elapsed), preview, keep, keep, keep, speech
+
+    # --- lip-sync score ---------------------------------------------------------------------------------------
+    def score_result(self, video, audio, result):
+        """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
+        missing = self.service.metric_files_missing()
+        if any(path.name == "syncnet_v2.model" for path in missing):
+            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
+                    "the paper's confidence number here.", gr.update(visible=self.allow_download))
+        offer_download = gr.update(visible=bool(missing) and self.allow_download)
+        if not result:
+            return "", offer_download
+        try:
+            return self.service.score_job(result, video, audio or None), offer_download
+        except LatentSyncError as exc:
+            return f"Lip sync not scored: {user_message(exc)}", offer_download
+        except Exception as exc:  # the video is already there: a failed score must not look like a failed job
+            log.exception("lip-sync scoring failed")
+            return f"Lip sync not scored ({type(exc).__name__}).", gr.update()
+
+    def download_metric(self, progress=gr.Progress(track_tqdm=True)):
+        try:
+            self.service.download_metric_weights()
+        except LatentSyncError as exc:
+            raise gr.Error(user_message(exc), duration=None) from exc
+        return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)

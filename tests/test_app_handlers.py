@@ -1,0 +1,166 @@
+"""The web app's handlers called directly, without a server (tests/test_app.py drives the real app)."""
+
+import inspect
+import math
+import re
+import types
+
+import gradio as gr
+import pytest
+
+from latentsync_demo import space
+from latentsync_demo.app_handlers import (
+    DemoHandlers, collect_settings, lipsync_gpu_seconds, progress_line,
+)
+from latentsync_demo.service import LipSyncService
+from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("handler_media")
+    return {
+        "video": make_talking_head_clip(root / "face.mp4", seconds=0.8, fps=25, size=(128, 128)),
+        "speech": make_speech_wav(root / "speech.wav", seconds=0.8),  # 20 frames -> 2 chunks
+        "four_s": make_speech_wav(root / "four.wav", seconds=4.0),
+        "minute": make_speech_wav(root / "minute.wav", seconds=60.0),
+        "text": _write(root / "notes.mp4", "this is not a video"),
+    }
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _session(name="s1"):
+    return types.SimpleNamespace(session_hash=name)  # what the handlers read from a gr.Request
+
+
+def _error_text(info) -> str:
+    return info.value.message if isinstance(info.value, gr.Error) else str(info.value)
+
+
+def test_collect_settings_maps_labels_and_whole_floats():
+    settings = collect_settings(8.0, 1.5, 42.0, 1.0, "loop", "UniPC · 8 steps (fast)", "mediapipe", deepcache=0)
+    assert (settings.sampler, settings.num_inference_steps, settings.seed, settings.face_index) == ("unipc", 8, 42, 1)
+    assert all(type(v) is int for v in (settings.num_inference_steps, settings.seed, settings.face_index))
+    assert (settings.length_mode, settings.landmarks, settings.deepcache) == ("loop", "mediapipe", False)
+    # Empty widgets fall back to the defaults; a fractional or unknown value is left for validation to refuse.
+    empty = collect_settings(2.5, 1.0, None, 0, "", "lcm", None)
+    assert (empty.length_mode, empty.landmarks, empty.deepcache, empty.num_inference_steps) == (None, "auto", True,
+                                                                                                 2.5)
+    assert empty.sampler == "lcm" and empty.seed is None
+
+
+def test_gpu_seconds_follows_clip_length_sampler_steps_and_preset(media):
+    # 4 s = 100 frames = 7 chunks of 16; DDIM's 20 steps with guidance = 280 UNet rows.
+    frames, rows = 100, math.ceil(100 / 16) * 20 * 2
+    assert space.gpu_seconds(media["four_s"], "latentsync-1.5", "ddim", None) == int(15 + 0.05 * frames + 1.5 * rows
+                                                                                     * 0.06)
+    assert space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", 20) == int(15 + 0.05 * frames + 1.5 * rows
+                                                                                   * 0.2)
+    # 4-step LCM (no guidance) is short: the floor; a minute on the 512 px model: the cap; bad input: the floor.
+    assert space.gpu_seconds(media["four_s"], "latentsync-1.5", "lcm", None) == space.GPU_MIN_SECONDS
+    assert space.gpu_seconds(media["minute"], "latentsync-1.6", "ddim", 20) == space.GPU_MAX_SECONDS
+    assert space.gpu_seconds(media["text"], "latentsync-1.6", "ddim", 20) == space.GPU_MIN_SECONDS
+
+
+def test_gpu_seconds_reads_the_lipsync_handlers_own_arguments(media, tiny_service):
+    """ZeroGPU calls the duration function with every argument of the handler (labels, not names)."""
+    args = (str(media["video"]), str(media["four_s"]), "LatentSync 1.6 · 512 px", "DDIM (quality)", 20, 1.5, 1247,
+            0, "pingpong", "Off: use the uploaded speech", None, None, None, "auto", {}, True, True)
+    inspect.signature(DemoHandlers(tiny_service).lipsync).bind(*args, request=None)  # the handler's arity
+    assert lipsync_gpu_seconds(*args, request=None) == space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", 20)
+    # The sampler's label decides the default steps and guidance (UniPC: 8, DDIM: 20).
+    unipc = lipsync_gpu_seconds(str(media["video"]), str(media["four_s"]), "LatentSync 1.6 · 512 px",
+                                "UniPC · 8 steps (fast)", None)
+    assert unipc == space.gpu_seconds(media["four_s"], "latentsync-1.6", "unipc", None) < \
+        space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", None)
+    # No speech: the video's length counts.
+    assert lipsync_gpu_seconds(str(media["video"]), None, "LatentSync 1.5 · 256 px", "DDIM (quality)", 20) == \
+        space.gpu_seconds(media["video"], "latentsync-1.5", "ddim", 20)
+
+
+def test_progress_line_adds_an_eta_once_a_quarter_is_done():
+    assert progress_line("Reading", 0.1, 5) == "**Reading** · 10% · 0:05 elapsed"
+    assert progress_line("Generating chunk 2 of 2", 0.5, 65) == \
+        "**Generating chunk 2 of 2** · 50% · 1:05 elapsed · about 1:05 left"
+
+
+def test_lipsync_streams_chunks_then_the_videos(tiny_service, media):
+    handlers = DemoHandlers(tiny_service)
+    calls = []
+    updates = list(handlers.lipsync(str(media["video"]), str(media["speech"]), "LatentSync 1.5 · 256 px",
+                                    "DDIM (quality)", 2.0, 1.5, 1247.0, 0.0, "pingpong", consent=True,
+                                    request=_session(), progress=lambda fraction, desc: calls.append(desc)))
+    labels = [re.match(r"\*\*(.+?)\*\* · \d+% · \d+:\d\d elapsed", u[0]) for u in updates[:-1]]
+    assert all(labels), [u[0] for u in updates]
+    assert [m[1] for m in labels if m[1].startswith(("Generating", "Writing"))] == [
+        "Generating chunk 1 of 2", "Generating chunk 2 of 2", "Writing the video"]
+    assert calls == [m[1] for m in labels]  # the progress bar follows the status line
+    assert sum(not isinstance(u[1], dict) for u in updates) == 2  # one preview image per chunk
+    status, _, compare, result, download, _ = updates[-1]
+    assert status.startswith("**Done** · 20 frames") and "DDIM 2 steps" in status
+    assert result == download and result.endswith("face_lipsync.mp4") and compare.endswith("face_side_by_side.mp4")
+    assert handlers.stops == {}  # the stop switch is dropped with the job
+
+
+def test_stop_pressed_while_queued_ends_the_job_before_it_starts(tiny_service, media):
+    handlers = DemoHandlers(tiny_service)
+    assert handlers.request_stop(_session()) == "**Stopped** before it started."
+    updates = list(handlers.lipsync(str(media["video"]), str(media["speech"]), "LatentSync 1.5 · 256 px",
+                                    "DDIM (quality)", 2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
+    assert [u[0] for u in updates] == ["**Stopped** before it started."] and not handlers.stop_early
+    handlers.request_stop(_session("s2"))
+    handlers.arm(_session("s2"))  # a new click forgets the earlier Stop
+    assert not handlers.stop_early
+
+
+def test_bad_upload_is_named_by_its_upload_name_without_server_paths(tiny_service, media):
+    handlers = DemoHandlers(tiny_service)
+    with pytest.raises(gr.Error) as info:
+        list(handlers.lipsync(str(media["text"]), str(media["speech"]), "LatentSync 1.5 · 256 px", "DDIM (quality)",
+                              2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
+    text = _error_text(info)
+    assert "notes.mp4 is not a video or audio file this app can read" in text
+    assert str(media["text"].parent) not in text and "Traceback" not in text
+
+
+def test_unexpected_failure_is_a_short_message_and_the_switch_is_dropped(tiny_service, media, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"CUDA went away while reading {media['video']}")
+        yield
+
+    monkeypatch.setattr(tiny_service, "lipsync", broken)
+    handlers = DemoHandlers(tiny_service)
+    with pytest.raises(gr.Error) as info:
+        list(handlers.lipsync(str(media["video"]), str(media["speech"]), "LatentSync 1.5 · 256 px", "DDIM (quality)",
+                              2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
+    text = _error_text(info)
+    assert text.startswith("Something went wrong on the server (RuntimeError)") and "face.mp4" not in text
+    assert handlers.stops == {}
+
+
+def test_missing_weights_turn_lipsync_off_and_name_the_files(tmp_path):
+    service = LipSyncService(tmp_path / "empty", device="cpu")
+    note, button, run = DemoHandlers(service, allow_download=True).weights_note("LatentSync 1.5 · 256 px")
+    assert note["visible"] and "model weights for LatentSync 1.5 · 256 px are missing" in note["value"]
+    assert all(f"`{path.name}`" in note["value"] for path in service.missing_files("latentsync-1.5"))
+    assert button["visible"] and run["interactive"] is False
+    note, button, _ = DemoHandlers(service, allow_download=False).weights_note("LatentSync 1.5 · 256 px")
+    assert "The host adds them" in note["value"] and button["visible"] is False
+    with pytest.raises(gr.Error, match="Downloads are turned off"):
+        DemoHandlers(service, allow_download=False).download("LatentSync 1.5 · 256 px")
+    # No distilled student here: LCM is not offered, and a stale LCM choice falls back to DDIM.
+    sampler, steps, guidance = DemoHandlers(service).sampler_widgets("LatentSync 1.5 · 256 px",
+                                                                     "LCM · 4 steps (speed)")
+    assert "LCM · 4 steps (speed)" not in sampler["choices"] and sampler["value"] == "DDIM (quality)"
+    assert steps["value"] == 20 and guidance["interactive"] is True
+
+
+def test_lcm_sampler_sets_its_steps_and_turns_guidance_off(tiny_service):
+    sampler, steps, guidance = DemoHandlers(tiny_service).sampler_widgets("LatentSync 1.5 · 256 px",
+                                                                          "LCM · 4 steps (speed)")
+    assert sampler["value"] == "LCM · 4 steps (speed)" and len(sampler["choices"]) == 4
+    assert (steps["value"], steps["maximum"], guidance["interactive"]) == (4, 8, False)
