@@ -132,7 +132,7 @@ def test_unexpected_failure_is_a_short_message_and_the_switch_is_dropped(tiny_se
         raise RuntimeError(f"CUDA went away while reading {media['video']}")
         yield
 
-    monkeypatch.setattr(tiny_service, "lipsync", broken)
+    monkeypatch.setattr(tiny_service, "run", broken)
     handlers = DemoHandlers(tiny_service)
     with pytest.raises(gr.Error) as info:
         list(handlers.lipsync(str(media["video"]), str(media["speech"]), "LatentSync 1.5 · 256 px", "DDIM (quality)",

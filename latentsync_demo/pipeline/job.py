@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux
 from ..media.preview import CompareVideo, chunk_preview
@@ -99,6 +100,7 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
         raise InputError("the audio is shorter than one video frame (40 ms): upload speech audio")
     expected = max(1, plan.video.frames_at(MODEL_FPS))
     with job_tempdir() as workdir:
+        _check_scratch_space(workdir, plan.video, expected, pipeline.resolution)
         # Stage 1 (threads): decode, landmarks, align. Host memory stays flat: frames and faces live in the job
         # folder, and the paste-back reads the frames from there (the one decode of the input video).
         analysis = FaceAnalysis(plan.video, pipeline.resolution, plan.settings.face_index, detector, workdir)
@@ -111,6 +113,17 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
         finally:
             analysis.close()
     yield end
+
+
+def _check_scratch_space(workdir: Path, video: MediaInfo, frames: int, resolution: int) -> None:
+    """Refuse a job whose decoded frames and faces would not fit in the scratch folder, before it starts."""
+    needed = frames * (video.width * video.height * 3 + resolution * resolution * 3)
+    free = shutil.disk_usage(workdir).free
+    if needed * 1.05 > free:
+        raise LatentSyncError(
+            f"this {video.width}x{video.height} clip needs about {needed / 1e9:.1f} GB of scratch space for its "
+            f"decoded frames, but {workdir.parent} has {free / 1e9:.1f} GB free: free some space, point TMPDIR at a "
+            "larger disk, or use a shorter or smaller clip.")
 
 
 def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir: Path, num_out: int, expected: int,
