@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("LATENTSYNC_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+MEDIA_DIR = Path(os.environ.get("LATENTSYNC_MEDIA_DIR", REPO_ROOT.parent / "shared" / "media"))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -26,6 +27,14 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "README.md").is_file():
         pytest.skip(f"conformance vectors not found at {REFERENCE_DIR} (set LATENTSYNC_REFERENCE_DIR)")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def real_media_dir() -> Path:
+    """The real 1080x1920 talking-head clips (demo1/demo2_video.mp4); skips the test when they are not available."""
+    if not all((MEDIA_DIR / f"demo{i}_video.mp4").is_file() for i in (1, 2)):
+        pytest.skip(f"real clips demo1/demo2_video.mp4 not found in {MEDIA_DIR} (set LATENTSYNC_MEDIA_DIR)")
+    return MEDIA_DIR
 
 
 @pytest.fixture(scope="module")

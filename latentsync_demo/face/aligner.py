@@ -80,6 +80,37 @@ def _pixel_to_norm(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return t[None]
 
 
+def _sampling_grid(
+    matrix: torch.Tensor, src_hw: tuple[int, int], dsize: tuple[int, int], region: tuple[int, int, int, int],
+    dtype: torch.dtype, device: torch.device,
+) -> torch.Tensor:
+    """`F.grid_sample` grid (B, y1-y0, x1-x0, 2) of kornia's `warp_affine` for the output window `region`."""
+    hs, ws = src_hw
+    h, w = dsize
+    y0, y1, x0, x1 = region
+    m = matrix.to(device, dtype)
+    b = m.shape[0]
+    # Same normalised-coordinate path as kornia -> F.affine_grid, so rounding matches the official code.
+    dst_norm_src_norm = _pixel_to_norm(h, w, m) @ (_homogeneous(m) @ _inverse(_pixel_to_norm(hs, ws, m)))
+    theta = _inverse(dst_norm_src_norm)[:, :2, :]
+    xs = torch.linspace(-1.0, 1.0, w, dtype=dtype, device=device)[x0:x1] if w > 1 else m.new_full((1,), -1.0)
+    ys = torch.linspace(-1.0, 1.0, h, dtype=dtype, device=device)[y0:y1] if h > 1 else m.new_full((1,), -1.0)
+    base = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None], torch.ones_like(xs)[None, :]), dim=-1)
+    return base.reshape(1, -1, 3).expand(b, -1, 3).bmm(theta.transpose(1, 2)).reshape(b, y1 - y0, x1 - x0, 2)
+
+
+def _sample(inp: torch.Tensor, grid: torch.Tensor, channels: int, fill: float | None, return_weight: bool):
+    """Bilinear zero-padded `grid_sample`; with fill or return_weight, `inp` carries an extra all-ones channel
+    after its `channels` image channels, whose sample is the in-image weight sum."""
+    out = F.grid_sample(inp, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    if fill is None and not return_weight:
+        return out
+    out, weight = out[:, :channels], out[:, channels:]
+    if fill is not None:
+        out = out + (1 - weight) * fill
+    return (out, weight) if return_weight else out
+
+
 def warp_affine(
     src: torch.Tensor,
     matrix: torch.Tensor,
@@ -96,26 +127,33 @@ def warp_affine(
     fill: dst = sum(w_k src_k over in-image neighbours) + fill * (1 - sum of those w_k); None = zero padding.
     Returns (B, C, y1-y0, x1-x0), plus the in-image weight sum (B, 1, ., .) if return_weight.
     """
-    b, c, hs, ws = src.shape
-    h, w = dsize
-    y0, y1, x0, x1 = region or (0, h, 0, w)
-    m = matrix.to(src.device, src.dtype)
-    # Same normalised-coordinate path as kornia -> F.affine_grid, so rounding matches the official code.
-    dst_norm_src_norm = _pixel_to_norm(h, w, m) @ (_homogeneous(m) @ _inverse(_pixel_to_norm(hs, ws, m)))
-    theta = _inverse(dst_norm_src_norm)[:, :2, :]
-    xs = torch.linspace(-1.0, 1.0, w, dtype=src.dtype, device=src.device)[x0:x1] if w > 1 else src.new_full((1,), -1.0)
-    ys = torch.linspace(-1.0, 1.0, h, dtype=src.dtype, device=src.device)[y0:y1] if h > 1 else src.new_full((1,), -1.0)
-    base = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None], torch.ones_like(xs)[None, :]), dim=-1)
-    grid = base.reshape(1, -1, 3).expand(b, -1, 3).bmm(theta.transpose(1, 2)).reshape(b, y1 - y0, x1 - x0, 2)
+    c = src.shape[1]
+    grid = _sampling_grid(matrix, src.shape[2:], dsize, region or (0, dsize[0], 0, dsize[1]), src.dtype, src.device)
     need_weight = fill is not None or return_weight
     inp = torch.cat((src, torch.ones_like(src[:, :1])), dim=1) if need_weight else src  # ones -> weight sum
-    out = F.grid_sample(inp, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    if not need_weight:
-        return out
-    out, weight = out[:, :c], out[:, c:]
-    if fill is not None:
-        out = out + (1 - weight) * fill
-    return (out, weight) if return_weight else out
+    return _sample(inp, grid, c, fill, return_weight)
+
+
+def _source_window(grid: torch.Tensor, src_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Source window (y0, y1, x0, x1) holding every pixel that bilinear `grid_sample` (align_corners=True) can
+    read for `grid`: the floor and floor + 1 neighbours of each sample point, plus one pixel of slack on each
+    side for the float32 rounding of the kernel's own un-normalisation. The whole source if the grid is not
+    finite (a degenerate matrix)."""
+    hs, ws = src_hw
+    if grid.numel() == 0:
+        return 0, 0, 0, 0
+    lo, hi = grid.detach().reshape(-1, 2).aminmax(dim=0)  # exact; NaN propagates, so 4 numbers tell finiteness
+    (x_lo, y_lo), (x_hi, y_hi) = lo.tolist(), hi.tolist()
+    if not all(math.isfinite(v) for v in (x_lo, y_lo, x_hi, y_hi)):
+        return 0, hs, 0, ws
+
+    def span(lo: float, hi: float, size: int) -> tuple[int, int]:  # grid_sample: pixel = (g + 1) / 2 * (size - 1)
+        first = math.floor((lo + 1) / 2 * (size - 1)) - 1
+        end = math.floor((hi + 1) / 2 * (size - 1)) + 3
+        first, end = min(max(first, 0), size), min(max(end, 0), size)
+        return first, max(first, end)
+
+    return (*span(y_lo, y_hi, hs), *span(x_lo, x_hi, ws))
 
 
 def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -124,6 +162,11 @@ def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
     The window covers offsets -k//2 ... k-1-k//2 (for even k: -k/2 ... k/2-1).
     """
     k = k or 3
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.shape[:2] == (1, 1):
+        # A minimum is exact whatever the algorithm, so OpenCV's vectorised filter gives the same values as the
+        # pooling below at a fraction of its cost (max_pool2d is O(k) scalar work per pixel).
+        kernel = np.ones((k, k), np.uint8)
+        return torch.from_numpy(cv2.erode(x[0, 0].contiguous().numpy(), kernel))[None, None]
     lo, hi = k // 2, k - 1 - k // 2
     # Box min is separable (rows then columns): exact, and O(k) instead of O(k^2) per pixel.
     neg = F.max_pool2d(F.pad(-x, (lo, hi, 0, 0), value=float("-inf")), (1, k), stride=1)  # -inf = ignored
@@ -153,6 +196,25 @@ def _native_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten._slow_conv2d_forward(x, kernel, list(kernel.shape[-2:]), None, [1, 1], [0, 0])
 
 
+def _blend_window(center: torch.Tensor, w_edge: int) -> tuple[int, int, int, int] | None:
+    """Window (y0, y1, x0, x1) of `center` (1, 1, H, W) outside which its blur (`_gaussian_blur`, w_edge) is
+    exactly 0 and inside which blurring the window alone gives the same values as blurring the whole; None
+    when `center` is all zero (the blur is 0 everywhere).
+
+    It is the non-zero pixels' bounding box grown by w_edge + 1: the blur reaches w_edge pixels, and the
+    reflect padding at a grown edge then mirrors zeros only, as the whole array would read there. An edge
+    clipped to the array's own edge reflects the same pixels in both.
+    """
+    nonzero = center[0, 0] != 0
+    rows, cols = torch.nonzero(nonzero.any(1)), torch.nonzero(nonzero.any(0))
+    if rows.numel() == 0:
+        return None
+    h, w = nonzero.shape
+    pad = w_edge + 1
+    y0, y1, x0, x1 = int(rows[0]) - pad, int(rows[-1]) + 1 + pad, int(cols[0]) - pad, int(cols[-1]) + 1 + pad
+    return max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+
+
 class FaceAligner:
     """Stateful 3-point face aligner (official `AlignRestore`): align frames of one clip in order, paste back.
 
@@ -165,6 +227,7 @@ class FaceAligner:
         self.dtype = dtype
         self.template, (self.face_w, self.face_h) = face_geometry(resolution)
         self.p_bias: torch.Tensor | None = None
+        self._frame_buffer: torch.Tensor | None = None  # float source of the align warp, see _warp_frame_window
 
     @property
     def face_size(self) -> tuple[int, int]:
@@ -192,22 +255,49 @@ class FaceAligner:
         m[:, 2] = m[:, 2] + bias
         return m.numpy()
 
-    def align_unresized(self, frame: np.ndarray, landmarks3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frame (H, W, 3) uint8 RGB -> (aligned face (h, w, 3) uint8, matrix (2, 3) float32)."""
+    def align_unresized(self, frame: np.ndarray, landmarks3: np.ndarray,
+                        crop: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """frame (H, W, 3) uint8 RGB -> (aligned face (h, w, 3) uint8, matrix (2, 3) float32).
+
+        With crop=True only the frame window the warp reads is converted to float (identical result; the
+        full-frame conversion cost more than the warp itself on large frames).
+        """
         matrix = self.smoothed_matrix(landmarks3)
-        img = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, self.dtype).permute(2, 0, 1)[None]
         m = torch.from_numpy(matrix).to(self.device)[None]
-        face = warp_affine(img, m, self.face_size, fill=FILL_VALUE)[0]
+        if crop:
+            face = self._warp_frame_window(frame, m)[0]
+        else:
+            img = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, self.dtype).permute(2, 0, 1)[None]
+            face = warp_affine(img, m, self.face_size, fill=FILL_VALUE)[0]
         # Official: float -> uint8 by truncation (clamp only guards against 255.00001-style rounding).
         face = face.clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return face, matrix
 
-    def align(self, frame: np.ndarray, landmarks3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _warp_frame_window(self, frame: np.ndarray, m: torch.Tensor) -> torch.Tensor:
+        """`warp_affine(frame, m, face_size, fill=127)` that reads the frame only where the warp samples it.
+
+        grid_sample needs a source tensor of the full frame size (its coordinates are normalised to it), but
+        it only ever reads the bilinear neighbours of its sample points. So the float source (3 colour
+        channels + the ones channel of the weight sum) is a buffer kept across frames, and each frame writes
+        just the window around those neighbours; whatever an earlier frame left elsewhere is never read.
+        """
+        hs, ws = frame.shape[:2]
+        grid = _sampling_grid(m, (hs, ws), self.face_size, (0, self.face_h, 0, self.face_w), self.dtype, self.device)
+        if self._frame_buffer is None or self._frame_buffer.shape[2:] != (hs, ws):
+            # channels last, like the full-frame path: a pixel's four values share a cache line for the gathers
+            self._frame_buffer = torch.empty((1, hs, ws, 4), dtype=self.dtype, device=self.device).permute(0, 3, 1, 2)
+        y0, y1, x0, x1 = _source_window(grid, (hs, ws))
+        window = self._frame_buffer[0, :, y0:y1, x0:x1]
+        window[:3] = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).to(self.device).permute(2, 0, 1)
+        window[3] = 1.0
+        return _sample(self._frame_buffer, grid, 3, FILL_VALUE, return_weight=False)
+
+    def align(self, frame: np.ndarray, landmarks3: np.ndarray, crop: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """frame (H, W, 3) uint8 RGB, landmarks3 (3, 2) -> (face (R, R, 3) uint8, matrix (2, 3) float32).
 
         The (w, h) portrait face is stretched to R x R with cv2 INTER_LANCZOS4, as in the official pipeline.
         """
-        face, matrix = self.align_unresized(frame, landmarks3)
+        face, matrix = self.align_unresized(frame, landmarks3, crop=crop)
         r = self.resolution
         return cv2.resize(face, (r, r), interpolation=cv2.INTER_LANCZOS4), matrix
 
@@ -234,8 +324,9 @@ class FaceAligner:
         """Paste an aligned face back: frame (H, W, 3) uint8, face (3, h, w) in [-1, 1] (torch or numpy),
         matrix (2, 3) from `align` -> (H, W, 3) uint8.
 
-        With crop=True only the window around the warped face is computed (identical result, much cheaper on
-        large frames); pixels outside it have soft mask exactly 0 and are copied from the frame.
+        With crop=True the warp and erosions run only over the window around the warped face, and the blur and
+        blend only where the soft mask can be non-zero (identical result, much cheaper on large frames); every
+        other pixel has soft mask exactly 0 and is copied from the frame. crop=False is the full-frame reference.
         """
         hf, wf = frame.shape[:2]
         m = torch.as_tensor(np.asarray(matrix, dtype=np.float32)).reshape(1, 2, 3)
@@ -249,13 +340,19 @@ class FaceAligner:
         inv_face, inv_mask = warp_affine(
             face_t, inv_m.to(self.device), (hf, wf), fill=FILL_VALUE, region=region, return_weight=True
         )  # steps 2-3: the ones-channel of the same warp is exactly the zero-padded warp of an all-ones h x w
-        inv_face = (inv_face / 2 + 0.5).clamp(0, 1) * 255
-        eroded = -F.max_pool2d(F.pad(-inv_mask, (1, 0, 1, 0), value=float("-inf")), 2, stride=1)  # step 4
-        pasted = eroded * inv_face  # step 5
+        eroded = _erode(inv_mask, 2)  # step 4: min over rows y-1..y and columns x-1..x
         area = float(eroded.double().sum().float())  # float32 value of the exact sum (crop-invariant)
         w_edge = int(math.sqrt(area)) // 20  # step 6
         center = _erode(eroded.float(), 2 * w_edge).to(self.dtype)  # step 7 (official: cv2 on float32)
-        soft = _gaussian_blur(center, w_edge)  # step 8
+        # Steps 5, 8, 9 only where the soft mask can be non-zero; elsewhere the blend gives back the frame.
+        window = _blend_window(center, w_edge) if crop else (0, y1 - y0, 0, x1 - x0)
+        if window is None:
+            return out
+        wy0, wy1, wx0, wx1 = window
+        inv_face = (inv_face[..., wy0:wy1, wx0:wx1] / 2 + 0.5).clamp(0, 1) * 255
+        pasted = eroded[..., wy0:wy1, wx0:wx1] * inv_face  # step 5
+        soft = _gaussian_blur(center[..., wy0:wy1, wx0:wx1], w_edge)  # step 8
+        y0, y1, x0, x1 = y0 + wy0, y0 + wy1, x0 + wx0, x0 + wx1
         img = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).to(self.device, self.dtype)
         blended = soft * pasted + (1 - soft) * img.permute(2, 0, 1)[None]  # step 9
         out[y0:y1, x0:x1] = blended[0].clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
