@@ -26,6 +26,7 @@ import torch
 
 from .errors import InputError
 from .face.landmarks import LANDMARK_CHOICES, make_detector
+from .loading import LoadedModels, load_lcm_unet, load_models
 from .media import probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
@@ -36,7 +37,7 @@ from .provenance.manifest import container_tags, input_hashes, side_by_side_tags
 from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
 from .provenance.signing import C2paSigning, resolve_signing
 from .provenance.watermark import job_number
-from .store import DEFAULT_PRESET, PRESETS, LoadedModels, load_lcm_unet, load_models, resolve
+from .store import DEFAULT_PRESET, PRESETS, resolve
 from .validation import check_device, check_duration, validate_request
 from .validation import check_settings as check_setting_values
 
@@ -282,7 +283,7 @@ class LipSyncService:
     def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
         """The face landmark backend ``name`` ("auto": insightface when its files are in this service's
         checkpoints, mediapipe otherwise), on this service's device."""
-        detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
+        detector = make_detector(name, self.device, resolve(preset, self.checkpoints).insightface_files())
         log.info("face landmarks: %s", detector.name)
         return detector
 

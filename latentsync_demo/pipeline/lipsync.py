@@ -55,7 +55,7 @@ class LipSyncPipeline:
         unet: the audio-conditioned UNet (``in_channels`` 13).
         vae: ``AutoencoderKL`` (sd-vae-ft-mse for the official weights).
         scheduler: any diffusers scheduler; default is the official DDIM configuration. ``make_scheduler("lcm")``
-            goes with an LCM student UNet (``store.load_lcm_unet``).
+            goes with an LCM student UNet (``loading.load_lcm_unet``).
 
     ``unet_calls`` counts UNet evaluations since construction (set it to 0 to restart): per chunk it grows by
     ``steps`` (LCM, or DDIM without guidance) or ``steps`` batch-of-2 calls (DDIM with classifier-free guidance).
