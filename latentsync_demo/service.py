@@ -27,7 +27,7 @@ import torch
 from .errors import InputError
 from .face.landmarks import LANDMARK_CHOICES, make_detector
 from .loading import LoadedModels, load_lcm_unet, load_models
-from .media import probe
+from .media import job_tempdir, probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.length import resolve_length_mode
@@ -37,7 +37,7 @@ from .provenance.manifest import container_tags, input_hashes, side_by_side_tags
 from .provenance.restrict import JobRequest, RestrictionCheck, checks_from_env, enforce
 from .provenance.signing import C2paSigning, resolve_signing
 from .provenance.watermark import job_number
-from .store import DEFAULT_PRESET, PRESETS, resolve
+from .store import DEFAULT_PRESET, PRESETS, get_preset, resolve
 from .validation import check_device, check_duration, validate_request
 from .validation import check_settings as check_setting_values
 
@@ -143,7 +143,6 @@ class LipSyncService:
                     seed: int | None = None) -> Path:
         """New speech in the speaker's voice for a "revoice" or "script" ``request``: a .wav in output_dir,
         kept after the job so the app can play it."""
-        from .media import job_tempdir
         from .voice import prepare_driving_audio
 
         with job_tempdir() as work:
@@ -339,9 +338,6 @@ class LipSyncService:
 
 def run_summary(frames: int, seconds: float, settings: GenerationSettings, preset: str, device: str) -> str:
     """One line for the end of a job: wall time, speed, and the settings that produced it."""
-    from .pipeline import SAMPLERS
-    from .store import get_preset
-
     spec = SAMPLERS.get(settings.sampler)
     guidance = f", guidance {settings.guidance_scale:g}" if spec is None or spec.uses_guidance else ""
     return (f"{frames} frames ({frames / 25:.1f} s of video) in {seconds:.1f} s: {frames / max(seconds, 1e-9):.2f} "

@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
-from ..media.preview import side_by_side
+from ..media.preview import SideBySideWriter, side_by_side
 from ..provenance.detect import frame_marker
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
 from .length import LengthPlan, pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (re-export)
@@ -304,8 +304,6 @@ class _Compare:
     """The optional original | result video of a job (``compare_path`` None: does nothing)."""
 
     def __init__(self, path: str | Path | None, workdir: Path, frame_size: tuple[int, int]):
-        from ..media.preview import SideBySideWriter
-
         self.path = Path(path) if path is not None else None
         self.silent = workdir / "compare.mp4"
         self.writer = SideBySideWriter(self.silent, frame_size, MODEL_FPS) if self.path is not None else None
