@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from latentsync_demo.face import FaceAligner
-from latentsync_demo.face.landmarks import (DetectedFace, MediaPipeDetector, insightface_available, make_detector,
-                                             select_face)
+from latentsync_demo.face.landmarks import MediaPipeDetector, insightface_available, make_detector
+from latentsync_demo.face.types import DetectedFace, select_face
 from latentsync_demo.face.track import track_faces
 from latentsync_demo.media import MODEL_FPS, iter_frames
 from latentsync_demo.store import resolve
@@ -90,7 +90,7 @@ def main() -> None:
     results = {}
     backends = ["mediapipe"] + (["insightface"] if insightface_available(checkpoints.insightface_files()) else [])
     for name in backends:
-        detector = make_detector(name, args.device, checkpoints)
+        detector = make_detector(name, args.device, checkpoints.insightface_files())
         seconds, results[name] = _anchors(detector, frames)
         detector.close()
         print(f"{name:12s} {len(frames) / seconds:6.1f} frames/s ({seconds:.2f} s), "

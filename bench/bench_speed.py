@@ -147,7 +147,8 @@ def full_size_models(resolution: int, dtype: torch.dtype, device: torch.device, 
 
 
 def tiny_models(device: torch.device, root: Path):
-    from latentsync_demo.store import load_models, resolve
+    from latentsync_demo.loading import load_models
+    from latentsync_demo.store import resolve
     from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
     models = load_models(resolve("latentsync-1.5", write_tiny_checkpoints(root / "tiny")), device, torch.float32)

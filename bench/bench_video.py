@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from latentsync_demo.face import FaceAligner
-from latentsync_demo.face.landmarks import make_detector, select_face
+from latentsync_demo.face.landmarks import make_detector
+from latentsync_demo.face.types import select_face
 from latentsync_demo.media import iter_frames
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints

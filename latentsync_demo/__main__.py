@@ -1,5 +1,8 @@
+"""``python -m latentsync_demo <command> ...``: see ``commands`` (no command: ``run``, the lip-sync CLI)."""
+
 import sys
 
-from .cli import main
+from .commands import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

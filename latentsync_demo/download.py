@@ -9,79 +9,55 @@ VAE this fetches the two insightface files of the official face pass (``<root>/a
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
+from .audio.wav2vec import download_wav2vec
 from .errors import CheckpointError
+from .eval.scorer import download_metric_weights
+from .hub import fetch_file, fetch_file_to
+from .models.improvements import Improvements
 from .store import (DEFAULT_PRESET, INSIGHTFACE_FILES, INSIGHTFACE_REPO, PRESETS, UNET_FILE, VAE_FILES, VAE_REPO,
                     WHISPER_FILE, CheckpointSet, default_root, resolve)
+
+# The SyncNet loss of training (``training.syncnet``, ``--syncnet`` of lcm_distill / train_unet).
+STABLE_SYNCNET_REPO = "ByteDance/LatentSync-1.6"
+STABLE_SYNCNET_FILE = "stable_syncnet.pt"
 
 
 def download(preset: str = DEFAULT_PRESET, root: str | Path | None = None) -> Path:
     """Fetch whatever of ``preset`` is missing under ``root``; returns the preset's folder."""
     checkpoints = resolve(preset, root)
-    wanted = _wanted(checkpoints)
-    command = f"python -m latentsync_demo.download --preset {preset} --checkpoints {checkpoints.folder.parent}"
-    for repo_id, filename, folder in wanted:
-        fetch_file(repo_id, filename, folder, command)
+    for repo_id, filename, folder in _wanted(checkpoints):
+        fetch_file(repo_id, filename, folder, checkpoints.download_command)
     wav2vec = checkpoints.wav2vec_config()  # a phoneme-aware trained set: the Wav2Vec2 its improvements.json names
     if wav2vec is not None and not wav2vec.is_file():
-        from .audio.wav2vec import download_wav2vec
-        from .models.improvements import Improvements
-
         download_wav2vec(Improvements.load(checkpoints.folder).wav2vec_model, wav2vec.parent)
     download_insightface(checkpoints)
     checkpoints.require()
     return checkpoints.folder
 
 
-def fetch_file(repo_id: str, filename: str, folder: Path, command: str) -> Path:
-    """``folder / filename`` from the Hugging Face repo when missing (progress bar; resumes); CheckpointError
-    naming ``command`` (the way to retry) when the download fails."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    target = Path(folder) / filename
-    if not target.is_file():
-        print(f"downloading {repo_id}/{filename} -> {target}", file=sys.stderr)
-        try:
-            hf_hub_download(repo_id, filename, local_dir=folder)
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            raise download_error(filename, repo_id, command, target, exc) from exc
-    return target
-
-
 def download_insightface(checkpoints: CheckpointSet) -> None:
     """Fetch the missing insightface detector / 106-point files into ``checkpoints.insightface_dir``.
 
-    They sit under ``insightface/models/buffalo_l/`` in their repo; each is downloaded into a scratch folder
-    next to its destination and moved into place, so a broken download never leaves a partial model there.
+    They sit under ``insightface/models/buffalo_l/`` in their repo; ``fetch_file_to`` moves each into place only
+    once it is complete, so a broken download never leaves a partial model there.
     """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    target = checkpoints.insightface_dir
-    scratch = target.parent / ".download"
-    try:
-        for name, remote in INSIGHTFACE_FILES.items():
-            if (target / name).is_file():
-                continue
-            print(f"downloading {INSIGHTFACE_REPO}/{remote} -> {target / name}", file=sys.stderr)
-            try:
-                fetched = hf_hub_download(INSIGHTFACE_REPO, remote, local_dir=scratch)
-            except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-                command = (f"python -m latentsync_demo.download --preset {checkpoints.preset.name} "
-                           f"--checkpoints {checkpoints.root or checkpoints.folder.parent}")
-                raise download_error(remote, INSIGHTFACE_REPO, command, target / name, exc) from exc
-            target.mkdir(parents=True, exist_ok=True)
-            os.replace(fetched, target / name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    for name, remote in INSIGHTFACE_FILES.items():
+        fetch_file_to(INSIGHTFACE_REPO, remote, checkpoints.insightface_dir / name, checkpoints.download_command)
 
 
-def _wanted(checkpoints) -> list[tuple[str, str, Path]]:
+def download_stable_syncnet(checkpoints: str | Path | None = None) -> Path:
+    """``<checkpoints>/stable_syncnet.pt`` (1.6 GB), fetched from Hugging Face when missing (progress bar)."""
+    root = Path(checkpoints) if checkpoints is not None else default_root()
+    return fetch_file(STABLE_SYNCNET_REPO, STABLE_SYNCNET_FILE, root,
+                      f"python -m latentsync_demo.download --syncnet --checkpoints {root}")
+
+
+def _wanted(checkpoints: CheckpointSet) -> list[tuple[str, str, Path]]:
     """(repo id, file name in the repo, local folder) of every file a preset needs."""
     wanted = [(checkpoints.preset.repo_id, name, checkpoints.folder) for name in (UNET_FILE, WHISPER_FILE)]
     return wanted + [(VAE_REPO, name, checkpoints.vae) for name in VAE_FILES]
@@ -93,12 +69,9 @@ def link_from_hub_cache(preset: str = DEFAULT_PRESET, root: str | Path | None = 
     A Space's ``preload_from_hub`` (README front matter) downloads the weights into that cache when the Space
     is built; this makes them visible where the store looks, without any download. Returns the linked paths.
     """
-    from huggingface_hub import try_to_load_from_cache
-
     checkpoints = resolve(preset, root)
-    wanted = _wanted(checkpoints)
     linked = []
-    for repo_id, filename, folder in wanted:
+    for repo_id, filename, folder in _wanted(checkpoints):
         target = folder / filename
         cached = try_to_load_from_cache(repo_id, filename)
         if target.exists() or not isinstance(cached, str):
@@ -107,20 +80,6 @@ def link_from_hub_cache(preset: str = DEFAULT_PRESET, root: str | Path | None = 
         target.symlink_to(Path(cached).resolve())
         linked.append(target)
     return linked
-
-
-def download_error(what: str, repo_id: str, command: str, destination: Path, exc: BaseException) -> CheckpointError:
-    """The message for a failed Hugging Face download: offline or not, the command, where files go."""
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    offline = isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError))
-    why = "this machine is offline (or HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}: {exc}"
-    return CheckpointError(
-        f"could not download {what} from https://huggingface.co/{repo_id}: {why}.\n"
-        f"Run  {command}  on a machine with internet access, or copy the files to {destination}.",
-        web=f"Could not download {Path(what).name} from Hugging Face ({'this server is offline' if offline else why}). "
-            "Ask the host to add the model files.",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,12 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = download(args.preset, args.checkpoints)
         if args.metric:
-            from .eval.scorer import download_metric_weights
-
             print(f"lip-sync metric weights are in {download_metric_weights(args.checkpoints)}")
         if args.syncnet:
-            from .training.syncnet import download_stable_syncnet
-
             print(f"training SyncNet: {download_stable_syncnet(args.checkpoints)}")
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,6 +29,7 @@ import torch
 
 from .errors import InputError
 from .face.landmarks import make_detector
+from .loading import LoadedModels, load_lcm_unet, load_models
 from .media import MODEL_FPS, MediaInfo, job_tempdir, probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
@@ -39,7 +40,7 @@ from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
 from .request import Limits, PreparedRequest, check_choices, prepare_request, with_speech
 from .settings import GenerationSettings, JobEvent, VoiceRequest
-from .store import DEFAULT_PRESET, LoadedModels, get_preset, load_lcm_unet, load_models, resolve
+from .store import DEFAULT_PRESET, get_preset, resolve
 from .validation import check_audio, check_device
 
 DEFAULT_MAX_SECONDS = 120.0
@@ -276,7 +277,7 @@ class LipSyncService:
     def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
         """The face landmark backend ``name`` ("auto": insightface when its files are in this service's
         checkpoints, mediapipe otherwise), on this service's device."""
-        detector = make_detector(name, self.device, resolve(preset, self.checkpoints))
+        detector = make_detector(name, self.device, resolve(preset, self.checkpoints).insightface_files())
         log.info("face landmarks: %s", detector.name)
         return detector
 

@@ -1,4 +1,5 @@
-"""Model store: presets, where each weight file lives, downloads, and loading a complete model set.
+"""Model store: presets, where each weight file of a model set lives, and what is missing (with the command that
+fetches it). Downloading is ``download``'s job, loading the networks ``loading``'s.
 
 A checkpoint folder has the official LatentSync release layout::
 
@@ -23,14 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .errors import CheckpointError
+from .face.types import InsightFaceFiles
+from .hub import missing_files_error
 from .models.configs import STAGE2_UNET_CONFIG
-from .models.improvements import Improvements
+from .models.improvements import Improvements, wav2vec_folder
+from .models.lcm import LCM_UNET_FILE, LORA_CONFIG_FILE, LORA_WEIGHTS_FILE, lcm_format
 
 UNET_FILE = "latentsync_unet.pt"
 WHISPER_FILE = "whisper/tiny.pt"
@@ -112,8 +114,6 @@ class CheckpointSet:
     def wav2vec_config(self) -> Path | None:
         """``<folder>/wav2vec2/config.json`` when this set is phoneme-aware and its Wav2Vec2 is not a local folder
         (``download`` fetches it there); None otherwise."""
-        from .audio.wav2vec import wav2vec_folder
-
         improvements = Improvements.load(self.folder)
         if not improvements.phoneme_audio or Path(improvements.wav2vec_model).is_dir():
             return None
@@ -130,14 +130,12 @@ class CheckpointSet:
 
     def _require(self, what: str, missing: list[Path], otherwise: str, web: str | None = None) -> None:
         if missing:
-            listed = "\n  ".join(str(p) for p in missing)
-            raise CheckpointError(
-                f"{what}:\n  {listed}\n{self.note}"
-                f"Download them with:  python -m latentsync_demo.download --preset {self.preset.name}"
-                f" --checkpoints {self._root_hint()}\n{otherwise}",
-                web=web or f"Model files this job needs are not on this server yet "
-                           f"({', '.join(p.name for p in missing)}): ask the host to add them.",
-            )
+            raise missing_files_error(what, missing, self.download_command, otherwise, note=self.note, web=web)
+
+    @property
+    def download_command(self) -> str:
+        """The command that fetches this set's missing files."""
+        return f"python -m latentsync_demo.download --preset {self.preset.name} --checkpoints {self._root_hint()}"
 
     @property
     def lcm(self) -> Path:
@@ -145,16 +143,12 @@ class CheckpointSet:
         return self.folder / LCM_DIR
 
     def has_lcm(self) -> bool:
-        from .models.lcm import lcm_format
-
         return lcm_format(self.lcm) is not None
 
     def require_lcm(self) -> None:
         """Raise a CheckpointError saying where the LCM student was looked for and how to get one."""
         if self.has_lcm():
             return
-        from .models.lcm import LCM_UNET_FILE, LORA_CONFIG_FILE, LORA_WEIGHTS_FILE
-
         repo = lcm_repo_id()
         source = (f"Download it from the Hugging Face repo {repo} into {self.lcm}" if repo else
                   "No public LatentSync LCM student exists (LCM_REPO_ID is None; set $LATENTSYNC_LCM_REPO to a repo "
@@ -174,16 +168,10 @@ class CheckpointSet:
         """``<root>/auxiliary/models/buffalo_l``: the official layout, shared by all presets."""
         return (self.root if self.root is not None else self.folder) / INSIGHTFACE_DIR
 
-    def insightface_files(self):
-        """The detector and 106-point landmark ONNX files (``face.insightface.InsightFaceFiles``)."""
-        from .face.insightface import InsightFaceFiles
-
-        return InsightFaceFiles(self.insightface_dir / "det_10g.onnx", self.insightface_dir / "2d106det.onnx")
-
-    def require_insightface(self) -> None:
-        """Raise a CheckpointError naming the missing insightface files and the download command."""
-        self._require("the insightface landmark backend needs", self.insightface_files().missing(),
-                      "or choose the offline backend with --landmarks mediapipe.")
+    def insightface_files(self) -> InsightFaceFiles:
+        """The detector and 106-point landmark ONNX files; their ``require()`` names this set's download command."""
+        return InsightFaceFiles(self.insightface_dir / "det_10g.onnx", self.insightface_dir / "2d106det.onnx",
+                                self.download_command)
 
     def _root_hint(self) -> str:
         return str(self.folder.parent if self.folder.name == self.preset.name else self.folder)
@@ -227,66 +215,3 @@ def write_unet_config(folder: str | Path, model_config: dict, resolution: int) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"model": model_config, "data": {"resolution": resolution}}, indent=1))
     return path
-
-
-@dataclass
-class LoadedModels:
-    unet: torch.nn.Module
-    vae: torch.nn.Module
-    audio_encoder: torch.nn.Module
-    resolution: int
-    improvements: Improvements = field(default_factory=Improvements)  # all off: an official checkpoint
-
-
-def load_models(
-    checkpoints: CheckpointSet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> LoadedModels:
-    """Load UNet (strict), VAE and whisper of a checkpoint set onto ``device`` in ``dtype``."""
-    from diffusers import AutoencoderKL
-
-    from .audio import WhisperAudioEncoder
-    from .models import load_unet
-
-    checkpoints.require()
-    improvements = Improvements.load(checkpoints.folder)  # a trained checkpoint's improvements.json, else all off
-    fusion = None
-    if improvements.any():
-        from .models.improvements import load_improved_unet
-
-        unet, fusion = load_improved_unet(checkpoints.unet, checkpoints.unet_config, improvements, device, dtype)
-    else:
-        unet = load_unet(checkpoints.unet, checkpoints.unet_config, device=device, dtype=dtype)
-    try:
-        vae = AutoencoderKL.from_pretrained(str(checkpoints.vae), torch_dtype=dtype).to(device).eval()
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot load the VAE from {checkpoints.vae}: {exc}") from exc
-    audio_dim = unet.config.cross_attention_dim if fusion is None else fusion.config.whisper_dim
-    whisper = WhisperAudioEncoder.from_openai_checkpoint(checkpoints.whisper, device=device, dtype=dtype)
-    if whisper.feature_dim != audio_dim:
-        raise CheckpointError(
-            f"whisper checkpoint {checkpoints.whisper} gives {whisper.feature_dim}-d features but the UNet expects "
-            f"{audio_dim} (cross_attention_dim): whisper tiny goes with 384, small with 768."
-        )
-    audio_encoder = whisper
-    if fusion is not None:  # phoneme-aware audio: Wav2Vec2 beside Whisper, fused on the CPU like whisper chunks
-        from .audio.phoneme import PhonemeAwareAudioEncoder
-        from .audio.wav2vec import load_wav2vec
-
-        wav2vec = load_wav2vec(checkpoints.folder, improvements.wav2vec_model, device)
-        audio_encoder = PhonemeAwareAudioEncoder(whisper, wav2vec, fusion.to("cpu", torch.float32))
-    return LoadedModels(unet, vae, audio_encoder, checkpoints.resolution, improvements)
-
-
-def load_lcm_unet(
-    checkpoints: CheckpointSet,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    base_unet: torch.nn.Module | None = None,
-) -> torch.nn.Module:
-    """The LCM student of a checkpoint set (see ``models.lcm``); a LoRA goes on a copy of ``base_unet`` (the
-    already loaded teacher, left untouched) or else on the set's ``latentsync_unet.pt``, merged."""
-    from .models.lcm import load_lcm_unet as load_student
-
-    checkpoints.require_lcm()
-    return load_student(checkpoints.lcm, checkpoints.unet_config, device=device, dtype=dtype,
-                        base_unet=base_unet, base_path=checkpoints.unet)

@@ -13,7 +13,8 @@ from latentsync_demo.errors import CheckpointError
 from latentsync_demo.face import FaceAligner
 from latentsync_demo.face.insightface import (InsightFaceDetector, InsightFaceFiles, Landmark106, ScrfdDetector,
                                               official_anchors, open_session)
-from latentsync_demo.face.landmarks import make_detector, mesh_anchors, resolve_backend, select_face
+from latentsync_demo.face.landmarks import make_detector, mesh_anchors, resolve_backend
+from latentsync_demo.face.types import select_face
 from latentsync_demo.face.track import track_faces
 from latentsync_demo.store import resolve
 from latentsync_demo.testing.tiny_insightface import FakeFace, write_landmark_graph, write_scrfd_graph
@@ -158,7 +159,7 @@ def test_auto_picks_insightface_when_its_files_exist(graphs, tmp_path):
     _install(graphs, tmp_path)
     assert checkpoints.insightface_dir == tmp_path / "auxiliary" / "models" / "buffalo_l"
     assert resolve_backend("auto", checkpoints.insightface_files()) == "insightface"
-    detector = make_detector("auto", checkpoints=checkpoints)
+    detector = make_detector("auto", insightface=checkpoints.insightface_files())
     assert detector.name == "insightface" and isinstance(detector, InsightFaceDetector)
     assert resolve_backend("mediapipe", checkpoints.insightface_files()) == "mediapipe"
 
@@ -166,7 +167,7 @@ def test_auto_picks_insightface_when_its_files_exist(graphs, tmp_path):
 def test_missing_files_name_the_download_command(tmp_path):
     checkpoints = resolve("latentsync-1.6", tmp_path)
     with pytest.raises(CheckpointError) as error:
-        make_detector("insightface", checkpoints=checkpoints)
+        make_detector("insightface", insightface=checkpoints.insightface_files())
     message = str(error.value)
     assert "det_10g.onnx" in message and "2d106det.onnx" in message
     assert f"python -m latentsync_demo.download --preset latentsync-1.6 --checkpoints {tmp_path}" in message

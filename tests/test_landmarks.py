@@ -6,7 +6,8 @@ import pytest
 from skimage.data import astronaut
 
 from latentsync_demo.errors import InputError
-from latentsync_demo.face.landmarks import DetectedFace, MediaPipeDetector, make_detector, select_face
+from latentsync_demo.face.landmarks import MediaPipeDetector, make_detector
+from latentsync_demo.face.types import DetectedFace, select_face
 
 
 @pytest.fixture(scope="module")

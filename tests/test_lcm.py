@@ -20,7 +20,7 @@ from latentsync_demo.media import load_audio
 from latentsync_demo.models import load_unet
 from latentsync_demo.models.lcm import LORA_WEIGHTS_FILE, add_lora, load_lcm_unet, load_lora, save_lora
 from latentsync_demo.pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
-from latentsync_demo.store import load_lcm_unet as store_load_lcm_unet
+from latentsync_demo.loading import load_lcm_unet as load_set_lcm_unet
 from latentsync_demo.store import resolve
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 from latentsync_demo.testing.media import make_talking_head_clip
@@ -194,29 +194,29 @@ def test_tiny_lcm_students_load_through_the_store(tmp_path, monkeypatch):
     ckpt = resolve("latentsync-1.5", tiny)
     assert ckpt.lcm == tiny / "lcm" and ckpt.has_lcm()
     reference = tiny_unet().state_dict()
-    full = store_load_lcm_unet(ckpt)
+    full = load_set_lcm_unet(ckpt)
     assert all(torch.equal(v, reference[k]) for k, v in full.state_dict().items())
 
     write_tiny_lcm(tmp_path / "lora_set", lora=True)
     shutil.rmtree(tiny / "lcm")
     shutil.copytree(tmp_path / "lora_set" / "lcm", tiny / "lcm")
     base = tiny_unet()
-    student = store_load_lcm_unet(ckpt, base_unet=base).state_dict()
+    student = load_set_lcm_unet(ckpt, base_unet=base).state_dict()
     assert student.keys() == reference.keys()
     assert any(not torch.equal(v, reference[k]) for k, v in student.items())  # the LoRA is merged in
     assert all(torch.equal(v, reference[k]) for k, v in base.state_dict().items())  # the given base is untouched
-    from_file = store_load_lcm_unet(ckpt).state_dict()  # base read from latentsync_unet.pt instead
+    from_file = load_set_lcm_unet(ckpt).state_dict()  # base read from latentsync_unet.pt instead
     assert all(torch.equal(v, student[k]) for k, v in from_file.items())
 
     shutil.rmtree(tiny / "lcm")
     assert not ckpt.has_lcm()
     monkeypatch.delenv("LATENTSYNC_LCM_REPO", raising=False)
     with pytest.raises(CheckpointError, match="No public LatentSync LCM student") as info:
-        store_load_lcm_unet(ckpt)
+        load_set_lcm_unet(ckpt)
     assert str(tiny / "lcm" / "latentsync_unet.pt") in str(info.value) and "adapter_config.json" in str(info.value)
     monkeypatch.setenv("LATENTSYNC_LCM_REPO", "someone/latentsync-lcm")
     with pytest.raises(CheckpointError, match="someone/latentsync-lcm"):
-        store_load_lcm_unet(ckpt)
+        load_set_lcm_unet(ckpt)
 
 
 # ------------------------------------------------------------------------------------- training odds and ends

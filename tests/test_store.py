@@ -11,7 +11,8 @@ from latentsync_demo import download as download_module
 from latentsync_demo.errors import CheckpointError
 from latentsync_demo.models.configs import STAGE2_UNET_CONFIG
 from latentsync_demo.pipeline import LipSyncPipeline
-from latentsync_demo.store import PRESETS, load_models, resolve
+from latentsync_demo.loading import load_models
+from latentsync_demo.store import PRESETS, resolve
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 

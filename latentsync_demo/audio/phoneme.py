@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from .wav2vec import Wav2Vec2AudioEncoder
 from .whisper import WhisperAudioEncoder
 
@@ -38,8 +39,6 @@ class PhonemeAwareAudioEncoder(nn.Module):
         self.whisper, self.wav2vec, self.fusion = whisper, wav2vec, fusion.eval().requires_grad_(False)
         expected = (fusion.config.whisper_dim, fusion.config.wav2vec_dim)
         if (whisper.feature_dim, wav2vec.feature_dim) != expected:
-            from ..errors import CheckpointError
-
             raise CheckpointError(f"the audio fusion expects {expected[0]}-d Whisper and {expected[1]}-d Wav2Vec2 "
                                   f"features, got {whisper.feature_dim} and {wav2vec.feature_dim}: use the Whisper "
                                   "and Wav2Vec2 models the checkpoint was trained with")

@@ -13,17 +13,22 @@ folder); ``load_wav2vec`` reads it there or fetches the model its ``improvements
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import sys
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import torch
+from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 
 from ..errors import CheckpointError
+from ..hub import explain_download_errors
+from ..models.improvements import Improvements, wav2vec_folder
 
-WAV2VEC_DIR = "wav2vec2"  # inside a checkpoint folder
 WAV2VEC_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # either is enough (transformers reads both)
 
 
@@ -63,35 +68,25 @@ class Wav2Vec2AudioEncoder(nn.Module):
         return torch.cat([hidden, hidden[-1:].expand(num_features - len(hidden), -1)])
 
 
-def wav2vec_folder(checkpoint_folder: str | Path) -> Path:
-    return Path(checkpoint_folder) / WAV2VEC_DIR
-
-
 def download_wav2vec(model: str, target: str | Path) -> Path:
     """The Hugging Face repo ``model`` (config + weights only) into ``target``; CheckpointError when offline."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    from ..download import download_error
-
     target = Path(target)
     command = f"python -m latentsync_demo.audio.wav2vec {target.parent}"
     scratch = target.parent / f".{target.name}.download"  # moved into place whole: no half model in target
     try:
-        hf_hub_download(model, "config.json", local_dir=scratch)
-        for name in WAV2VEC_WEIGHTS:
-            try:
-                hf_hub_download(model, name, local_dir=scratch)
-                break
-            except EntryNotFoundError:  # not every repo has both formats
-                continue
-        else:
-            raise CheckpointError(f"{model} has none of {WAV2VEC_WEIGHTS}: not a transformers Wav2Vec2 repo")
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        os.replace(scratch, target)
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise download_error(f"the Wav2Vec2 model {model}", model, command, target, exc) from exc
+        with explain_download_errors(f"the Wav2Vec2 model {model}", model, command, target):
+            huggingface_hub.hf_hub_download(model, "config.json", local_dir=scratch)
+            for name in WAV2VEC_WEIGHTS:
+                try:
+                    huggingface_hub.hf_hub_download(model, name, local_dir=scratch)
+                    break
+                except EntryNotFoundError:  # not every repo has both formats
+                    continue
+            else:
+                raise CheckpointError(f"{model} has none of {WAV2VEC_WEIGHTS}: not a transformers Wav2Vec2 repo")
+            if target.is_dir() and not any(target.iterdir()):
+                target.rmdir()
+            os.replace(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
@@ -114,11 +109,6 @@ def load_wav2vec(checkpoint_folder: str | Path, model: str, device: str | torch.
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    from ..models.improvements import Improvements
-
     parser = argparse.ArgumentParser(prog="python -m latentsync_demo.audio.wav2vec",
                                      description="Fetch the Wav2Vec2 model a phoneme-aware checkpoint folder needs.")
     parser.add_argument("folder", type=Path, help="checkpoint folder with improvements.json")

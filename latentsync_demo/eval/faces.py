@@ -28,6 +28,7 @@ import numpy as np
 from scipy.interpolate import interp1d
 from scipy.signal import medfilt
 
+from ..face.landmarks import make_detector
 from ..media import MODEL_FPS, iter_frames
 from .sync import CROP_SIZE
 
@@ -46,8 +47,6 @@ class Track:
 
 def landmark_boxes(name: str = "mediapipe") -> tuple[BoxDetector, Callable[[], None]]:
     """The fallback box detector: the extent of our landmark detector's faces; returns (detect, close)."""
-    from ..face.landmarks import make_detector
-
     detector = make_detector(name)
 
     def detect(frame: np.ndarray) -> np.ndarray:

@@ -19,7 +19,11 @@ from typing import Callable
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..hub import fetch_file
 from ..media import MODEL_FPS, iter_frames, load_audio, probe, to_int16
+from ..models.s3fd import load_s3fd
+from ..models.syncnet_v2 import load_syncnet_v2
+from ..store import default_root
 from .faces import BoxDetector, build_tracks, crop_tracks, detect_boxes, landmark_boxes
 from .sync import SAMPLES_PER_FRAME, SyncResult, check_audio, evaluate_track
 
@@ -32,8 +36,6 @@ MIN_TRACK = 50  # frames (2 s): LatentSync's eval_sync_conf.py
 
 
 def metric_root(checkpoints: str | Path | None = None) -> Path:
-    from ..store import default_root
-
     return Path(checkpoints) if checkpoints is not None else default_root()
 
 
@@ -45,8 +47,6 @@ def missing_metric_files(checkpoints: str | Path | None = None) -> list[Path]:
 
 def download_metric_weights(checkpoints: str | Path | None = None) -> Path:
     """Fetch the missing metric weights (huggingface_hub progress bars); CheckpointError when that fails."""
-    from ..download import fetch_file
-
     root = metric_root(checkpoints)
     for name in METRIC_FILES:
         fetch_file(AUX_REPO, name, root, f"python -m latentsync_demo.eval --download --checkpoints {root}")
@@ -88,9 +88,6 @@ class SyncScorer:
                          **kwargs) -> SyncScorer:
         """Load ``auxiliary/syncnet_v2.model`` (required) and ``auxiliary/sfd_face.pth`` (optional: without it
         faces come from the landmark detector, reported in ``SyncScore.face_detector``)."""
-        from ..models.s3fd import load_s3fd
-        from ..models.syncnet_v2 import load_syncnet_v2
-
         root = metric_root(checkpoints)
         if not (root / SYNCNET_FILE).is_file():
             raise CheckpointError(how_to_get(checkpoints))

@@ -1,6 +1,7 @@
 """Face processing: 3-point alignment / paste-back (official AlignRestore) and the fixed lower-face mask.
 
-Landmark detectors live next to these modules (added separately).
+The landmark backends (``landmarks``, ``insightface``) and their shared types (``types``) are imported from
+their own modules.
 """
 
 from .aligner import FaceAligner, estimate_matrix, landmarks3_from_106, transformation_from_points, warp_affine

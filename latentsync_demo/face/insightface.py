@@ -35,7 +35,6 @@ Official selection and rounding (``latentsync/utils/face_detector.py``, ``image_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +43,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from .aligner import landmarks3_from_106
-from .landmarks import DetectedFace
+from .types import DetectedFace, InsightFaceFiles
 
 DET_SIZE = 512  # official INSIGHTFACE_DETECT_SIZE (det_size=(512, 512))
 DET_THRESH = 0.5  # FaceAnalysis.prepare default, and FaceDetector's own score threshold
@@ -236,15 +235,6 @@ class Landmark106:
             inverse = cv2.invertAffineTransform(m)
             out[i] = np.concatenate([pred[i], np.ones((len(pred[i]), 1), np.float32)], axis=1) @ inverse.T
         return out
-
-
-@dataclass(frozen=True)
-class InsightFaceFiles:
-    detector: Path  # det_10g.onnx
-    landmarks: Path  # 2d106det.onnx
-
-    def missing(self) -> list[Path]:
-        return [p for p in (self.detector, self.landmarks) if not p.is_file()]
 
 
 def official_faces(dets: np.ndarray) -> list[int]:

@@ -14,39 +14,11 @@ Backends:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 import numpy as np
 
 from ..errors import InputError
-
-
-@dataclass(frozen=True)
-class DetectedFace:
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
-    anchors: np.ndarray  # (3, 2) float64: left eyebrow centre, right eyebrow centre, nose centre
-
-    @property
-    def area(self) -> float:
-        x0, y0, x1, y1 = self.box
-        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
-
-
-class LandmarkDetector(Protocol):
-    name: str  # the backend, for the job's log
-
-    def detect(self, frame: np.ndarray) -> list[DetectedFace]:
-        """frame (H, W, 3) uint8 RGB -> faces found, any order (empty when none)."""
-
-    def close(self) -> None: ...
-
-
-def select_face(faces: list[DetectedFace], index: int = 0) -> DetectedFace | None:
-    """The ``index``-th largest face (0 = the largest), or None when there are not that many."""
-    ranked = sorted(faces, key=lambda face: face.area, reverse=True)
-    return ranked[index] if 0 <= index < len(ranked) else None
-
+from .insightface import InsightFaceDetector
+from .types import DetectedFace, InsightFaceFiles, LandmarkDetector
 
 # FaceMesh anchors, calibrated to insightface's definition by matching the two published layouts point by point
 # (insightface 2d106 mark-up, alignment/coordinate_reg in deepinsight/insightface; FaceMesh's 468-point canonical
@@ -137,39 +109,36 @@ BACKENDS = ("insightface", "mediapipe", "face-alignment")
 LANDMARK_CHOICES = ("auto", *BACKENDS)
 
 
-def insightface_available(files) -> bool:
+def insightface_available(files: InsightFaceFiles | None) -> bool:
     """Whether the insightface backend can run: its ONNX files exist and onnxruntime imports."""
     if files is None or files.missing():
         return False
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401  (optional: only the insightface backend needs it)
     except ImportError:
         return False
     return True
 
 
-def resolve_backend(name: str, insightface_files=None) -> str:
-    """``auto`` -> ``insightface`` when its files (``face.insightface.InsightFaceFiles``) are there, else
-    ``mediapipe``; any other name is returned as it is."""
+def resolve_backend(name: str, insightface: InsightFaceFiles | None = None) -> str:
+    """``auto`` -> ``insightface`` when its files are there, else ``mediapipe``; any other name as it is."""
     if name != "auto":
         return name
-    return "insightface" if insightface_available(insightface_files) else "mediapipe"
+    return "insightface" if insightface_available(insightface) else "mediapipe"
 
 
-def make_detector(name: str = "mediapipe", device: str = "cpu", checkpoints=None) -> LandmarkDetector:
-    """A detector for ``name`` (one of ``LANDMARK_CHOICES``). insightface reads its files from ``checkpoints``
-    (a ``store.CheckpointSet``; default: ``store.resolve()``) and names the download command when they are
-    missing."""
-    if name in ("auto", "insightface") and checkpoints is None:
-        from ..store import resolve
-
-        checkpoints = resolve()
-    name = resolve_backend(name, checkpoints.insightface_files() if checkpoints is not None else None)
+def make_detector(name: str = "mediapipe", device: str = "cpu",
+                  insightface: InsightFaceFiles | None = None) -> LandmarkDetector:
+    """A detector for ``name`` (one of ``LANDMARK_CHOICES``). ``insightface``: that backend's files, from
+    ``store.CheckpointSet.insightface_files()``; without them ``auto`` means mediapipe. A missing file raises a
+    CheckpointError that names the download command."""
+    name = resolve_backend(name, insightface)
     if name == "insightface":
-        from .insightface import InsightFaceDetector
-
-        checkpoints.require_insightface()
-        return InsightFaceDetector(checkpoints.insightface_files(), device=device)
+        if insightface is None:
+            raise ValueError("the insightface backend needs its model files: pass "
+                             "insightface=store.resolve(preset, root).insightface_files()")
+        insightface.require()
+        return InsightFaceDetector(insightface, device=device)
     if name == "mediapipe":
         return MediaPipeDetector()
     if name == "face-alignment":

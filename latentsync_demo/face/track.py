@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .aligner import FaceAligner
-from .landmarks import LandmarkDetector, select_face
+from .types import LandmarkDetector, select_face
 
 
 def track_faces(

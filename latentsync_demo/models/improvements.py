@@ -5,7 +5,7 @@ starting where the official model's outputs do not change (zero key/value column
 An improved checkpoint folder holds ``latentsync_unet.pt`` (official layout, extra keys/columns included),
 ``improvements.json`` and, for phoneme-aware audio, ``audio_fusion/`` (``PhonemeAudioFusion``) and, once
 fetched, ``wav2vec2/`` (the transformers Wav2Vec2 named by ``wav2vec_model``); ``load_improved_unet`` rebuilds
-and loads the UNet strictly, ``store.load_models`` the whole set for the app, CLI and service.
+and loads the UNet strictly, ``loading.load_models`` the whole set for the app, CLI and service.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .unet import UNet3DConditionModel
 
 IMPROVEMENTS_FILE = "improvements.json"
 FUSION_DIR = "audio_fusion"
+WAV2VEC_DIR = "wav2vec2"  # the phoneme-aware set's transformers Wav2Vec2, once fetched (``audio.wav2vec``)
 
 
 @dataclass
@@ -60,6 +61,11 @@ class Improvements:
         if unknown:
             raise CheckpointError(f"{path}: unknown improvements {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def wav2vec_folder(checkpoint_folder: str | Path) -> Path:
+    """Where a phoneme-aware checkpoint folder keeps its Wav2Vec2 model."""
+    return Path(checkpoint_folder) / WAV2VEC_DIR
 
 
 def apply_improvements(unet: UNet3DConditionModel, improvements: Improvements) -> PhonemeAudioFusion | None:

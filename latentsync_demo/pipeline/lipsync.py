@@ -55,7 +55,7 @@ class LipSyncPipeline:
         unet: the audio-conditioned UNet (``in_channels`` 13).
         vae: ``AutoencoderKL`` (sd-vae-ft-mse for the official weights).
         scheduler: any diffusers scheduler; default is the official DDIM configuration. ``make_scheduler("lcm")``
-            goes with an LCM student UNet (``store.load_lcm_unet``).
+            goes with an LCM student UNet (``loading.load_lcm_unet``).
         audio_encoder: turns speech into the per-frame features the UNet attends to (whisper, or whisper fused
             with Wav2Vec2); needed by the video job, not by ``__call__`` on precomputed features.
         resolution: the face crop size the UNet was trained on (256 for 1.5, 512 for 1.6).

@@ -47,7 +47,8 @@ class FrameStore:
         self._fd = os.open(path, os.O_RDONLY)
 
     def append(self, array: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+        # A view of the array's own bytes: .tobytes() would copy a 6 MB 1080p frame first (~2 ms).
+        self._file.write(memoryview(np.ascontiguousarray(array, dtype=np.uint8)).cast("B"))
         self._file.flush()
         self.count += 1
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..face import FaceAligner
 from ..face.landmarks import make_detector
-from ..face.landmarks import select_face
+from ..face.types import select_face
 from ..media import iter_frames
 from .watermark import DEFAULT_KEY, Detection, FrameWatermark, decide, frame_votes, key_from_env
 

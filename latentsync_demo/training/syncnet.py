@@ -30,20 +30,6 @@ EXPECTED = ("the official stable_syncnet.pt (python -m latentsync_demo.download 
             "returns the scalar sync loss")
 
 
-STABLE_SYNCNET_REPO = "ByteDance/LatentSync-1.6"
-STABLE_SYNCNET_FILE = "stable_syncnet.pt"
-
-
-def download_stable_syncnet(checkpoints: str | Path | None = None) -> Path:
-    """``<checkpoints>/stable_syncnet.pt`` (1.6 GB), fetched from Hugging Face when missing (progress bar)."""
-    from ..download import fetch_file
-    from ..store import default_root
-
-    root = Path(checkpoints) if checkpoints is not None else default_root()
-    return fetch_file(STABLE_SYNCNET_REPO, STABLE_SYNCNET_FILE, root,
-                      f"python -m latentsync_demo.download --syncnet --checkpoints {root}")
-
-
 class StableSyncLoss(nn.Module):
     """LatentSync's SyncNet loss: forward(faces (b, 16, 3, H, W) in [-1, 1], mel (b, 1, 80, 52)) -> scalar."""
 

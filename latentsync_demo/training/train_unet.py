@@ -35,17 +35,26 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers import AutoencoderKL
+from diffusers.optimization import get_scheduler
 from torch import nn
 from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
 
-from ..audio.wav2vec import wav2vec_folder
+from ..audio.wav2vec import Wav2Vec2AudioEncoder
+from ..audio.whisper import WhisperAudioEncoder
 from ..errors import CheckpointError, InputError
 from ..models import UNet3DConditionModel, load_unet, save_unet_checkpoint
-from ..models.improvements import FUSION_DIR, Improvements, apply_improvements
+from ..models.improvements import FUSION_DIR, Improvements, apply_improvements, wav2vec_folder
 from ..models.lcm import add_lora, save_lora
+from ..models.stable_syncnet import load_stable_syncnet
 from ..store import DEFAULT_PRESET, UNET_FILE, VAE_DIR, WHISPER_FILE, resolve, write_unet_config
-from .data import WindowDataset
+from .adversarial import MultiScalePatchGAN
+from .data import WindowDataset, preprocess_folder
 from .lcm_distill import TrainState, _Logger, _resume_folder, cli_main, optimizer_step, validate
+from .unet_losses import LPIPS, SyncNetLoss, TREPALoss
 from .unet_objective import UNetLossConfig, UNetObjective
 from .videomae_convert import OFFICIAL_TREPA_FILE
 
@@ -110,8 +119,6 @@ def load_critics(cfg: TrainConfig, device) -> Critics:
     critics, w = Critics(), cfg.losses
     if w.stage != 2:
         return critics
-    from .unet_losses import LPIPS, SyncNetLoss, TREPALoss
-
     if w.sync_weight > 0:
         if cfg.syncnet is None:
             raise CheckpointError("stage 2 needs the training SyncNet: --syncnet checkpoints/stable_syncnet.pt "
@@ -126,16 +133,6 @@ def load_critics(cfg: TrainConfig, device) -> Critics:
                                   "(or --trepa-weight 0)")
         critics.trepa = TREPALoss.from_pretrained(cfg.trepa).to(device)
     return critics
-
-
-def load_stable_syncnet(path: Path) -> nn.Module:
-    """The official ``stable_syncnet.pt`` (config syncnet_16_pixel_attn) through ``models.stable_syncnet``."""
-    try:
-        from ..models import stable_syncnet
-    except ImportError as exc:
-        raise CheckpointError(f"--syncnet {path}: this build has no StableSyncNet model (models/stable_syncnet.py);"
-                              " train with --sync-weight 0") from exc
-    return stable_syncnet.load_stable_syncnet(path)
 
 
 def build_unet(cfg: TrainConfig, ckpt) -> tuple[UNet3DConditionModel, dict]:
@@ -177,13 +174,8 @@ def prepare_cache(cfg: TrainConfig, ckpt) -> Path:
     cache = Path(cfg.output) / "cache"
     if any(cache.glob("*.safetensors")):
         return cache
-    from ..audio import WhisperAudioEncoder
-    from .data import preprocess_folder
-
     wav2vec = None
     if cfg.improvements.phoneme_audio:  # the model inference will load (improvements.json names it)
-        from ..audio.wav2vec import Wav2Vec2AudioEncoder
-
         wav2vec = Wav2Vec2AudioEncoder.from_pretrained(cfg.wav2vec or Improvements.wav2vec_model)
     encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper)
     preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames, wav2vec=wav2vec)
@@ -207,12 +199,6 @@ def finetune_recipe(cfg: TrainConfig) -> TrainConfig:
 
 def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
     """Run (or resume) a training; returns ``<output>/final``. ``critics`` overrides ``load_critics`` (tests)."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from diffusers import AutoencoderKL
-    from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
-
     cfg = finetune_recipe(cfg)
     output = Path(cfg.output)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
@@ -228,36 +214,12 @@ def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
         critics = load_critics(cfg, device)
     vae = AutoencoderKL.from_pretrained(str(ckpt.vae), torch_dtype=weight_dtype).to(device).eval().requires_grad_(False)
 
-    unet, base_config = build_unet(cfg, ckpt)
-    fusion = apply_improvements(unet, cfg.improvements)
-    unet.to(device)
-    select_trainable(unet, cfg)
-    if cfg.lora_rank:
-        unet = add_lora(unet, cfg.lora_rank, cfg.lora_alpha)
-        for name, p in unet.get_base_model().named_parameters():  # peft froze them: improvements train fully
-            if _improvement_param(name, cfg.improvements):
-                p.requires_grad_(True)
-    base = unet.get_base_model() if cfg.lora_rank else unet
-    if cfg.gradient_checkpointing:
-        base.enable_gradient_checkpointing()
-    unet.train()
-    params = [p for p in unet.parameters() if p.requires_grad]
-    models: list[nn.Module] = [unet]
-    if fusion is not None:
-        fusion.to(device).train()
-        params += list(fusion.parameters())
+    unet, base_config, fusion, params = build_trainable(cfg, ckpt, device)
     lr = cfg.learning_rate or (1e-4 if cfg.lora_rank else 1e-5)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer,
                                  num_warmup_steps=cfg.warmup_steps * accelerator.num_processes)
-    discriminator = d_optimizer = None
-    if cfg.adversarial:
-        if cfg.losses.stage != 2:
-            raise InputError("the lip-region adversarial loss is a stage-2 loss: use --stage 2")
-        from .adversarial import MultiScalePatchGAN
-
-        discriminator = MultiScalePatchGAN().to(device).train()
-        d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=cfg.disc_learning_rate, betas=(0.5, 0.999))
+    discriminator, d_optimizer = build_discriminator(cfg, device)
 
     state = TrainState()
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
@@ -296,24 +258,15 @@ def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
             losses = objective.loss(batch, state.step)
             optimizer_step(accelerator, losses["loss"], params, optimizer, lr_scheduler, cfg.max_grad_norm)
             if discriminator is not None:
-                d_loss = objective.discriminator_loss(losses)
-                accelerator.backward(d_loss)
-                d_optimizer.step()
-                d_optimizer.zero_grad(set_to_none=True)
-                losses["disc"] = d_loss.detach()
+                losses["disc"] = _discriminator_step(accelerator, objective, losses, d_optimizer)
         if not accelerator.sync_gradients:
             continue
         state.step += 1
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
             now = time.perf_counter()
-            values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()
-                      if k not in ("fake_crops", "real_crops")}
-            values["lr"] = lr_scheduler.get_last_lr()[0]
-            log.write(step=state.step, **values, sec_per_step=(now - tick) / cfg.log_every)
-            if cfg.tensorboard:
-                accelerator.log(values, step=state.step)
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            _log_losses(accelerator, log, bar, losses, lr_scheduler.get_last_lr()[0], state.step,
+                        (now - tick) / cfg.log_every, cfg.tensorboard)
             tick = now
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.max_steps:
             _save_state(accelerator, output / f"checkpoint-{state.step}")
@@ -330,6 +283,61 @@ def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
     accelerator.print(f"trained UNet written to {final} (use it with --checkpoints {final})")
     accelerator.end_training()
     return final
+
+
+def build_trainable(cfg: TrainConfig, ckpt, device) -> tuple[nn.Module, dict, nn.Module | None, list[nn.Parameter]]:
+    """The UNet to train on ``device`` (improvements on, trainable weights chosen, LoRA-wrapped with
+    --lora-rank), its model config (pre-improvements), the audio fusion (phoneme audio, else None) and every
+    parameter the optimizer updates."""
+    unet, base_config = build_unet(cfg, ckpt)
+    fusion = apply_improvements(unet, cfg.improvements)
+    unet.to(device)
+    select_trainable(unet, cfg)
+    if cfg.lora_rank:
+        unet = add_lora(unet, cfg.lora_rank, cfg.lora_alpha)
+        for name, p in unet.get_base_model().named_parameters():  # peft froze them: improvements train fully
+            if _improvement_param(name, cfg.improvements):
+                p.requires_grad_(True)
+    base = unet.get_base_model() if cfg.lora_rank else unet
+    if cfg.gradient_checkpointing:
+        base.enable_gradient_checkpointing()
+    unet.train()
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if fusion is not None:
+        fusion.to(device).train()
+        params += list(fusion.parameters())
+    return unet, base_config, fusion, params
+
+
+def build_discriminator(cfg: TrainConfig, device) -> tuple[nn.Module | None, torch.optim.Optimizer | None]:
+    """The lip-region PatchGAN and its optimizer with --adversarial (a stage-2 loss), else (None, None)."""
+    if not cfg.adversarial:
+        return None, None
+    if cfg.losses.stage != 2:
+        raise InputError("the lip-region adversarial loss is a stage-2 loss: use --stage 2")
+    discriminator = MultiScalePatchGAN().to(device).train()
+    return discriminator, torch.optim.AdamW(discriminator.parameters(), lr=cfg.disc_learning_rate, betas=(0.5, 0.999))
+
+
+def _discriminator_step(accelerator, objective: UNetObjective, losses: dict, d_optimizer) -> torch.Tensor:
+    """One update of the discriminator on the crops of this step's UNet loss; returns its loss (detached)."""
+    d_loss = objective.discriminator_loss(losses)
+    accelerator.backward(d_loss)
+    d_optimizer.step()
+    d_optimizer.zero_grad(set_to_none=True)
+    return d_loss.detach()
+
+
+def _log_losses(accelerator, log: _Logger, bar, losses: dict, lr: float, step: int, sec_per_step: float,
+                tensorboard: bool) -> None:
+    """The step's losses, averaged over processes, to log.jsonl, tensorboard and the progress bar."""
+    values = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in losses.items()
+              if k not in ("fake_crops", "real_crops")}
+    values["lr"] = lr
+    log.write(step=step, **values, sec_per_step=sec_per_step)
+    if tensorboard:
+        accelerator.log(values, step=step)
+    bar.set_postfix(loss=f"{values['loss']:.4f}")
 
 
 def save_final(folder: Path, unet, base_config: dict, ckpt, step: int, cfg: TrainConfig, fusion=None,

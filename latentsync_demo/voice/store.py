@@ -18,7 +18,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub
+
 from ..errors import CheckpointError
+from ..hub import explain_download_errors, fetch_file, missing_files_error
+from ..store import default_root
 
 XTTS_DIR = "xtts-v2"
 ASR_DIR = "asr"
@@ -68,10 +72,8 @@ class VoiceModelPaths:
         """Raise a CheckpointError naming every missing file, where we looked, and the download command."""
         missing = self.missing(need_asr, need_xtts)
         if missing:
-            listed = "\n  ".join(str(p) for p in missing)
-            raise CheckpointError(
-                f"voice model files are missing:\n  {listed}\n"
-                f"Download them with:  {DOWNLOAD_COMMAND} --checkpoints {self.root}\n"
+            raise missing_files_error(
+                "voice model files are missing", missing, f"{DOWNLOAD_COMMAND} --checkpoints {self.root}",
                 f"(XTTS v2 is under the non-commercial Coqui Public Model License, {CPML_URL}; "
                 "--agree-cpml says you accept it.)",
                 web="The voice-cloning models are not on this server yet: tick the licence box and press "
@@ -81,11 +83,7 @@ class VoiceModelPaths:
 
 def resolve_voice_models(root: str | Path | None = None) -> VoiceModelPaths:
     """Where the voice models are (or will be, once downloaded) under the checkpoints ``root``."""
-    if root is None:
-        from ..store import default_root  # lazily: the lip-sync store imports the model code
-
-        root = default_root()
-    root = Path(root)
+    root = Path(root) if root is not None else default_root()
     return VoiceModelPaths(root, root / XTTS_DIR, root / ASR_DIR)
 
 
@@ -100,12 +98,6 @@ def _cpml_refusal(root: Path) -> LicenceNotAgreedError:
     )
 
 
-def _offline_error(what: str, repo_id: str, root: Path, exc: BaseException) -> CheckpointError:
-    from ..download import download_error
-
-    return download_error(what, repo_id, f"{DOWNLOAD_COMMAND} --checkpoints {root}", root, exc)
-
-
 def download_voice_models(root: str | Path | None = None, agree_to_cpml: bool = False,
                           asr_repo: str | None = None, need_asr: bool = True) -> VoiceModelPaths:
     """Fetch whatever voice model files are missing under ``root`` (progress bars, resumable).
@@ -113,26 +105,17 @@ def download_voice_models(root: str | Path | None = None, agree_to_cpml: bool = 
     XTTS files are only fetched with CPML agreement (``agree_to_cpml`` or ``COQUI_TOS_AGREED=1``); without it a
     ``LicenceNotAgreedError`` explains the licence and how to agree. Offline, the error names the command.
     """
-    from huggingface_hub import hf_hub_download, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
     paths = resolve_voice_models(root)
-    network_errors = (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError)
+    command = f"{DOWNLOAD_COMMAND} --checkpoints {paths.root}"
     missing_xtts = paths.missing_xtts()
     if missing_xtts and not cpml_agreed(agree_to_cpml):
         raise _cpml_refusal(paths.root)
     for path in missing_xtts:
-        print(f"downloading {XTTS_REPO}/{path.name} -> {path}", file=sys.stderr)
-        try:
-            hf_hub_download(XTTS_REPO, path.name, local_dir=paths.xtts)
-        except network_errors as exc:
-            raise _offline_error(path.name, XTTS_REPO, paths.root, exc) from exc
+        fetch_file(XTTS_REPO, path.name, paths.xtts, command)
     if need_asr and paths.missing_asr():
         repo = asr_repo or os.environ.get("LATENTSYNC_ASR_REPO", DEFAULT_ASR_REPO)
         print(f"downloading {repo} -> {paths.asr}", file=sys.stderr)
-        try:
-            snapshot_download(repo, allow_patterns=ASR_PATTERNS, local_dir=paths.asr)
-        except network_errors as exc:
-            raise _offline_error("the speech recogniser", repo, paths.root, exc) from exc
+        with explain_download_errors("the speech recogniser", repo, command, paths.root):
+            huggingface_hub.snapshot_download(repo, allow_patterns=ASR_PATTERNS, local_dir=paths.asr)
     paths.require(need_asr)
     return paths
