@@ -15,17 +15,21 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import torch
 from diffusers import AutoencoderKL
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..face.mask import latent_mask, load_mask
+from ..loading import load_lcm_unet, load_models
 from ..models import UNet3DConditionModel
 from ..models.deepcache import DeepCache
 from .inputs import decode_video, encode_video, guided, normalize_faces, unet_condition, with_null_audio
-from .samplers import make_scheduler, sampler_spec
+from .samplers import SAMPLERS, make_scheduler, sampler_spec
+
+if TYPE_CHECKING:
+    from ..store import CheckpointSet
 
 
 @dataclass(frozen=True)
@@ -101,32 +105,24 @@ class LipSyncPipeline:
             self._masks[resolution] = load_mask(resolution)
         return self._masks[resolution]
 
-    @torch.inference_mode()
-    def __call__(
-        self,
-        faces: torch.Tensor,
-        audio_chunks: torch.Tensor | None,
-        num_inference_steps: int = 20,
-        guidance_scale: float = 1.5,
-        seed: int | None = 1247,
-        generator: torch.Generator | None = None,
-        num_frames: int = 16,
-        callback: ProgressCallback | None = None,
-        output_type: str = "pixels",
-        deepcache: bool = False,
-    ) -> torch.Tensor:
-        """faces (N, 3, R, R) uint8 RGB aligned crops; audio_chunks (N, 50, d) -> (N, 3, R, R) float32 in ~[-1, 1].
+    @classmethod
+    def from_checkpoints(cls, checkpoints: CheckpointSet, device: str | torch.device = "cpu",
+                         dtype: torch.dtype = torch.float32, sampler: str = "ddim") -> LipSyncPipeline:
+        """The pipeline of a checkpoint set (``store.resolve(preset, root)``): UNet (strict), VAE, the audio encoder
+        and the resolution it was trained at, with ``sampler``'s scheduler (LCM: the set's distilled student)."""
+        models = load_models(checkpoints, device, dtype)
+        unet = models.unet
+        if SAMPLERS[sampler].needs_student:
+            unet = load_lcm_unet(checkpoints, device, dtype, base_unet=models.unet)
+        return cls(unet, models.vae, make_scheduler(sampler), models.audio_encoder, models.resolution)
 
-        ``output_type="latent"``: the final latents (N, 4, R/8, R/8) float32 instead (no decoding, no paste-back).
-        """
-        parts = [
-            out
-            for _, out in self.generate_chunks(
-                faces, audio_chunks, num_inference_steps, guidance_scale, seed, generator, num_frames, callback,
-                output_type, deepcache,
-            )
-        ]
-        return torch.cat(parts)
+    @torch.inference_mode()
+    def __call__(self, faces: torch.Tensor, audio_chunks: torch.Tensor | None, num_inference_steps: int = 20,
+                 **options) -> torch.Tensor:
+        """faces (N, 3, R, R) uint8 RGB aligned crops; audio_chunks (N, 50, d) -> (N, 3, R, R) float32 in ~[-1, 1]
+        (``output_type="latent"``: the final latents (N, 4, R/8, R/8)). ``options``: those of ``generate_chunks``
+        (guidance_scale, seed, generator, num_frames, callback, output_type, deepcache, chunk_batch)."""
+        return torch.cat([out for _, out in self.generate_chunks(faces, audio_chunks, num_inference_steps, **options)])
 
     @torch.inference_mode()
     def generate_chunks(
