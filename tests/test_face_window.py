@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from latentsync_demo.face import FaceAligner
-from latentsync_demo.face.landmarks import make_detector, select_face
+from latentsync_demo.face.landmarks import make_detector
+from latentsync_demo.face.types import select_face
 from latentsync_demo.media import iter_frames
 
 FRAMES = (0, 30)  # 25 fps frame indices taken from each clip
