@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from latentsync_demo.face import FaceAligner
-from latentsync_demo.face.landmarks import make_detector, select_face
+from latentsync_demo.face.landmarks import make_detector
+from latentsync_demo.face.types import select_face
 from latentsync_demo.media import MODEL_FPS, iter_frames
 
 MEDIA_DIR = Path(os.environ.get("LATENTSYNC_MEDIA_DIR", Path(__file__).resolve().parents[2] / "shared" / "media"))
