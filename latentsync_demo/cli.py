@@ -1,6 +1,5 @@
-"""Command line: ``python -m latentsync_demo --video in.mp4 --audio speech.wav --out out.mp4``.
-
-``python -m latentsync_demo batch MANIFEST --out DIR`` runs a manifest of jobs (see ``batch``).
+"""The run command: ``latentsync run --video in.mp4 --audio speech.wav --out out.mp4`` (``run`` may be left out;
+``latentsync_demo.commands`` lists the other commands).
 """
 
 from __future__ import annotations
@@ -85,10 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["batch"]:  # python -m latentsync_demo batch MANIFEST --out DIR
-        from .batch import main as batch_main
-
-        return batch_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.audio is None and args.voice != "script":
