@@ -37,10 +37,22 @@ def real_media_dir() -> Path:
     return MEDIA_DIR
 
 
-@pytest.fixture(scope="module")
-def tiny_service(tmp_path_factory):
-    """A CPU ``LipSyncService`` on freshly written tiny random checkpoints, one per test module."""
-    from latentsync_demo.service import LipSyncService
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> Path:
+    """One ordinary tiny random checkpoint set (``write_tiny_checkpoints`` defaults), written once per session.
+
+    Shared read-only: a test that needs other contents (files removed, LoRA students, voice models) writes
+    its own set instead of changing this one.
+    """
     from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
-    return LipSyncService(checkpoints=write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt")), device="cpu")
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny_checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def tiny_service(tiny_checkpoints):
+    """A CPU ``LipSyncService`` with default settings on ``tiny_checkpoints``, shared by the whole session
+    (its models load once). Tests that change an attribute put it back (monkeypatch or try/finally)."""
+    from latentsync_demo.service import LipSyncService
+
+    return LipSyncService(checkpoints=tiny_checkpoints, device="cpu")

@@ -15,7 +15,6 @@ from gradio_client import Client, handle_file
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,10 +65,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, tiny_checkpoints):
     tmp = tmp_path_factory.mktemp("app")
-    checkpoints = write_tiny_checkpoints(tmp / "tiny")
-    proc, url = _start_app(checkpoints, tmp, "--max-seconds", "3")
+    proc, url = _start_app(tiny_checkpoints, tmp, "--max-seconds", "3")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -176,13 +174,11 @@ def test_lcm_sampler_through_the_api(app, media):
     assert "LCM 4 steps" in updates[-1][0] and count_frames(updates[-1][3]) == 35
 
 
-def test_stop_keeps_the_finished_chunks_playable(tmp_path, media):
+def test_stop_keeps_the_finished_chunks_playable(tiny_service, tmp_path, media):
     """What the app's Stop button does: the job ends after the current chunk and keeps what is done."""
     import threading
 
-    from latentsync_demo.service import LipSyncService
-
-    service = LipSyncService(write_tiny_checkpoints(tmp_path / "tiny"), device="cpu")
+    service = tiny_service
     stop = threading.Event()
     out, compare = tmp_path / "stopped.mp4", tmp_path / "compare.mp4"
     events = []

@@ -24,7 +24,6 @@ from latentsync_demo.errors import InputError, LatentSyncError, user_message
 from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_app import _start_app  # noqa: E402  (the same start-up as the app tests)
@@ -33,7 +32,7 @@ MAX_PIXELS = 200 * 200  # the server's cap in these tests; the clips are 128x128
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, tiny_checkpoints):
     root = tmp_path_factory.mktemp("bad_inputs")
     face = make_talking_head_clip(root / "face.mp4", seconds=0.4, fps=25, size=(128, 128))
     frames = read_frames(face)
@@ -54,7 +53,7 @@ def corpus(tmp_path_factory):
         "root": root, "face": face, "two": root / "two faces.mp4", "speech": root / "speech.wav",
         "nan": root / "nan.wav", "notes": root / "notes.mp4", "read_only": read_only, "broken_bytes": broken,
         "big": make_talking_head_clip(root / "big.mp4", seconds=0.2, fps=25, size=(256, 256), with_audio=False),
-        "tiny": write_tiny_checkpoints(root / "tiny"),
+        "tiny": tiny_checkpoints,
     }
 
 

@@ -15,7 +15,6 @@ from latentsync_demo.batch import read_manifest
 from latentsync_demo.errors import InputError
 from latentsync_demo.media import count_frames
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (128, 112)
@@ -24,7 +23,6 @@ SIZE = (128, 112)
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
-    write_tiny_checkpoints(root / "ckpt")
     make_talking_head_clip(root / "face.mp4", seconds=0.4, fps=25, size=SIZE)  # 10 frames
     make_talking_head_clip(root / "shapes.mp4", seconds=0.4, fps=25, size=SIZE, face=False)
     make_speech_wav(root / "speech.wav", seconds=0.6)  # 15 frames
@@ -36,7 +34,7 @@ def _results(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_bad_row_is_recorded_and_a_rerun_does_only_that_row(folder, tmp_path):
+def test_bad_row_is_recorded_and_a_rerun_does_only_that_row(folder, tiny_checkpoints, tmp_path):
     manifest = tmp_path / "jobs.csv"
     video = tmp_path / "video_b.mp4"
     shutil.copy(folder / "shapes.mp4", video)  # no face: this row fails
@@ -45,7 +43,7 @@ def test_bad_row_is_recorded_and_a_rerun_does_only_that_row(folder, tmp_path):
                         f"b,{video},{folder / 'speech.wav'},\n"
                         f"c,{folder / 'face.mp4'},{folder / 'speech.wav'},loop\n")
     out = tmp_path / "out"
-    args = [str(manifest), "--out", str(out), "--checkpoints", str(folder / "ckpt"), "--steps", "1", "--device", "cpu"]
+    args = [str(manifest), "--out", str(out), "--checkpoints", str(tiny_checkpoints), "--steps", "1", "--device", "cpu"]
     assert batch_main(args) == 2  # no consent: nothing runs
     assert not out.exists()
     args.append("--consent")
@@ -82,7 +80,7 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_accelerate_launch_splits_the_manifest_between_two_processes(folder, tmp_path):
+def test_accelerate_launch_splits_the_manifest_between_two_processes(folder, tiny_checkpoints, tmp_path):
     manifest = tmp_path / "four.jsonl"
     manifest.write_text("".join(json.dumps({"id": f"j{i}", "video": str(folder / "face.mp4"),
                                             "audio": str(folder / "speech.wav"), "steps": 1}) + "\n"
@@ -93,7 +91,7 @@ def test_accelerate_launch_splits_the_manifest_between_two_processes(folder, tmp
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
               "0", "-m", "latentsync_demo", "batch", str(manifest), "--out", str(out),
-              "--checkpoints", str(folder / "ckpt"), "--consent"]
+              "--checkpoints", str(tiny_checkpoints), "--consent"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -21,13 +21,12 @@ from latentsync_demo.provenance.manifest import (
 )
 from latentsync_demo.provenance.signing import C2paSigning, SigningConfigError, resolve_signing, signing_from_env
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 UNTRUSTED = "signingCredential.untrusted"
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job(tmp_path_factory, tiny_checkpoints):
     """One service job on tiny checkpoints, signed with a test certificate, with the side-by-side video."""
     from latentsync_demo.service import LipSyncService
 
@@ -36,7 +35,7 @@ def job(tmp_path_factory):
     audio = make_speech_wav(root / "speech.wav", seconds=1.2)
     out, compare = root / "out.mp4", root / "out_side_by_side.mp4"
     signing = C2paSigning.test_certificate()
-    service = LipSyncService(write_tiny_checkpoints(root / "tiny"), device="cpu", c2pa=signing)
+    service = LipSyncService(tiny_checkpoints, device="cpu", c2pa=signing)
     events = list(service.lipsync(video, audio, out, num_inference_steps=1, compare=compare, consent=True))
     assert events[-1].stage == "done" and events[-1].compare == compare
     return {"video": video, "audio": audio, "out": out, "compare": compare, "root": root, "signing": signing,

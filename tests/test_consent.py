@@ -12,24 +12,24 @@ from latentsync_demo.provenance.consent import ConsentError, consent_statement, 
 from latentsync_demo.provenance.restrict import RestrictedError, load_checks
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_checkpoints):
     root = tmp_path_factory.mktemp("consent")
     return {
-        "ckpt": write_tiny_checkpoints(root / "tiny"),
+        "ckpt": tiny_checkpoints,
         "video": make_talking_head_clip(root / "face.mp4", seconds=0.8, fps=25, size=(192, 192)),
         "speech": make_speech_wav(root / "speech.wav", seconds=0.6),
     }
 
 
-@pytest.fixture(scope="module")
-def service(setup):
-    return LipSyncService(setup["ckpt"], device="cpu")
+@pytest.fixture
+def service(tiny_service):
+    """The session's shared CPU service on the tiny checkpoints (conftest)."""
+    return tiny_service
 
 
 def _unet_calls(service):

@@ -19,7 +19,6 @@ from latentsync_demo.settings import GenerationSettings
 from latentsync_demo.provenance.detect import make_marker
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 from latentsync_demo.testing.tiny_improved import (TINY_WAV2VEC_DIM, train_improved_set, write_improved_cache,
                                                    write_tiny_wav2vec2)
 from latentsync_demo.validation import check_settings
@@ -30,9 +29,9 @@ HIERARCHICAL = Improvements(hierarchical_temporal=True)
 
 
 @pytest.fixture(scope="module")
-def sets(tmp_path_factory):
+def sets(tmp_path_factory, tiny_checkpoints):
     root = tmp_path_factory.mktemp("improved")
-    base = write_tiny_checkpoints(root / "base")
+    base = tiny_checkpoints  # read only: the trained sets link to its whisper/ and vae/
     cache = write_improved_cache(root / "cache", resolution=64)
     w2v = write_tiny_wav2vec2(root / "w2v")
     return {

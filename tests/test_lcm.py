@@ -255,11 +255,11 @@ def test_sync_loss_interface_and_syncnet_flag(setup, tmp_path):
             train(_config(setup, tmp_path / "run", max_steps=1, syncnet=tmp_path / name))
 
 
-def test_videos_are_cached_as_aligned_faces_and_whisper_chunks(tmp_path, capsys):
+def test_videos_are_cached_as_aligned_faces_and_whisper_chunks(tiny_checkpoints, tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
     make_talking_head_clip(videos / "talk.mp4", seconds=1.2, fps=25, size=(200, 200))
-    tiny = write_tiny_checkpoints(tmp_path / "tiny")
+    tiny = tiny_checkpoints
     assert data_main([str(videos), str(tmp_path / "cache"), "--checkpoints", str(tiny), "--resolution", "32",
                       "--min-frames", "8"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["clips"] == 1

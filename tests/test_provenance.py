@@ -11,19 +11,18 @@ import pytest
 from latentsync_demo import verify
 from latentsync_demo.provenance.manifest import DIGITAL_SOURCE_TYPE, read_metadata, sha256, sidecar_path
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 from latentsync_demo.testing.watermark_corpus import attack
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job(tmp_path_factory, tiny_checkpoints):
     """One lip-sync run through the CLI (consent from LATENTSYNC_CONSENT=1, no terminal): 2 s, 50 frames."""
     root = tmp_path_factory.mktemp("provenance")
     video = make_talking_head_clip(root / "face.mp4", seconds=2.0, fps=25, size=(640, 480))
     audio = make_speech_wav(root / "speech.wav", seconds=2.0)
     out = root / "out.mp4"
     result = subprocess.run(
-        [sys.executable, "-m", "latentsync_demo", "--checkpoints", str(write_tiny_checkpoints(root / "tiny")),
+        [sys.executable, "-m", "latentsync_demo", "--checkpoints", str(tiny_checkpoints),
          "--device", "cpu", "--steps", "1", "--video", str(video), "--audio", str(audio), "--out", str(out)],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
         env={**os.environ, "LATENTSYNC_CONSENT": "1"},

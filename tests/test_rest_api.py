@@ -9,7 +9,6 @@ from test_app import _start_app
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -35,9 +34,9 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
+def api(tmp_path_factory, tiny_checkpoints):
     tmp = tmp_path_factory.mktemp("rest_app")
-    proc, url = _start_app(write_tiny_checkpoints(tmp / "tiny"), tmp, "--max-seconds", "3", "--api-token", TOKEN,
+    proc, url = _start_app(tiny_checkpoints, tmp, "--max-seconds", "3", "--api-token", TOKEN,
                            "--api-max-upload-mb", "1")
     with httpx.Client(base_url=url.rstrip("/"), headers=AUTH, timeout=60) as client:
         yield client

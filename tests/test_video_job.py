@@ -18,14 +18,10 @@ from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 W, H = 320, 240
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt"))
-
-
-@pytest.fixture(scope="module")
-def service(tiny_dir):
-    return LipSyncService(checkpoints=tiny_dir, device="cpu")
+@pytest.fixture
+def service(tiny_service):
+    """The session's shared CPU service on the tiny checkpoints (conftest)."""
+    return tiny_service
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +151,9 @@ def test_temp_folders_are_removed(service, media, tmp_path, monkeypatch):
     assert list(scratch.iterdir()) == []
 
 
-def test_cli_end_to_end_and_error_exit(tiny_dir, media, tmp_path):
+def test_cli_end_to_end_and_error_exit(tiny_checkpoints, media, tmp_path):
     out = tmp_path / "cli.mp4"
-    base = [sys.executable, "-m", "latentsync_demo", "--checkpoints", str(tiny_dir), "--steps", "1",
+    base = [sys.executable, "-m", "latentsync_demo", "--checkpoints", str(tiny_checkpoints), "--steps", "1",
             "--device", "cpu", "--consent", "--audio", str(media["speech_short"])]
     ok = subprocess.run(base + ["--video", str(media["clip"]), "--out", str(out)], capture_output=True, text=True,
                         timeout=300)

@@ -184,10 +184,7 @@ def test_transcriber_long_form_and_no_timestamp_fallback(voice_root, monkeypatch
     assert only.text == "hello" and abs(only.start - 1.0) < 0.1 and abs(only.end - 2.5) < 0.1
 
 
-def test_script_mode_drives_a_lipsync_run(service, media, reference, tmp_path):
-    from latentsync_demo.service import LipSyncService
-    from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
-
+def test_script_mode_drives_a_lipsync_run(service, media, reference, tiny_service, tmp_path):
     wav = tmp_path / "script.wav"
     audio, sr = service.script("Hello there. This is my own voice.", "en", reference, out_path=wav, seed=0)
     assert sr == 24000 and audio.dtype == np.float32 and audio.ndim == 1
@@ -195,10 +192,8 @@ def test_script_mode_drives_a_lipsync_run(service, media, reference, tmp_path):
     assert np.abs(audio).max() > 1e-3
     assert abs(load_audio(wav).size / 16000 - audio.size / sr) < 0.01
 
-    checkpoints = write_tiny_checkpoints(tmp_path / "tiny")
     out = tmp_path / "synced.mp4"
-    list(LipSyncService(checkpoints=checkpoints, device="cpu").lipsync(media["clip"], wav, out,
-                                                                        num_inference_steps=1, consent=True))
+    list(tiny_service.lipsync(media["clip"], wav, out, num_inference_steps=1, consent=True))
     assert out.is_file() and abs(count_frames(out) - audio.size / sr * 25) <= 1
 
 
