@@ -16,7 +16,7 @@ from latentsync_demo.media import read_frames
 from latentsync_demo.models.improvements import Improvements
 from latentsync_demo.pipeline import batching
 from latentsync_demo.pipeline.video import GenerationSettings
-from latentsync_demo.provenance.detect import frame_marker
+from latentsync_demo.provenance.detect import make_marker
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
@@ -58,7 +58,7 @@ def no_watermark(monkeypatch):
     """Every job's watermark carries its own job number (from a fresh job id), so two jobs' marked frames differ
     by design even when their generations are equal: marking is off here, so that equal generations give equal
     frames."""
-    monkeypatch.setattr(video_module, "frame_marker", lambda job, face_index=0: frame_marker(None))
+    monkeypatch.setattr(video_module, "make_marker", lambda job, key=None, resolution=256: make_marker(None))
 
 
 def _run(checkpoints, media, out, **settings):

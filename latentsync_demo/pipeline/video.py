@@ -32,7 +32,7 @@ from ..face import FaceAligner
 from ..face.landmarks import LandmarkDetector, make_detector
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, job_tempdir, load_audio, mux, probe
 from ..media.preview import side_by_side
-from ..provenance.detect import frame_marker
+from ..provenance.detect import make_marker
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
 from .length import LengthPlan, pingpong_index, plan_length, resolve_length_mode  # noqa: F401 (re-export)
 from .lipsync import LipSyncPipeline
@@ -161,12 +161,13 @@ def _generate(pipeline, audio_encoder, analysis, video_path, audio, audio_path, 
     num_chunks = -(-plan_length(expected, num_out, mode).num_generated // window)  # for progress; may still change
     finished: queue.Queue = queue.Queue()
 
-    mark = frame_marker(settings.watermark_job, settings.face_index)  # invisible provenance watermark
+    mark = make_marker(settings.watermark_job, None, resolution)  # invisible provenance watermark
 
     def paste(frame: np.ndarray, face: torch.Tensor, matrix: np.ndarray | None) -> np.ndarray:
         """One output frame: the generated face pasted into its original frame (unchanged without a face),
         then watermarked."""
-        return mark(frame if matrix is None else aligner.restore_generated(frame, face, matrix))
+        result = frame if matrix is None else aligner.restore_generated(frame, face, matrix)
+        return mark.mark(result, matrix)
 
     def on_chunk(k, source, face, frame, result, has_face) -> None:
         face_in = torch.from_numpy(np.array(analysis.faces[analysis.face_source(source)])).permute(2, 0, 1)
