@@ -7,13 +7,16 @@ by ``mark`` for the stage's fixed interface but not needed. The verifier needs n
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import numpy as np
 
 from ..media import iter_luma
-from .watermark import DEFAULT_KEY, Detection, FrameMarker, detect, key_from_env
+from .watermark import DEFAULT_KEY, KEY_ENV, Detection, FrameMarker, detect, key_from_env
 
+log = logging.getLogger(__name__)
 DEFAULT_SCAN_FRAMES = 250  # 10 s at 25 fps: the mark is the same in every frame, more only sharpens the average
 
 
@@ -57,7 +60,17 @@ def make_marker(job_number: int | None, key: int | None = None, resolution: int 
     None reads $LATENTSYNC_WATERMARK_KEY (else the public DEFAULT_KEY); ``resolution``: the job's R."""
     if job_number is None:
         return NoMarker(resolution)
-    return OutputMarker(job_number, key_from_env() if key is None else key, resolution)
+    key = key_from_env() if key is None else key
+    if key == DEFAULT_KEY:
+        _warn_public_key()
+    return OutputMarker(job_number, key, resolution)
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_public_key() -> None:
+    """Once per process: marks made with the public key can be read, and forged, by anyone."""
+    log.warning("watermark: the public demo key is in use, so anyone can read and forge this host's marks; "
+                "set %s to a secret integer of your own", KEY_ENV)
 
 
 def scan(path: str | os.PathLike, key: int = DEFAULT_KEY, max_frames: int | None = DEFAULT_SCAN_FRAMES

@@ -66,11 +66,14 @@ TRANSFORMS = (
 )
 
 
-def apply(transform: Transform, src: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """``src`` through ``transform`` into ``out`` (its suffix is the transform's)."""
+def apply(transform: Transform, src: str | os.PathLike, out: str | os.PathLike, seconds: float | None = None
+          ) -> Path:
+    """``src`` (its first ``seconds``; all: None) through ``transform`` into ``out`` (the transform's suffix)."""
     info = probe(src)
     out = Path(out).with_suffix(transform.suffix)
-    run_ffmpeg(["-y", "-i", fs_path(src), *transform.args(info.width, info.height), *transform.codec, fs_path(out)])
+    limit = [] if seconds is None else ["-t", f"{seconds:.3f}"]
+    run_ffmpeg(["-y", "-i", fs_path(src), *limit, *transform.args(info.width, info.height), *transform.codec,
+                fs_path(out)])
     return out
 
 
