@@ -1,6 +1,9 @@
 """Watermark on real faces: detection per transformation and clip size, false positives, PSNR, marking cost.
 
-    python bench/bench_watermark.py --media ../shared/media --work /tmp/wm_bench       # ~20 min on 2 busy cores
+    python bench/bench_watermark.py --media ../shared/media --work /tmp/wm_bench   # 28 min on 2 busy cores
+
+(plus ~5 min the first time for the 6 jobs, which are cached in --work; sizes run smallest first and the
+tables are printed after each size, so a run cut short still reports what it measured).
 
 The corpus: both demo clips (10 s and 20 s, 1080x1920) at three sizes (1080x1920, 720x1280, 540x960), each
 lip-synced ONCE over its whole length by the real job (``LipSyncService`` on tiny random checkpoints, consent

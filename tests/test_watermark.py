@@ -5,6 +5,7 @@ The statistics (every window of both real clips at three sizes, 8 transformation
 unmarked trials, PSNR, marking cost) are printed by bench/bench_watermark.py; this file checks a few cases.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from latentsync_demo.provenance.watermark import (
 from latentsync_demo.testing import watermark_corpus as corpus
 from latentsync_demo.testing.media import make_talking_head_clip
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+MEDIA = Path(os.environ.get("LATENTSYNC_MEDIA_DIR", Path(__file__).resolve().parents[2] / "shared" / "media"))
 TRANSFORMS = {t.name: t for t in corpus.TRANSFORMS}
 KEY = 0x7E57
 
