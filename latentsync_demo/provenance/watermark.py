@@ -223,18 +223,18 @@ class FrameMarker:
     def __init__(self, job: int, key: int = DEFAULT_KEY):
         encode_payload(job)  # ValueError now for a job number that does not fit, not at the first frame
         self.job, self.key = job, key
-        self._shape: tuple[int, int] | None = None
-        self._plus = self._minus = None
+        self._cache: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # one tuple: thread-safe swap
 
     def _change(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._shape != (height, width):
+        cache = self._cache  # read once: worker threads may mark frames concurrently
+        if cache is None or cache[0] != (height, width):
             size = tile_size(height, width)
             repeats = (-(-height // size), -(-width // size))
             change = np.round(np.tile(tile(self.job, self.key, size), repeats)[:height, :width])
-            self._plus = np.repeat(np.clip(change, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-            self._minus = np.repeat(np.clip(-change, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-            self._shape = (height, width)
-        return self._plus, self._minus
+            plus = np.repeat(np.clip(change, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            minus = np.repeat(np.clip(-change, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            cache = self._cache = ((height, width), plus, minus)
+        return cache[1], cache[2]
 
     def mark(self, frame: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> marked copy (H, W, 3) uint8."""
