@@ -10,7 +10,7 @@ from .ffmpeg import ffmpeg_exe, run_ffmpeg
 from .mux import mux
 from .probe import MediaInfo, count_frames, probe
 from .temp import job_tempdir
-from .video import MODEL_FPS, VideoWriter, iter_batches, iter_frames, read_frames
+from .video import MODEL_FPS, VideoWriter, iter_batches, iter_frames, iter_luma, read_frames
 
 __all__ = [
     "InputError",
@@ -22,6 +22,7 @@ __all__ = [
     "ffmpeg_exe",
     "iter_batches",
     "iter_frames",
+    "iter_luma",
     "job_tempdir",
     "load_audio",
     "mux",

@@ -33,6 +33,7 @@ from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux
 from ..media.preview import CompareVideo, chunk_preview
+from ..provenance.detect import NoMarker
 from ..settings import GenerationSettings, JobEvent
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
 from .length import plan_length
@@ -79,17 +80,12 @@ class StagePolicy:
     restore_device: str | None = None
 
 
-class _NoMark:
-    def mark(self, frame: np.ndarray, matrix) -> np.ndarray:
-        return frame
-
-
 def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=None,
                     stop: threading.Event | None = None, stages: StagePolicy = StagePolicy()) -> Iterator[JobEvent]:
     """Run one job; see the module docstring. Raises InputError on unusable input.
 
     ``detector``: the landmark backend (kept open; the caller closes it). ``marker``: ``mark(frame, matrix)``
-    for each finished frame with a face (the invisible watermark; None: unmarked). ``stop``: once set, the job
+    for each finished frame (the invisible watermark, ``provenance.detect.make_marker``; None: unmarked). ``stop``: once set, the job
     ends after the chunk being generated and writes what is done so far (a playable video, audio cut to match),
     ending with a ``stopped`` event instead of ``done``.
     """
@@ -109,7 +105,7 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
             if stages.face_pass_first:
                 analysis.wait()
             end = yield from _run_stages(pipeline, plan, analysis, audio, workdir, num_out, expected,
-                                         marker or _NoMark(), stop, stages, getattr(detector, "name", "landmarks"))
+                                         marker or NoMarker(), stop, stages, getattr(detector, "name", "landmarks"))
         finally:
             analysis.close()
     yield end

@@ -207,7 +207,8 @@ class PasteBack(threading.Thread):
 
     ``restore(frame, face, matrix)`` is the per-frame paste (None matrix: the frame passes unchanged); it runs on
     ``workers`` threads (OpenCV and torch release the GIL), the results are taken back in order. ``mark(frame,
-    matrix)`` then runs here, in output order, and ``writer.write`` gets the frame. After each chunk
+    matrix)`` (the watermark, on every output frame) then runs here, in output order, and ``writer.write`` gets
+    the frame. After each chunk
     ``on_chunk(chunk_index, source, face, original, result, has_face)`` is called from this thread with the
     chunk's last frame that has a face (else its last frame). ``compare(original, result)`` sees every written
     frame (the side-by-side video). ``skip_tail``: set before the last ``put(None)`` to end without the plan's
@@ -245,8 +246,7 @@ class PasteBack(threading.Thread):
         return frame, self.restore(frame, face, self.analysis.matrices[s])
 
     def _write(self, s: int, frame: np.ndarray, result: np.ndarray) -> np.ndarray:
-        matrix = self.analysis.matrices[s]
-        result = self.mark(result, matrix) if matrix is not None else result
+        result = self.mark(result, self.analysis.matrices[s])  # every output frame, face or not
         self.writer.write(result)
         self.compare(frame, result)
         return result
@@ -268,8 +268,7 @@ class PasteBack(threading.Thread):
             plan = self.plan.final()
             for s in plan.sources[plan.num_generated:]:  # pass-through frames always come last
                 frame = self.original(s)
-                self.writer.write(frame)
-                self.compare(frame, frame)
+                self._write(s, frame, frame)  # marked too: an excerpt of any part of the output carries the mark
                 self.tail += 1
         except BaseException as exc:
             self.error = exc

@@ -1,106 +1,86 @@
-"""Find the face the way the verifier does, to mark output frames and to read the mark back from a file.
+"""The watermark at both ends of a job's life: ``make_marker`` for the paste-back stage, ``scan`` for the verifier.
 
-Marking uses the landmarks of the *finished* frame (not the job's source frame): a generated mouth moves the
-landmarks a little, and the verifier only ever sees finished frames. The job's own alignment matrices would
-save this landmark pass in the paste-back thread, but they are rounded to whole pixels, temporally smoothed
-(the official quirk), may come from another backend (insightface) and describe the source frame; the mark
-is only read back when the verifier's grid lands within ~0.5 % in scale of the one used when marking, so
-marking measures the face exactly as verification will.
+The mark is tied to the frame, not to the face (``watermark`` explains why), so marking needs nothing from the
+job's face pass: no landmarks, and the job's alignment matrix, rounded or smoothed as it may be, is accepted
+by ``mark`` for the stage's fixed interface but not needed. The verifier needs no face detection either.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import numpy as np
 
-from ..face import FaceAligner
-from ..face.landmarks import make_detector
-from ..face.types import select_face
-from ..media import iter_frames
-from .watermark import DEFAULT_KEY, Detection, FrameWatermark, decide, frame_votes, key_from_env
+from ..media import iter_luma
+from .watermark import DEFAULT_KEY, KEY_ENV, Detection, FrameMarker, detect, key_from_env
 
-VERIFY_RESOLUTION = 256  # the mark is defined in units of the aligned face, so any resolution reads it
-
-
-def scan(path: str | os.PathLike, key: int = DEFAULT_KEY, max_frames: int | None = 250,
-         landmarks: str = "mediapipe", face_index: int = 0) -> Detection:
-    """Detection over the first ``max_frames`` frames of ``path`` (InputError when it cannot be read)."""
-    detector = make_detector(landmarks)
-    aligner = FaceAligner(VERIFY_RESOLUTION)
-    frames = iter_frames(path, fps=None)
-    rows = []
-    try:
-        for i, (frame, matrix) in enumerate(face_matrices(frames, detector, aligner, face_index)):
-            if matrix is not None:
-                rows.append(frame_votes(frame, matrix, key))
-            if max_frames is not None and i + 1 >= max_frames:
-                break
-    finally:
-        frames.close()
-        detector.close()
-    return decide(np.stack(rows) if rows else np.zeros((0, 1)))
-
-
-def face_matrices(frames, detector, aligner: FaceAligner, face_index: int = 0):
-    """Yield (frame, alignment matrix or None) per frame: the 256 px aligner's matrix of the face's anchors,
-    neither rounded to whole pixels nor temporally smoothed (unlike the generation's alignment), so that it
-    depends on this frame alone and as little as possible on the resolution the verifier sees."""
-    for frame in frames:
-        face = select_face(detector.detect(frame), face_index)
-        yield frame, None if face is None else aligner.estimate_matrix(face.anchors)
+log = logging.getLogger(__name__)
+DEFAULT_SCAN_FRAMES = 250  # 10 s at 25 fps: the mark is the same in every frame, more only sharpens the average
 
 
 class OutputMarker:
-    """``mark(frame) -> frame`` for every output frame of a job, in order (the tracker and the aligner's
-    smoothing follow the clip exactly as the verifier's will). ``close()`` frees the landmark detector."""
+    """Marks one job's output frames: ``mark(frame, matrix)`` -> marked copy, for every frame, face or not."""
 
-    def __init__(self, job: int, key: int | None = None, face_index: int = 0, landmarks: str = "mediapipe"):
-        self.watermark = FrameWatermark(job, key_from_env() if key is None else key)
-        self.face_index, self.landmarks = face_index, landmarks
-        self.aligner = FaceAligner(VERIFY_RESOLUTION)
-        self.detector = None
-        self.last_matrix = None
+    def __init__(self, job: int, key: int, resolution: int = 256):
+        self.resolution = resolution  # the job's aligned-face size; the mark does not depend on it
+        self.job = job
+        self._marker = FrameMarker(job, key)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        if self.detector is None:
-            self.detector = make_detector(self.landmarks)
-        _, self.last_matrix = next(face_matrices([frame], self.detector, self.aligner, self.face_index))
-        return frame if self.last_matrix is None else self.watermark.embed(frame, self.last_matrix)
+    def mark(self, frame: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB output frame -> marked copy. ``matrix``: the job's (2, 3) alignment of the frame
+        or None; the mark covers the whole frame, so frames without a face are marked too."""
+        return self._marker.mark(frame)
 
-    def close(self) -> None:
-        if self.detector is not None:
-            self.detector.close()
-            self.detector = None
-
-
-class _NoMark:
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        return frame
-
-    def mark(self, frame: np.ndarray, matrix) -> np.ndarray:
-        return frame
+    __call__ = mark
 
     def close(self) -> None:
         pass
 
 
-def frame_marker(job: int | None, face_index: int = 0) -> OutputMarker | _NoMark:
-    """The per-frame marker of a job with watermark number ``job`` (a no-op when None: watermark off)."""
-    return _NoMark() if job is None else OutputMarker(job, face_index=face_index)
+class NoMarker:
+    """The same interface with the watermark off: frames pass unchanged."""
+
+    def __init__(self, resolution: int = 256):
+        self.resolution = resolution
+        self.job = None
+
+    def mark(self, frame: np.ndarray, matrix: np.ndarray | None = None) -> np.ndarray:
+        return frame
+
+    __call__ = mark
+
+    def close(self) -> None:
+        pass
 
 
-class _LandmarkMarker:
-    """``mark(frame, matrix)`` over ``OutputMarker``: the job's matrix is not used (see the module docstring)."""
+def make_marker(job_number: int | None, key: int | None = None, resolution: int = 256) -> OutputMarker | NoMarker:
+    """The per-frame marker of a job carrying ``job_number`` (None: watermark off, a no-op marker). ``key``:
+    None reads $LATENTSYNC_WATERMARK_KEY (else the public DEFAULT_KEY); ``resolution``: the job's R."""
+    if job_number is None:
+        return NoMarker(resolution)
+    key = key_from_env() if key is None else key
+    if key == DEFAULT_KEY:
+        _warn_public_key()
+    return OutputMarker(job_number, key, resolution)
 
-    def __init__(self, marker: OutputMarker):
-        self.marker = marker
 
-    def mark(self, frame: np.ndarray, matrix) -> np.ndarray:
-        return self.marker(frame)
+@functools.lru_cache(maxsize=1)
+def _warn_public_key() -> None:
+    """Once per process: marks made with the public key can be read, and forged, by anyone."""
+    log.warning("watermark: the public demo key is in use, so anyone can read and forge this host's marks; "
+                "set %s to a secret integer of your own", KEY_ENV)
 
 
-def make_marker(job: int | None, key: int | None = None, resolution: int = VERIFY_RESOLUTION):
-    """The marker of a job with watermark number ``job``: ``mark(frame, matrix)`` per finished frame (the
-    identity when ``job`` is None)."""
-    return _LandmarkMarker(OutputMarker(job, key)) if job is not None else _NoMark()
+def scan(path: str | os.PathLike, key: int = DEFAULT_KEY, max_frames: int | None = DEFAULT_SCAN_FRAMES
+         ) -> Detection:
+    """Read the mark from the first ``max_frames`` frames of ``path`` (all: None); InputError when the file
+    cannot be read."""
+    total, count = None, 0
+    for luma in iter_luma(path, max_frames):
+        if total is None:
+            total = np.zeros(luma.shape, np.float32)
+        total += luma
+        count += 1
+    return detect(total / count, count, key)  # iter_luma raised InputError if there was no frame

@@ -1,33 +1,47 @@
-"""Invisible watermark in the generated lower face: keyed smooth luma patterns in the face's own frame.
+"""Invisible watermark: a keyed, tiled luma pattern over the whole output frame, read back without a face.
 
-Why this design: the mark lives in the *aligned face* coordinate frame (the crop FaceAligner makes), so
-verification only has to find the face again with the project's landmarks + FaceAligner, which normalise
-position, scale and roll; a downscale of the video is then harmless. The patterns are smooth (low-frequency
-DCT fields on a 30 x 60 grid over the mouth and jaw, inside the region the model generates), which H.264 at
-CRF 28 and resampling keep, and static in face coordinates, so motion-compensated P-frames carry them along.
+Why this design. The first mark lived in the aligned-face frame and was read back by finding the face again
+with landmarks precise to ~0.5 % in scale; on the real clips (small faces, moving, re-encoded) it was found in
+0 of 16 windows. A face is too small a carrier: at 540x960 the demo faces' boxes are 96-139 px wide, the
+generated lower face a few thousand pixels, and CRF 35 keeps little of a 2-grey-level change on it. This mark
+uses every pixel of every output frame instead (the whole output is the tool's work) and needs no face, no
+landmarks and no alignment:
+
+- **Pattern.** A square tile of side ``tile_size`` (TILE pixels on a frame whose short side is NOMINAL_SHORT,
+  scaled with the frame, so that any plain resize of the video leaves the pattern the same fraction of the
+  picture) is a sum of 2-D sinusoids with spatial frequencies RINGS (4-16 cycles per tile: periods of 8-32 px
+  at 720 px, what H.264 at CRF 35, VP9 and a 0.67x downscale keep) and keyed phases. A keyed 40 % of those
+  frequencies is the *sync* pattern (always the same sign); the rest are split among the 64 coded payload bits
+  (one sign per bit). The tile repeats over the frame, fixed to the frame's pixel grid and the same in every
+  frame: motion-compensated frames carry it along, and frame-rate changes, dropped frames and excerpts do not
+  matter.
+- **Marking** adds the precomputed tiled change (RMS AMPLITUDE = 2 grey levels, PSNR ~42 dB, the same to R, G
+  and B so only luma moves) to the finished frame: one saturating add and one subtract on uint8, ~1.3 ms per
+  1080x1920 frame on one core. No landmarks, no face: frames without a face are marked too.
+- **Reading** (``detect``) averages the luma over the frames (the mark is the same in all of them; what moves
+  blurs), takes its high-pass in units of its local spread (``residual``), finds the tile's period in the
+  picture (first the period a plainly resized copy has, then peaks of the autocorrelation, ``_periods``, which
+  a crop or padding needs), resamples so that one tile is TILE pixels and folds the whole picture onto one
+  tile (summing every repeat), then finds the tile's offset by correlating the folded tile with the sync
+  pattern over all TILE^2 cyclic shifts. At that period and shift each payload bit's frequencies give one soft
+  value, normalised by its own noise (``_payload``), and the 64 soft values are decoded by maximum likelihood
+  over all 2^16 job numbers (``decode_soft``).
 
 Payload: 16-bit job number + its 16-bit CRC keyed with the "AI" marker, extended Hamming (8, 4) coded into
-64 coded bits (a (64, 16) code: every payload differs from every other in many bits). Each coded bit is
-carried by one of 64 orthonormal keyed patterns with spread-transform dither modulation: after paste-back, the
-face's projection on the pattern is moved onto the nearest point of a keyed lattice (step STEP, offset
-dither + bit / 2). The host face therefore never interferes (plain additive spread spectrum drowns in the
-static face: its projections are ~25x the mark's), and the change stays near 2-3 grey levels RMS (PSNR
-~41.5 dB over the face).
+64 coded bits (every payload differs from every other in many bits).
 
-Alignment is what limits robustness. The host's projections are so large that a crop 0.5 % too large or
-0.3 degree off already scrambles most votes, and the verifier's landmarks, found again on a re-encoded,
-downscaled copy, jitter by ~0.3 % in scale and ~0.1 degree in roll (measured, mediapipe, 1080p -> 720p).
-So (1) both sides align on the landmarks as found, neither rounded to whole pixels nor smoothed over time
-(``detect.face_matrices``), and (2) the verifier tries ~440 small moves of the grid per frame (shift, scale,
-roll: ``SEARCH``) and keeps the one whose projections sit closest to a lattice. Sampling is blur-then-point
-(``blur_face`` + one remap for all moves), and the embedder draws its change through the exact same grid map.
+False positives (THRESHOLD): the sync and payload patterns use disjoint frequencies, and the period and shift
+are chosen by the sync alone, so on an unmarked video the payload's soft values there are independent of that
+choice and, each normalised by its own spread over all shifts, have unit variance (and are bounded: Cauchy-
+Schwarz gives |soft| <= sqrt(2 x 3 frequencies per bit), whatever the host, tiled walls and codec blocks
+included). Each payload's score is a sum of 64 such independent terms / 8, close to N(0, 1), and the best of
+the 2^16 payloads passes 6.0 with probability <= 2^16 * Q(6.0) = 6.5e-5 in that model (union bound).
+``detect`` reads the payload at most twice per clip (resized copy, then crop), so ~1.3e-4 per clip. The bench
+checks the model on 604 unmarked real and synthetic trials: none passed, the highest scored 5.3
+(bench/bench_watermark.py, README); marked windows scored 7.9-17.9.
 
-Detection averages the votes over all frames of a clip, scales them to unit RMS (see ``decide`` for why) and
-decodes by maximum likelihood over all 2^16 valid payloads; it reports a mark when the best payload's
-correlation exceeds THRESHOLD. The scores of unmarked clips have a slightly heavier tail than the Gaussian
-model in ``decode_soft`` (measured, 1080p -> 720p CRF 28: 1 of ~900 unmarked trials reached 5.5, none 6.0;
-marked: 6.2-8 for 1080p synthetic clips of 6+ frames and real clips of 40), so THRESHOLD is 6.0 rather than
-the model's 1e-3 point of 5.5; tests/test_watermark.py and bench/bench_watermark.py measure both rates.
+Key: the patterns and phases come from the key. DEFAULT_KEY is public: anyone can read, and forge, marks made
+with it. A host sets its own secret in $LATENTSYNC_WATERMARK_KEY; ``verify --key`` reads that host's marks.
 """
 
 from __future__ import annotations
@@ -40,58 +54,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..face.aligner import FaceAligner
-from ..face.mask import load_mask
-
-REF_RESOLUTION = 256  # the grid is defined on the face crop of a 256 px aligner
-DEFAULT_KEY = 0x1A7E5C  # public demo key; a host sets its own secret in $LATENTSYNC_WATERMARK_KEY
+DEFAULT_KEY = 0x1A7E5C  # PUBLIC demo key: anyone can read and forge marks made with it (see README)
 KEY_ENV = "LATENTSYNC_WATERMARK_KEY"
 MARKER = 0x4149  # "AI"
-GRID = (30, 60)  # (rows, cols) of the pattern grid over BOX
-BOX = (124 / 256, 244 / 256, 8 / 256, 248 / 256)  # (y0, y1, x0, x1) of the aligned face, in units of R
-BAND = (9, 18)  # DCT frequencies 0..8 down, 0..17 across the grid
 JOB_BITS = 16
 PAYLOAD_BITS, CODED_BITS = 32, 64  # job number + 16-bit check, Hamming (8, 4) coded
-BLUR = 2.5  # Gaussian sigma (pixels of a 256 px aligned face) before measuring
-THRESHOLD = 6.0  # decoding score needed to report a mark (false-positive rate ~1e-4 per clip on noise)
-STEP = 48.0  # quantiser step of each pattern's projection (grey levels x sqrt(grid cells))
-LUMA = (0.299, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class Patterns:
-    """Orthonormal keyed patterns on the grid: data (CODED_BITS, G), G = rows * cols, one per coded bit."""
-
-    data: np.ndarray
-    dither: np.ndarray  # (CODED_BITS,) keyed lattice offsets in [0, 1)
-    window: np.ndarray  # (rows, cols) in [0, 1]: where the mark may go (the generated lower face)
-
-
-@functools.lru_cache(maxsize=4)
-def patterns(key: int = DEFAULT_KEY) -> Patterns:
-    gh, gw = GRID
-    window = _window()
-    ys, xs = (np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw
-    basis = [np.outer(np.cos(np.pi * u * ys), np.cos(np.pi * v * xs)).ravel()
-             for u in range(BAND[0]) for v in range(BAND[1]) if u + v > 1]  # skip DC and the two lightings
-    basis = np.stack(basis)  # (Nb, G)
-    rng = np.random.default_rng(key)
-    fields = rng.standard_normal((len(basis), len(basis))) @ basis * window.ravel()
-    # Lighting (the windowed constant and gradients) comes first so that every pattern is orthogonal to it:
-    # the host's brightness, by far its largest component, then projects to nothing.
-    lighting = np.stack([np.ones(gh * gw), np.repeat(ys - 0.5, gw), np.tile(xs - 0.5, gh)]) * window.ravel()
-    q, _ = np.linalg.qr(np.concatenate([lighting, fields]).T)  # columns: orthonormal windowed smooth fields
-    q = q.T[len(lighting):len(lighting) + CODED_BITS].astype(np.float32)
-    return Patterns(q, rng.random(len(fields))[:CODED_BITS].astype(np.float32), window)
-
-
-def _window() -> np.ndarray:
-    """Generated region of the fixed mask, eroded and feathered, sampled on the grid."""
-    generated = 1.0 - load_mask(256)[0].numpy()
-    generated = cv2.erode(generated, np.ones((9, 9)))
-    generated = cv2.GaussianBlur(generated, (0, 0), 5)
-    y0, y1, x0, x1 = (round(v * 256) for v in BOX)
-    return cv2.resize(generated[y0:y1, x0:x1], GRID[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+TILE = 128  # tile side in pixels on a frame whose short side is NOMINAL_SHORT (also the folded tile's side)
+NOMINAL_SHORT = 720
+MIN_TILE = 96  # small frames keep periods >= 6 px (finer detail does not survive a re-encode)
+RINGS = (4, 16)  # spatial frequencies of the pattern, cycles per tile (radius in the tile's 2-D spectrum)
+SYNC_SHARE = 0.4  # of the frequencies; the rest carry the payload (3 per coded bit)
+AMPLITUDE = 2.0  # RMS luma change, grey levels: PSNR ~42 dB anywhere (1.5: 44.5 dB, but CRF 35 at 540 px misses)
+THRESHOLD = 6.0  # decoding score needed to report a mark (false positives <= 1.3e-4 per clip, see above)
+HIGH_PASS = 3.0  # Gaussian sigma (pixels at NOMINAL_SHORT) of the low-pass removed before reading
+LOCAL, FLOOR = 4.0, 0.5  # the residual's local RMS: Gaussian sigma (pixels at NOMINAL_SHORT); grey levels added
+CLIP = 3.0  # normalised residual values beyond +-CLIP (edges) are clipped: they are host, not mark
+SCALE_STEPS = (-0.0075, -0.005, -0.0025, 0.0, 0.0025, 0.005, 0.0075)  # fine period search (rounding, aspect)
+WORK_SHORT = 560  # pictures are read at this short side at most (the mark's periods are then >= 6 px)
 
 
 # ---- payload coding -------------------------------------------------------------------------------------------
@@ -104,8 +83,6 @@ def _hamming84(nibble: int) -> list[int]:
 
 
 _CODEBOOK = np.array([[1 - 2 * b for b in _hamming84(n)] for n in range(16)], dtype=np.float32)  # (16, 8) +-1
-
-
 _NIBBLES = PAYLOAD_BITS // 4
 
 
@@ -145,7 +122,7 @@ def _all_codewords() -> np.ndarray:
 def decode_soft(soft: np.ndarray) -> tuple[int | None, float]:
     """(job number or None, score) from (CODED_BITS,) soft values in noise units: maximum-likelihood decoding
     over all 2^16 valid payloads. score: correlation with the best one / sqrt(CODED_BITS), ~N(0, 1) per payload
-    on unmarked video, so the best of 2^16 exceeds THRESHOLD with probability ~2^16 * Q(THRESHOLD) ~ 1e-4."""
+    on unmarked video, so the best of 2^16 exceeds THRESHOLD with probability <= 2^16 * Q(THRESHOLD)."""
     scores = _all_codewords() @ np.asarray(soft, np.float32) / np.sqrt(CODED_BITS)
     job = int(scores.argmax())
     score = float(scores[job])
@@ -160,208 +137,285 @@ def job_number(job_id: str) -> int:
         return zlib.crc32(job_id.encode()) & 0xFFFF
 
 
-# ---- embedding ------------------------------------------------------------------------------------------------
-
-def _portrait_box(face_h: int, face_w: int) -> tuple[float, float, float, float]:
-    y0, y1, x0, x1 = BOX  # the aligned crop is the portrait (h, w) crop stretched to R x R
-    return y0 * face_h, y1 * face_h, x0 * face_w, x1 * face_w
-
-
-def grid_matrix(matrix: np.ndarray, shift: tuple[float, float] = (0.0, 0.0), scale: float = 1.0,
-                angle: float = 0.0) -> np.ndarray:
-    """(2, 3) float64 map from frame pixels to pattern-grid coordinates (column, row; cell centres at integers).
-
-    matrix (2, 3) maps frame pixels to the portrait face crop of a 256 px FaceAligner. ``shift`` (dx, dy, crop
-    pixels), ``scale`` and ``angle`` (degrees, about the box centre) move the grid a little: the verifier tries
-    a few such moves (``SEARCH``), since its landmarks, found again on a re-encoded, rescaled copy, jitter by
-    ~0.3 % in scale and ~0.1 degree in roll, and the host face's projections react strongly to misalignment.
-    """
-    return (_crop_to_grid(((shift, scale, angle),))[0] @ np.vstack([np.asarray(matrix, np.float64), (0, 0, 1)]))[:2]
-
-
-def _crop_to_grid(moves) -> np.ndarray:
-    """(K, 3, 3) float64: crop pixels -> grid coordinates, for each (shift, scale, angle) move."""
-    h, w = FaceAligner(REF_RESOLUTION).face_size
-    top, bottom, left, right = _portrait_box(h, w)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    cell = np.array([[GRID[1] / (right - left), 0, -GRID[1] * left / (right - left) - 0.5],
-                     [0, GRID[0] / (bottom - top), -GRID[0] * top / (bottom - top) - 0.5], [0, 0, 1]])
-    out = []
-    for (dx, dy), scale, angle in moves:
-        c, s = scale * np.cos(np.radians(angle)), scale * np.sin(np.radians(angle))
-        out.append(cell @ np.array([[c, -s, cx - c * cx + s * cy + dx], [s, c, cy - s * cx - c * cy + dy], [0, 0, 1]]))
-    return np.stack(out)
-
-
-def blur_face(luma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Gaussian blur of sigma BLUR crop pixels, in frame pixels: fine detail, which resampling and compression
-    change, would jitter the grid samples. luma (H, W) float32 -> same shape."""
-    crop_per_frame_px = np.sqrt(abs(np.linalg.det(np.asarray(matrix, np.float64)[:, :2])))
-    return cv2.GaussianBlur(luma, (0, 0), BLUR / crop_per_frame_px)
-
-
-@functools.lru_cache(maxsize=1)
-def _cells() -> np.ndarray:
-    """(3, G) float64: every grid cell centre (column, row, 1), row-major like the patterns."""
-    gh, gw = GRID
-    return np.stack([np.tile(np.arange(gw), gh), np.repeat(np.arange(gh), gw), np.ones(gh * gw)])
-
-
-def sample_grid(blurred: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """(G,) float32: the blurred luma at the cell centres of ``grid`` (a grid_matrix; bilinear, as remap)."""
-    x, y = (cv2.invertAffineTransform(np.asarray(grid, np.float64)) @ _cells()).astype(np.float32)
-    return cv2.remap(blurred, x[None], y[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()
-
-
-def measure(luma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """The face's luma on the pattern grid, (G,) float32. luma: (H, W) float32 frame luma; matrix (2, 3)
-    maps frame pixels to the portrait face crop."""
-    return sample_grid(blur_face(luma, matrix), grid_matrix(matrix))
-
-
-def face_window(frame_shape: tuple[int, ...], matrix: np.ndarray, margin: float = 16.0):
-    """(frame slice, matrix for that slice): the part of the frame around the mark's box (cheaper than the
-    whole frame), with the (2, 3) matrix shifted to the slice's coordinates."""
-    top, bottom, left, right = _portrait_box(*FaceAligner(REF_RESOLUTION).face_size)
-    return crop_window(frame_shape, matrix, (top - margin, bottom + margin, left - margin, right + margin))
-
-
-def crop_window(frame_shape: tuple[int, ...], matrix: np.ndarray, box: tuple[float, float, float, float]):
-    """(frame slice, matrix for that slice): the bounding box of the frame pixels that ``matrix`` (2, 3) maps
-    into ``box`` (top, bottom, left, right in crop pixels), clipped to the frame."""
-    top, bottom, left, right = box
-    m = np.asarray(matrix, np.float64)
-    corners = np.array([[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]])
-    corners = corners @ cv2.invertAffineTransform(m).T
-    x0, y0 = np.maximum(np.floor(corners.min(0)), 0).astype(int)
-    x1 = int(min(np.ceil(corners[:, 0].max()) + 1, frame_shape[1]))
-    y1 = int(min(np.ceil(corners[:, 1].max()) + 1, frame_shape[0]))
-    shifted = m.copy()
-    shifted[:, 2] += m[:, :2] @ (x0, y0)
-    return (slice(y0, max(y0, y1)), slice(x0, max(x0, x1))), shifted
-
-
-def frame_luma(frame: np.ndarray) -> np.ndarray:
-    return np.asarray(frame, np.float32) @ np.array(LUMA, dtype=np.float32)
-
-
-class FrameWatermark:
-    """Marks one job's frames: ``embed(frame, matrix)`` -> marked frame (detect.OutputMarker finds the matrix).
-
-    Spread-transform dither modulation measured on the face as the verifier will see it (the finished frame,
-    with a 256 px FaceAligner's matrix from that frame's landmarks): each pattern's projection is moved onto
-    its keyed lattice (step STEP, offset dither + bit / 2), so the host face itself never interferes. The
-    change is drawn on the pattern grid and mapped into the frame through the same grid map ``measure`` uses.
-    """
-
-    def __init__(self, job: int, key: int = DEFAULT_KEY, step: float = STEP, rounds: int = 2):
-        p = patterns(key)
-        bits = (1 - encode_payload(job)) / 2  # +-1 -> 0/1
-        self.offset = p.dither[:CODED_BITS] + bits / 2
-        self.data, self.step, self.rounds = p.data, step, rounds
-
-    def grid_delta(self, luma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """(rows, cols) luma change on the grid that puts every projection on its lattice."""
-        host = self.data @ measure(luma, matrix)
-        target = (np.round(host / self.step - self.offset) + self.offset) * self.step
-        return ((target - host) @ self.data).reshape(GRID)
-
-    def _to_frame(self, grid: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """Grid change -> (H, W) float32 change in frame pixels: each pixel takes the bilinear value of the grid
-        where grid_matrix puts it (zero outside the grid), the exact counterpart of ``measure``'s sampling."""
-        return cv2.warpAffine(grid.astype(np.float32), grid_matrix(matrix), (shape[1], shape[0]),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-
-    def embed(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 frame, (2, 3) matrix of a 256 px FaceAligner -> marked copy of the frame."""
-        window, local = face_window(np.shape(frame), matrix)
-        region = np.asarray(frame)[window]
-        if region.size == 0:
-            return frame
-        out = region
-        change = np.zeros(region.shape[:2], np.float32)
-        for _ in range(self.rounds):  # a second round corrects what rounding and resampling left over
-            change += self._to_frame(self.grid_delta(frame_luma(out), local), local, region.shape)
-            out = np.clip(region + change[..., None] + 0.5, 0, 255).astype(np.uint8)
-        marked = np.array(frame, copy=True)
-        marked[window] = out
-        return marked
-
-
 def key_from_env() -> int:
     """The watermark key: $LATENTSYNC_WATERMARK_KEY (decimal or 0x-hex), else the public demo key."""
     value = os.environ.get(KEY_ENV, "").strip()
+    return parse_key(value) if value else DEFAULT_KEY
+
+
+def parse_key(value: str) -> int:
+    """A key written in decimal or 0x-hex (ValueError naming the variable otherwise)."""
     try:
-        return int(value, 0) if value else DEFAULT_KEY
+        key = int(str(value).strip(), 0)
     except ValueError:
-        raise ValueError(f"{KEY_ENV} must be an integer (decimal or 0x...), got {value!r}") from None
+        raise ValueError(f"the watermark key ({KEY_ENV} or --key) must be an integer, decimal or 0x..., "
+                         f"got {value!r}") from None
+    if key < 0:
+        raise ValueError(f"the watermark key must not be negative, got {value!r}")
+    return key
 
 
-# ---- detection ------------------------------------------------------------------------------------------------
+# ---- the keyed pattern ----------------------------------------------------------------------------------------
 
-# Moves of the grid the verifier tries on every frame (see grid_matrix): crop-pixel shifts x scales x rolls.
-SEARCH = tuple(((dx, dy), scale, angle) for dx in np.arange(-1.5, 1.6, 0.5) for dy in np.arange(-1.5, 1.6, 0.5)
-               for scale in (0.996, 1.0, 1.004) for angle in (-0.2, 0.0, 0.2))
+@dataclass(frozen=True)
+class Layout:
+    """The keyed frequencies of the tile: ``freqs`` (N, 2) integer (ky, kx), one of each +-k pair, in cycles
+    per tile; ``phase`` (N,) radians; ``owner`` (N,): -1 for the sync pattern, else the coded bit it carries."""
 
-
-@functools.lru_cache(maxsize=1)
-def _search_points() -> np.ndarray:
-    """(3, K * G) float32: the crop-pixel position of every grid cell under every SEARCH move (homogeneous)."""
-    points = np.linalg.inv(_crop_to_grid(SEARCH)) @ _cells()  # (K, 3, G)
-    return np.ascontiguousarray(points.transpose(1, 0, 2).reshape(3, -1), dtype=np.float32)
+    freqs: np.ndarray
+    phase: np.ndarray
+    owner: np.ndarray
 
 
-def search_samples(blurred: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """(K, G) float32: ``sample_grid`` for every SEARCH move (K ~ 440), in one remap."""
-    to_frame = cv2.invertAffineTransform(np.asarray(matrix, np.float64)).astype(np.float32)  # crop -> frame
-    x, y = (to_frame @ _search_points()).reshape(2, len(SEARCH), -1)
-    return cv2.remap(blurred, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+@functools.lru_cache(maxsize=8)
+def layout(key: int = DEFAULT_KEY) -> Layout:
+    lo, hi = RINGS
+    k = np.arange(-hi, hi + 1)
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    radius = np.hypot(ky, kx)
+    half = (ky > 0) | ((ky == 0) & (kx > 0))  # one of each +-k pair: the other is its complex conjugate
+    freqs = np.stack([ky, kx], axis=-1)[(radius >= lo) & (radius <= hi) & half]
+    rng = np.random.default_rng(key)
+    freqs = freqs[rng.permutation(len(freqs))]
+    phase = rng.uniform(0.0, 2 * np.pi, len(freqs))
+    n_sync = int(SYNC_SHARE * len(freqs))
+    per_bit = (len(freqs) - n_sync) // CODED_BITS
+    used = n_sync + per_bit * CODED_BITS
+    owner = np.concatenate([np.full(n_sync, -1), np.repeat(np.arange(CODED_BITS), per_bit)])
+    return Layout(freqs[:used], phase[:used], owner)
 
 
-def frame_votes(frame: np.ndarray, matrix: np.ndarray, key: int = DEFAULT_KEY, step: float = STEP) -> np.ndarray:
-    """Soft votes of one frame's face, (CODED_BITS,) in [-1, 1]: +1 when a pattern's projection sits on its
-    bit-0 lattice, -1 on its bit-1 lattice.
+def _spectrum(freqs: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) complex spectrum with ``values`` at ``freqs`` and their conjugates at -freqs (a real tile)."""
+    spectrum = np.zeros((size, size), np.complex128)
+    spectrum[freqs[:, 0] % size, freqs[:, 1] % size] = values
+    spectrum[-freqs[:, 0] % size, -freqs[:, 1] % size] = np.conj(values)
+    return spectrum
 
-    The verifier's landmarks come from a re-encoded, often rescaled copy, so its crop sits a little off the one
-    used when marking; the best of the SEARCH moves is taken (the one whose projections sit closest to a
-    lattice). On unmarked video that choice makes the votes larger but leaves their signs random, which is
-    all the decision (``decide``) relies on.
+
+def tile(job: int, key: int, size: int = TILE) -> np.ndarray:
+    """(size, size) float64 luma change of one tile for ``job``, RMS AMPLITUDE: the sync frequencies plus the
+    payload's, each payload frequency signed by the coded bit it carries."""
+    lay = layout(key)
+    signs = np.ones(len(lay.freqs))
+    bits = lay.owner >= 0
+    signs[bits] = encode_payload(job)[lay.owner[bits]]
+    spectrum = _spectrum(lay.freqs, signs * np.exp(1j * lay.phase), size)
+    # 2N unit coefficients give an RMS of sqrt(2N) / size^2 after numpy's ifft2 (1 / size^2): scale to AMPLITUDE.
+    return np.real(np.fft.ifft2(spectrum)) * (AMPLITUDE * size * size / np.sqrt(2 * len(lay.freqs)))
+
+
+def tile_size(height: int, width: int) -> int:
+    """Tile side in pixels for a frame: TILE at a 720 px short side, in proportion otherwise (so a resized copy
+    keeps the pattern at the same fraction of the picture), at least MIN_TILE."""
+    return int(round(max(MIN_TILE, TILE * min(height, width) / NOMINAL_SHORT)))
+
+
+class FrameMarker:
+    """``mark(frame)`` -> a marked copy: adds the job's tiled pattern to every pixel (same change to R, G, B).
+
+    The change for a frame size is built once (two (H, W, 3) uint8 arrays, the positive and negative parts,
+    ~12 MB at 1080x1920); marking is then one saturating add and one subtract (cv2, ~1.2 ms per 1080x1920
+    frame on one core). The result is a new array: the frame passed in may be a frame the job still shows
+    elsewhere (the side-by-side video) or reuses (loop and ping-pong length modes).
     """
-    p = patterns(key)
-    window, local = face_window(np.shape(frame), matrix, margin=24.0)
-    samples = search_samples(blur_face(frame_luma(np.asarray(frame)[window]), local), local)  # (K, G)
-    votes = np.cos(2 * np.pi * (samples @ p.data.T / step - p.dither))  # (K, CODED_BITS)
-    return votes[np.abs(votes).mean(axis=1).argmax()]
+
+    def __init__(self, job: int, key: int = DEFAULT_KEY):
+        encode_payload(job)  # ValueError now for a job number that does not fit, not at the first frame
+        self.job, self.key = job, key
+        self._cache: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # one tuple: thread-safe swap
+
+    def _change(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        cache = self._cache  # read once: worker threads may mark frames concurrently
+        if cache is None or cache[0] != (height, width):
+            size = tile_size(height, width)
+            repeats = (-(-height // size), -(-width // size))
+            change = np.round(np.tile(tile(self.job, self.key, size), repeats)[:height, :width])
+            plus = np.repeat(np.clip(change, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            minus = np.repeat(np.clip(-change, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+            cache = self._cache = ((height, width), plus, minus)
+        return cache[1], cache[2]
+
+    def mark(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> marked copy (H, W, 3) uint8."""
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        plus, minus = self._change(frame.shape[0], frame.shape[1])
+        out = cv2.add(frame, plus)
+        return cv2.subtract(out, minus, dst=out)
+
+
+# ---- reading --------------------------------------------------------------------------------------------------
+
+def residual(luma: np.ndarray) -> np.ndarray:
+    """(H, W) float32: a luma picture's high-pass in units of its local spread, clipped; what the tile is read
+    from.
+
+    The low-pass removed (HIGH_PASS) is most of the host. What is left is host texture (the noise the mark must
+    be read through) and the mark; dividing by the local RMS of the high-pass (LOCAL, plus FLOOR grey levels)
+    weights each place by how clearly the mark can show there: flat places, where the host is quiet, count
+    fully, textured ones and edges little (+20 % in score against a global clip, on CRF 35 real windows).
+    Sizes scale with the picture, like the tile."""
+    luma = np.asarray(luma, np.float32)
+    scale = min(luma.shape) / NOMINAL_SHORT
+    high = luma - cv2.GaussianBlur(luma, (0, 0), max(HIGH_PASS * scale, 1.0))
+    spread = np.sqrt(cv2.GaussianBlur(high * high, (0, 0), max(LOCAL * scale, 1.0)))
+    high /= spread + FLOOR
+    return np.clip(high, -CLIP, CLIP, out=high)
 
 
 @dataclass(frozen=True)
 class Detection:
     found: bool
     job: int | None  # the 16-bit job number the mark carries (None when not found)
-    score: float  # correlation of the votes with the best payload, in noise units (found: >= THRESHOLD)
-    frames: int  # aligned faces the decision is based on
+    score: float  # correlation of the soft values with the best payload, in noise units (found: >= THRESHOLD)
+    frames: int  # frames the decision is based on
     soft: np.ndarray  # (CODED_BITS,) soft values in noise units
+    sync: float = 0.0  # the sync pattern's correlation peak, in noise units (~4.5 on unmarked video)
+    period: float = 0.0  # the tile's period found in the picture, pixels (0: nothing read)
 
     @property
     def job_hex(self) -> str | None:
         return None if self.job is None else f"{self.job:04x}"
 
 
-def decide(votes: np.ndarray) -> Detection:
-    """Decode (F, CODED_BITS) per-frame votes of one clip: average over the frames, scale to unit RMS, soft-decode.
+def no_detection(frames: int = 0) -> Detection:
+    return Detection(False, None, 0.0, frames, np.zeros(CODED_BITS, np.float32))
 
-    Why unit RMS: on unmarked video the averaged votes have random signs but magnitudes set by the face (a
-    still face gives the same votes in every frame). Given those magnitudes, a random-sign vector scaled to unit
-    RMS correlates with any one payload as N(0, 1) does, whatever the face, so THRESHOLD keeps its false-positive
-    rate. (Normalising by separate reference patterns instead let the ratio of two noisy spreads through: 2-10 %
-    of unmarked clips passed 5.5.) A marked clip scores up to sqrt(CODED_BITS) = 8 when every vote agrees.
+
+def detect(mean_luma: np.ndarray, frames: int, key: int = DEFAULT_KEY) -> Detection:
+    """Read the mark from a clip's luma averaged over its ``frames`` frames ((H, W), any float or uint8).
+
+    The mark is the same in every frame, so the average keeps it and blurs what moves. Two readings at most:
+    first at the tile period a plainly resized copy of an output has (``tile_size`` of this picture, with the
+    fine steps SCALE_STEPS), then, when that finds nothing, at the periods the autocorrelation suggests (a crop
+    or padding changes the picture's size but not the tile's). In each, the period and shift are chosen by the
+    sync pattern alone, so the payload reading stays an independent N(0, 1) question on unmarked video.
     """
-    if len(votes) == 0:
-        return Detection(False, None, 0.0, 0, np.zeros(CODED_BITS, np.float32))
-    mean = votes.mean(axis=0)
-    soft = mean / (float(np.sqrt(np.mean(mean ** 2))) + 1e-9)
+    mean_luma = np.asarray(mean_luma, np.float32)
+    h, w = mean_luma.shape
+    if frames == 0 or min(h, w) < 4 * RINGS[1]:
+        return no_detection(frames)
+    # Larger pictures are read at a short side of WORK_SHORT: a resized output's finest period is then still
+    # >= 6 px, and everything after this costs (WORK_SHORT / short side)^2 as much.
+    shrink = min(1.0, WORK_SHORT / min(h, w))
+    small = mean_luma if shrink == 1 else cv2.resize(mean_luma, (round(w * shrink), round(h * shrink)),
+                                                     interpolation=cv2.INTER_AREA)
+    picture = residual(small)
+    resized = sorted({TILE * min(h, w) / NOMINAL_SHORT * shrink, tile_size(h, w) * shrink})
+    found = _read(picture, resized, key, frames, shrink)
+    if not found.found:
+        found = _read(picture, _periods(picture, resized[0]), key, frames, shrink)
+    return found
+
+
+def _read(picture: np.ndarray, periods: list[float], key: int, frames: int, shrink: float = 1.0) -> Detection:
+    """The payload at the period and shift where the sync pattern peaks: each of ``periods`` first, then the
+    best two again at the fine steps SCALE_STEPS around them. ``shrink``: how much the picture was scaled
+    down (the period is reported in the clip's own pixels)."""
+    sync_conj = _sync_spectrum(key)
+
+    def trial(period: float) -> tuple[float, tuple[int, int], np.ndarray, float]:
+        spectrum = _whitened(_fold(picture, period))
+        peak, shift = _sync_peak(spectrum, sync_conj)
+        return peak, shift, spectrum, period
+
+    coarse = sorted((trial(p) for p in periods), key=lambda t: -t[0])[:2]
+    if not coarse:
+        return no_detection(frames)
+    fine = [trial(p * (1 + step)) for _, _, _, p in coarse for step in SCALE_STEPS if step]
+    peak, shift, spectrum, period = max(coarse + fine, key=lambda t: t[0])
+    soft = _payload(spectrum, shift, key)
     job, score = decode_soft(soft)
-    return Detection(job is not None, job, score, len(votes), soft.astype(np.float32))
+    return Detection(job is not None, job, score, frames, soft, float(peak), float(period / shrink))
+
+
+def _fold(picture: np.ndarray, period: float) -> np.ndarray:
+    """(TILE, TILE): the picture resampled so that one period is TILE pixels, every repeat summed onto one."""
+    scale = TILE / period
+    resized = cv2.resize(picture, None, fx=scale, fy=scale,
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    h, w = resized.shape
+    padded = np.zeros((-(-h // TILE) * TILE, -(-w // TILE) * TILE), np.float32)
+    padded[:h, :w] = resized
+    return padded.reshape(padded.shape[0] // TILE, TILE, padded.shape[1] // TILE, TILE).sum(axis=(0, 2))
+
+
+@functools.lru_cache(maxsize=1)
+def _rings() -> np.ndarray:
+    k = np.fft.fftfreq(TILE) * TILE
+    return np.round(np.hypot(k[:, None], k[None, :])).astype(np.int64)
+
+
+def _whitened(folded: np.ndarray) -> np.ndarray:
+    """The folded tile's spectrum, each frequency divided by the RMS of its ring: the host's spectrum falls
+    steeply with frequency, so unwhitened the lowest ring would decide alone."""
+    spectrum = np.fft.fft2(folded)
+    rings = _rings()
+    power = np.bincount(rings.ravel(), (np.abs(spectrum) ** 2).ravel()) / np.bincount(rings.ravel())
+    return spectrum / (np.sqrt(power)[rings] + 1e-12)
+
+
+@functools.lru_cache(maxsize=8)
+def _sync_spectrum(key: int) -> np.ndarray:
+    lay = layout(key)
+    sync = lay.owner == -1
+    return np.conj(_spectrum(lay.freqs[sync], np.exp(1j * lay.phase[sync]), TILE))
+
+
+def _sync_peak(spectrum: np.ndarray, sync_conj: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """(peak in noise units, (dy, dx)): the sync pattern's correlation with the folded tile over all cyclic
+    shifts (one inverse FFT), standardised by its spread over the shifts."""
+    corr = np.real(np.fft.ifft2(spectrum * sync_conj))
+    shift = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return float((corr[shift] - corr.mean()) / (corr.std() + 1e-12)), (int(shift[0]), int(shift[1]))
+
+
+def _payload(spectrum: np.ndarray, shift: tuple[int, int], key: int) -> np.ndarray:
+    """(CODED_BITS,) soft values at ``shift``: each bit's correlation with its frequencies, divided by that
+    correlation's spread over all shifts (closed form: its frequencies are disjoint from every other's, so the
+    spread is sqrt(sum |F_k|^2 / 2) per conjugate pair). ~N(0, 1) each on unmarked video."""
+    lay = layout(key)
+    bits = lay.owner >= 0
+    freqs, owner = lay.freqs[bits], lay.owner[bits]
+    values = spectrum[freqs[:, 0] % TILE, freqs[:, 1] % TILE]
+    turn = np.exp(1j * (2 * np.pi * (freqs @ np.array(shift, np.float64)) / TILE - lay.phase[bits]))
+    signal = np.bincount(owner, np.real(values * turn), minlength=CODED_BITS)
+    spread = np.sqrt(np.bincount(owner, np.abs(values) ** 2, minlength=CODED_BITS) / 2)
+    return (signal / (spread + 1e-12)).astype(np.float32)
+
+
+def _periods(picture: np.ndarray, nominal: float, count: int = 3) -> list[float]:
+    """Candidate tile periods (pixels) from the picture's autocorrelation, for a crop or padded copy.
+
+    The tile repeats on a square lattice, so the autocorrelation peaks at every lattice point (m, n) x period.
+    Lines in the spectrum are brought out first (each power divided by its neighbourhood's: the host's smooth
+    spectrum goes, the pattern's lines stay), the axes are dropped (grid-like host: tiled walls, codec blocks),
+    then each trial period is scored by the sum over 12 lattice points. The best ``count`` peaks and their
+    halves (the lattice of a period also fits twice the period) are returned. ``nominal``: the period of a
+    resized copy, which sets the range tried (0.4x for padding to 3.2x for a tight crop)."""
+    h, w = picture.shape
+    spectrum = np.abs(np.fft.fft2(picture)) ** 2
+    shifted = np.fft.fftshift(spectrum).astype(np.float32)
+    lines = np.fft.ifftshift(np.maximum(shifted / (cv2.GaussianBlur(shifted, (0, 0), 4.0) + 1e-12) - 1.0, 0.0))
+    lines[:3, :] = lines[-2:, :] = 0.0
+    lines[:, :3] = lines[:, -2:] = 0.0
+    corr = np.fft.fftshift(np.real(np.fft.ifft2(lines))).astype(np.float32)
+    trials = np.arange(max(8.0, 0.4 * nominal), min(3.2 * nominal, 0.45 * min(h, w)), 0.25)
+    if len(trials) == 0:
+        return []
+    score = np.zeros(len(trials), np.float32)
+    for m, n in ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -1), (1, -2), (2, 2), (2, -2)):
+        x, y = w // 2 + m * trials, h // 2 + n * trials
+        inside = (np.abs(m * trials) < 0.45 * w) & (np.abs(n * trials) < 0.45 * h)
+        values = cv2.remap(corr, x.astype(np.float32)[None], y.astype(np.float32)[None], cv2.INTER_LINEAR)[0]
+        score += np.where(inside, values, 0.0)
+    peaks: list[float] = []
+    for i in np.argsort(-score):
+        if all(abs(trials[i] - p) > 2.0 for p in peaks):
+            peaks.append(float(trials[i]))
+        if len(peaks) == count:
+            break
+    return peaks + [p / 2 for p in peaks if p / 2 >= 8.0]
 
 
 def bit_errors(detection: Detection, job: int) -> int:
