@@ -7,10 +7,12 @@ import tempfile
 import numpy as np
 import pytest
 
+import latentsync_demo.service as service_module
 from latentsync_demo.errors import InputError
 from latentsync_demo.face import load_mask
 from latentsync_demo.media import VideoWriter, count_frames, probe, read_frames
 from latentsync_demo.pipeline.length import pingpong_index
+from latentsync_demo.provenance.detect import make_marker
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
@@ -168,8 +170,11 @@ def test_cli_end_to_end_and_error_exit(tiny_checkpoints, media, tmp_path):
     assert missing.returncode == 2 and "python -m latentsync_demo.download" in missing.stderr
 
 
-def test_generated_region_matches_mask_geometry(service, media, tmp_path):
-    """Sanity: the changed pixels sit in the lower face, below the eyes."""
+def test_generated_region_matches_mask_geometry(service, media, tmp_path, monkeypatch):
+    """Sanity: the changed pixels sit in the lower face, below the eyes. (The watermark deliberately covers the
+    whole frame, and re-encoding a marked frame moves sharp synthetic edges by more than this test's threshold:
+    marking is off here, as this is about where generation changes the picture.)"""
+    monkeypatch.setattr(service_module, "make_marker", lambda job, key=None, resolution=256: make_marker(None))
     out = tmp_path / "geom.mp4"
     _run(service, media["clip"], media["speech_short"], out)
     source, result = read_frames(media["clip"])[:20], read_frames(out)

@@ -96,12 +96,12 @@ def test_the_key_comes_from_the_environment(monkeypatch):
 
 
 def test_container_tags_never_carry_the_key(monkeypatch):
-    from latentsync_demo.pipeline.video import GenerationSettings
     from latentsync_demo.provenance.manifest import container_tags
+    from latentsync_demo.settings import GenerationSettings
 
     secret = 0x5EC2E7A1
     monkeypatch.setenv(KEY_ENV, hex(secret))
-    tags = container_tags("beef12345678", "latentsync-1.5", GenerationSettings(watermark_job=0xBEEF), "beef")
+    tags = container_tags("beef12345678", "latentsync-1.5", GenerationSettings(), "beef")
     text = " ".join(tags.values()).lower()
     assert str(secret) not in text and f"{secret:x}" not in text and "watermark_key" not in text
 
