@@ -59,7 +59,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                     "arrive, then compare the original and the result.")
         weights_md = gr.Markdown(visible=False, elem_id="weights-note")
         download_btn = gr.Button("Download model weights", visible=False)
-        sources = gr.State({})  # browser preview path -> the uploaded original
+        sources = gr.State({})  # browser preview (path and content key) -> the uploaded original
         with gr.Row():
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-in")
@@ -118,7 +118,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
         job = run_btn.click(on.lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
-        job.success(on.score_result, [video_in, audio_in, result_out], [sync_md, sync_download_btn],
+        job.success(on.score_result, [video_in, audio_in, result_out, sources], [sync_md, sync_download_btn],
                     api_visibility="private")
         sync_download_btn.click(on.download_metric, None, [sync_md, sync_download_btn], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")

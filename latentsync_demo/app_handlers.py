@@ -7,6 +7,7 @@ the mappings a reader looks for: ``collect_settings`` (widget values -> Generati
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -78,6 +79,29 @@ def stage_label(event) -> str:
     return event.message[:1].upper() + event.message[1:]
 
 
+def content_key(path: str | Path) -> str:
+    """A file's identity by content. Gradio hands a preview back to the next event as a copy in its own cache
+    (another path, same bytes), so the preview -> original map cannot be keyed by path."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def original_upload(video: str | None, sources: dict | None) -> str | None:
+    """The upload behind what the video widget holds now: the original when it holds a browser preview (as the
+    preview's path or as Gradio's cached copy of it), else the widget's own file."""
+    if not video or not sources:
+        return video
+    if str(video) in sources:
+        return sources[str(video)]
+    try:
+        return sources.get(content_key(video), video)
+    except OSError:  # not a readable file: validation names the problem
+        return video
+
+
 @dataclass(frozen=True)
 class LipSyncForm:
     """One lipsync request's widget values, in the endpoint's API order."""
@@ -96,14 +120,14 @@ class LipSyncForm:
     language: str | None = None
     voice_reference: str | None = None
     landmarks: str = "auto"
-    sources: dict | None = None  # browser preview path -> the uploaded original
+    sources: dict | None = None  # browser preview (its content_key) -> the uploaded original
     consent: bool = False
     deepcache: bool = True
 
     @property
     def source(self) -> str | None:
         """The uploaded video: the original behind an H.264 browser preview."""
-        return (self.sources or {}).get(str(self.video), self.video) if self.video else self.video
+        return original_upload(self.video, self.sources)
 
     def display_names(self) -> dict[str, str]:
         """Server path -> the file name the user uploaded, for error messages."""
@@ -119,6 +143,8 @@ class DemoHandlers:
     ``lipsync`` and ``score_result`` run on the accelerator: on ZeroGPU each instance wraps its bound methods in
     ``spaces.GPU``, so that ``self`` (and the service's models) never travel in ZeroGPU's per-call arguments.
     """
+
+    preview_max_height = 720  # browser previews of phone clips: light to load, never what the job reads
 
     def __init__(self, service: LipSyncService, allow_download: bool = True):
         self.service = service
@@ -188,17 +214,22 @@ class DemoHandlers:
         return ("Voice models are ready.", *self.voice_widgets(voice_label)[2:5])
 
     def show_upload(self, video, sources: dict | None, request: gr.Request):
-        """Phone clips (HEVC) do not play in Chromium: show an H.264 copy, remember the original for the job."""
+        """Phone clips (HEVC) do not play in Chromium: show an H.264 copy, remember the original for the job.
+
+        The map and the widget change in one event, and the map is keyed by the preview's content, so a job
+        reads the original whether it starts before the preview replaced the upload or after (from Gradio's
+        cached copy of the preview)."""
         sources = dict(sources or {})
         if not video:
             return gr.update(), sources
         try:
             if not needs_preview(video):
                 return gr.update(), sources
-            preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem))
+            preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem),
+                                      max_height=self.preview_max_height)
         except LatentSyncError as exc:
             raise gr.Error(user_message(exc, {video: Path(video).name}), duration=None) from exc
-        sources[str(preview)] = video
+        sources[str(preview)] = sources[content_key(preview)] = video
         return str(preview), sources
 
     # --- the job: start, stop, stream ---------------------------------------------------------------------------
@@ -282,8 +313,9 @@ class DemoHandlers:
             yield progress_line(label, event.fraction, elapsed), preview, keep, keep, keep, speech
 
     # --- lip-sync score ---------------------------------------------------------------------------------------
-    def score_result(self, video, audio, result):
+    def score_result(self, video, audio, result, sources=None):
         """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
+        video = original_upload(video, sources)
         missing = self.service.metric_files_missing()
         if any(path.name == "syncnet_v2.model" for path in missing):
             return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -136,17 +137,27 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_browser_upload_generate_and_compare(app, media, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+def _browser_or_skip() -> str:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     browser_path = _chromium()
     if browser_path is None:
         pytest.skip("no chromium on this machine (apt-get install chromium)")
+    return browser_path
+
+
+def _launch(p, browser_path: str):
+    return p.chromium.launch(
+        executable_path=browser_path,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run"],
+    )
+
+
+def test_browser_upload_generate_and_compare(app, media, tmp_path):
+    browser_path = _browser_or_skip()
+    from playwright import sync_api as playwright
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=browser_path,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = _launch(p, browser_path)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(app)
         page.locator("#video-in input[type=file]").set_input_files(str(media["video"]))
@@ -201,3 +212,29 @@ def test_phone_hevc_uploads_get_an_h264_preview(tmp_path):
     assert needs_preview(hevc) and not needs_preview(h264)
     preview = probe(browser_preview(hevc, tmp_path / "phone_preview.mp4", max_height=80))
     assert (preview.video_codec, preview.height, preview.width, preview.has_audio) == ("h264", 80, 60, True)
+
+
+def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_path):
+    """Issue 21: an HEVC upload is shown as a 720p H.264 preview; the job must still read the upload."""
+    browser_path = _browser_or_skip()
+    from playwright import sync_api as playwright
+
+    upload = make_talking_head_clip(tmp_path / "phone.mov", seconds=0.6, fps=25, size=(416, 768),
+                                    video_codec="libx265")  # taller than the 720p preview
+    with playwright.sync_playwright() as p:
+        browser = _launch(p, browser_path)
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+        page.goto(app)
+        page.locator("#video-in input[type=file]").set_input_files(str(upload))
+        page.locator("#video-in video[src$='phone.mp4']").wait_for(timeout=60_000)  # the preview replaced it
+        page.locator("#audio-in input[type=file]").set_input_files(str(media["speech"]))
+        page.locator("#consent input[type=checkbox]").check()
+        page.wait_for_timeout(1000)
+        page.locator("#run").click()
+        page.locator("#status").get_by_text("Done", exact=False).first.wait_for(timeout=240_000)
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        src = page.locator("#result-out video").get_attribute("src")
+        browser.close()
+    result = tmp_path / "result.mp4"
+    result.write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app, src), timeout=30).read())
+    assert (probe(result).width, probe(result).height) == (416, 768)

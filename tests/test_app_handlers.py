@@ -3,14 +3,16 @@
 import inspect
 import math
 import re
+import threading
 import types
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
 from latentsync_demo import space
 from latentsync_demo.app_handlers import (
-    DemoHandlers, collect_settings, lipsync_gpu_seconds, progress_line,
+    DemoHandlers, LipSyncForm, collect_settings, lipsync_gpu_seconds, progress_line,
 )
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
@@ -164,3 +166,34 @@ def test_lcm_sampler_sets_its_steps_and_turns_guidance_off(tiny_service):
                                                                           "LCM · 4 steps (speed)")
     assert sampler["value"] == "LCM · 4 steps (speed)" and len(sampler["choices"]) == 4
     assert (steps["value"], steps["maximum"], guidance["interactive"]) == (4, 8, False)
+
+
+@pytest.mark.parametrize("click", ["before the preview", "on the preview's path", "on Gradio's cached copy"])
+def test_the_job_reads_the_original_upload_behind_a_browser_preview(tiny_service, tmp_path, click):
+    """A phone clip (HEVC) is shown as a smaller H.264 preview; whenever Lip-sync is clicked, the job reads the
+    upload at its own size (issue 21: a click after the preview replaced the widget's value got the preview)."""
+    from latentsync_demo.media import probe
+
+    upload = make_talking_head_clip(tmp_path / "phone.mov", seconds=0.8, fps=25, size=(96, 128),
+                                    video_codec="libx265")
+    handlers = DemoHandlers(tiny_service)
+    handlers.preview_max_height = 64  # as the 720p preview of a 1080x1920 clip: smaller than the upload
+    preview, sources = handlers.show_upload(str(upload), {}, _session())
+    assert (probe(preview).width, probe(preview).height) == (48, 64)
+    # What the next event receives as the widget's value: Gradio serves the preview from its cache (a copy at
+    # another path), which is what the browser then sends back.
+    cached = gr.Video().move_resource_to_block_cache(preview)
+    assert cached != preview and Path(cached).read_bytes() == Path(preview).read_bytes()
+    shown = {"before the preview": str(upload), "on the preview's path": preview,
+             "on Gradio's cached copy": cached}[click]
+    form = LipSyncForm(shown, str(_speech(tmp_path)), "LatentSync 1.5 · 256 px", "DDIM (quality)", 1, 1.5,
+                       1247, 0, "pingpong", sources=sources if click != "before the preview" else {}, consent=True)
+    job, _, _ = handlers.start_job(form, threading.Event())
+    events = list(job)
+    result = probe(events[-1].output)
+    assert events[-1].stage == "done" and (result.width, result.height) == (96, 128)
+    assert form.display_names()[str(shown)] == "phone.mov"  # errors name the upload, never the preview
+
+
+def _speech(folder):
+    return make_speech_wav(folder / "speech.wav", seconds=0.8)
