@@ -19,6 +19,7 @@ import gradio as gr
 from .errors import LatentSyncError, user_message
 from .media.preview import browser_preview, needs_preview
 from .pipeline import SAMPLERS
+from .provenance.consent import ConsentError
 from .service import LipSyncService, run_summary
 from .settings import GenerationSettings, VoiceRequest
 from .space import gpu_seconds, on_gpu
@@ -36,6 +37,8 @@ VOICE_OFF = next(iter(VOICE_LABELS))
 TINY_WEIGHTS_NOTE = ("To try the app offline without them, the host can write tiny random weights "
                      "(`python -m latentsync_demo.testing.tiny_checkpoints checkpoints/tiny`) and restart with "
                      "`--checkpoints checkpoints/tiny` (results are noise, every step runs).")
+CONSENT_NOTE = ("**Tick the consent box above first.** Lip sync needs the consent of the person shown (and of the "
+                "voice's owner when cloning a voice).")
 # Stages before the first chunk: stopping there leaves nothing to keep.
 EARLY_STAGES = ("voice", "loading models", "reading", "detecting faces", "encoding audio")
 
@@ -100,6 +103,15 @@ def original_upload(video: str | None, sources: dict | None) -> str | None:
         return sources.get(content_key(video), video)
     except OSError:  # not a readable file: validation names the problem
         return video
+
+
+def form_note(exc: LatentSyncError, names: dict[str, str] | None = None) -> str:
+    """A user mistake as the note under the consent box says it (the web's words, starting with a capital)."""
+    if isinstance(exc, ConsentError):
+        return CONSENT_NOTE  # its own text names API flags a web user has no use for
+    text = user_message(exc, names)
+    first_word = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first_word.isalpha() else text  # "clip.MOV is ..." keeps its name
 
 
 @dataclass(frozen=True)
@@ -206,7 +218,9 @@ class DemoHandlers:
 
     def download_voice(self, voice_label: str, agreed: bool, progress=gr.Progress(track_tqdm=True)):
         if not agreed:
-            raise gr.Error("Tick the box to accept the Coqui Public Model License (non-commercial) first.")
+            keep = gr.update()
+            return keep, gr.update(value="**Tick the box to accept the Coqui Public Model License** "
+                                   "(non-commercial) first.", visible=True), keep, keep
         try:
             self.service.voice.download(agree_to_cpml=True, mode=VOICE_LABELS[voice_label])
         except LatentSyncError as exc:
@@ -227,8 +241,9 @@ class DemoHandlers:
                 return gr.update(), sources
             preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem),
                                       max_height=self.preview_max_height)
-        except LatentSyncError as exc:
-            raise gr.Error(user_message(exc, {video: Path(video).name}), duration=None) from exc
+        except LatentSyncError as exc:  # a message, not an error badge on the video: the job repeats it if run
+            gr.Warning(form_note(exc, {video: Path(video).name}), duration=None)
+            return gr.update(), sources
         sources[str(preview)] = sources[content_key(preview)] = video
         return str(preview), sources
 
@@ -264,23 +279,26 @@ class DemoHandlers:
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
                  sources=None, consent=False, deepcache=True, request: gr.Request = None, progress=gr.Progress()):
-        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech) updates. (No
-        # docstring: Gradio would publish it as the endpoint's API description.)
+        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note) updates.
+        # A user mistake is the note by the consent box and leaves the results alone (no error badges); only
+        # real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
                            consent, deepcache)
-        keep = gr.update()
+        keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()
         if session in self.stop_early:
             self.stop_early.discard(session)
-            yield "**Stopped** before it started.", keep, keep, keep, keep, keep
+            yield "**Stopped** before it started.", keep, keep, keep, keep, keep, no_note
             return
         try:
             job, settings, preset = self.start_job(form, stop)
-            yield from self._follow(job, settings, preset, stop, progress)
+            for update in self._follow(job, settings, preset, stop, progress):
+                yield *update, no_note
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc, form.display_names()), duration=None) from exc
+            note = form_note(exc, form.display_names())
+            yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True)
         except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again; "

@@ -75,7 +75,7 @@ def app(tmp_path_factory, tiny_checkpoints):
 
 
 def _lipsync(client: Client, video, audio):
-    """All streamed updates; raises the app's error message (gradio_client only raises it from result())."""
+    """All streamed updates; raises a real fault's message (gradio_client only raises it from result())."""
     job = client.submit(handle_file(str(video)), handle_file(str(audio)), consent=True, api_name="/lipsync")
     updates = list(job)
     job.result()
@@ -99,7 +99,8 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     from PIL import Image
 
     assert Image.open(previews[0]).size == (512, 256)  # 64 px crops of the tiny set, shown 256 px high
-    status, _, compare, result, download, _ = updates[-1]
+    status, _, compare, result, download, _, note = updates[-1]
+    assert note.get("visible") is False  # no note: nothing was refused
     assert status.startswith("**Done** · 35 frames (1.4 s of video) in ") and "frames/s · DDIM 20 steps, " \
         "guidance 1.5, seed 1247 · LatentSync 1.5 · 256 px · cpu" in status
     assert result == download and Path(result).name == "face_lipsync.mp4"  # the download's name
@@ -110,12 +111,18 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     assert (both.width, both.height) == (2 * 256, 256)
 
 
+def _note(client: Client, video, audio) -> str:
+    """A refused request's last update: the note by the consent box, results untouched."""
+    last = _lipsync(client, video, audio)[-1]  # (missing weights are found while loading: after a status)
+    assert last[0] == "Results appear here." and last[3] == {"__type__": "update"}  # the result panel untouched
+    assert last[6]["visible"] is True
+    return last[6]["value"]
+
+
 def test_bad_input_reports_and_server_keeps_serving(app, media):
     client = Client(app, verbose=False)
-    with pytest.raises(Exception, match="notes.mp4 is not a video or audio file this app can read"):
-        _lipsync(client, media["text"], media["speech"])
-    with pytest.raises(Exception, match="accepts up to 3 s"):
-        _lipsync(client, media["video"], media["long"])
+    assert "notes.mp4 is not a video or audio file this app can read" in _note(client, media["text"], media["speech"])
+    assert "accepts up to 3 s" in _note(client, media["video"], media["long"])
     updates = _lipsync(client, media["video"], media["speech"])
     assert updates[-1][0].startswith("**Done**")
 
@@ -125,9 +132,9 @@ def test_missing_weights_app_still_starts_and_names_the_download(tmp_path, media
     try:
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "LatentSync" in page
-        with pytest.raises(Exception, match="model weights for LatentSync 1.5 · 256 px are not on this server") as info:
-            _lipsync(Client(url, verbose=False), media["video"], media["speech"])
-        assert "python -m" not in str(info.value) and "Download model weights" in str(info.value)
+        note = _note(Client(url, verbose=False), media["video"], media["speech"])
+        assert "model weights for LatentSync 1.5 · 256 px are not on this server" in note
+        assert "python -m" not in note and "Download model weights" in note
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -214,6 +221,12 @@ def test_phone_hevc_uploads_get_an_h264_preview(tmp_path):
     assert (preview.video_codec, preview.height, preview.width, preview.has_audio) == ("h264", 80, 60, True)
 
 
+def _in_viewport(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
+
+
 def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_path):
     """Issue 21: an HEVC upload is shown as a 720p H.264 preview; the job must still read the upload."""
     browser_path = _browser_or_skip()
@@ -228,10 +241,19 @@ def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_pat
         page.locator("#video-in input[type=file]").set_input_files(str(upload))
         page.locator("#video-in video[src$='phone.mp4']").wait_for(timeout=60_000)  # the preview replaced it
         page.locator("#audio-in input[type=file]").set_input_files(str(media["speech"]))
-        page.locator("#consent input[type=checkbox]").check()
         page.wait_for_timeout(1000)
+        # Consent not ticked: one note at the box, scrolled into view, no error badges on the result panels.
+        page.locator("#run").click()
+        note = page.locator("#form-note")
+        note.get_by_text("Tick the consent box above first", exact=False).wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # the smooth scroll
+        page.screenshot(path=str(tmp_path / "consent.png"))
+        assert _in_viewport(page, "#form-note") and _in_viewport(page, "#consent")
+        assert page.get_by_text("Error", exact=True).count() == 0 and "API" not in note.inner_text()
+        page.locator("#consent input[type=checkbox]").check()
         page.locator("#run").click()
         page.locator("#status").get_by_text("Done", exact=False).first.wait_for(timeout=240_000)
+        assert not note.is_visible()  # the note goes with the next run
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         src = page.locator("#result-out video").get_attribute("src")
         browser.close()

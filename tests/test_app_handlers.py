@@ -102,7 +102,8 @@ def test_lipsync_streams_chunks_then_the_videos(tiny_service, media):
         "Generating chunk 1 of 2", "Generating chunk 2 of 2", "Writing the video"]
     assert calls == [m[1] for m in labels]  # the progress bar follows the status line
     assert sum(not isinstance(u[1], dict) for u in updates) == 2  # one preview image per chunk
-    status, _, compare, result, download, _ = updates[-1]
+    status, _, compare, result, download, _, note = updates[-1]
+    assert note == {"__type__": "update", "value": "", "visible": False}  # no note from an earlier mistake
     assert status.startswith("**Done** · 20 frames") and "DDIM 2 steps" in status
     assert result == download and result.endswith("face_lipsync.mp4") and compare.endswith("face_side_by_side.mp4")
     assert handlers.stops == {}  # the stop switch is dropped with the job
@@ -119,14 +120,26 @@ def test_stop_pressed_while_queued_ends_the_job_before_it_starts(tiny_service, m
     assert not handlers.stop_early
 
 
-def test_bad_upload_is_named_by_its_upload_name_without_server_paths(tiny_service, media):
-    handlers = DemoHandlers(tiny_service)
-    with pytest.raises(gr.Error) as info:
-        list(handlers.lipsync(str(media["text"]), str(media["speech"]), "LatentSync 1.5 · 256 px", "DDIM (quality)",
-                              2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
-    text = _error_text(info)
-    assert "notes.mp4 is not a video or audio file this app can read" in text
+def _refused(handlers, video, audio, consent=True):
+    """The one update a refused request gets: the note by the consent box; the result panels untouched."""
+    updates = list(handlers.lipsync(str(video), str(audio), "LatentSync 1.5 · 256 px", "DDIM (quality)", 2, 1.5,
+                                    1247, 0, "pingpong", consent=consent, request=_session()))
+    assert len(updates) == 1
+    status, *results, note = updates[0]
+    assert status == "Results appear here." and all(r == gr.update() for r in results)  # no error badges
+    assert note["visible"] is True
+    return note["value"]
+
+
+def test_bad_upload_is_a_note_naming_the_upload_without_server_paths(tiny_service, media):
+    text = _refused(DemoHandlers(tiny_service), media["text"], media["speech"])
+    assert text.startswith("notes.mp4 is not a video or audio file this app can read")
     assert str(media["text"].parent) not in text and "Traceback" not in text
+
+
+def test_missing_consent_is_a_note_at_the_box_in_the_web_words(tiny_service, media):
+    text = _refused(DemoHandlers(tiny_service), media["video"], media["speech"], consent=False)
+    assert text.startswith("**Tick the consent box above first.**") and "API" not in text
 
 
 def test_unexpected_failure_is_a_short_message_and_the_switch_is_dropped(tiny_service, media, monkeypatch):
