@@ -105,6 +105,17 @@ def original_upload(video: str | None, sources: dict | None) -> str | None:
         return video
 
 
+def log_user_error(what: str, exc: LatentSyncError) -> None:
+    """A user's mistake is one line in the server log (its message); tracebacks are for the server's faults."""
+    log.warning("%s refused (%s): %s", what, type(exc).__name__, " ".join(str(exc).split()))
+
+
+def user_error(exc: LatentSyncError) -> gr.Error:
+    """The message box for a LatentSyncError outside a job (a download): logged as one line, no traceback."""
+    log_user_error("download", exc)
+    return gr.Error(user_message(exc), duration=None, print_exception=False)
+
+
 def form_note(exc: LatentSyncError, names: dict[str, str] | None = None) -> str:
     """A user mistake as the note under the consent box says it (the web's words, starting with a capital)."""
     if isinstance(exc, ConsentError):
@@ -189,7 +200,7 @@ class DemoHandlers:
         try:
             self.service.download(PRESET_BY_LABEL[preset_label])
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+            raise user_error(exc) from exc
         return self.weights_note(preset_label)
 
     def sampler_widgets(self, preset_label: str, sampler_label: str):
@@ -224,7 +235,7 @@ class DemoHandlers:
         try:
             self.service.voice.download(agree_to_cpml=True, mode=VOICE_LABELS[voice_label])
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+            raise user_error(exc) from exc
         return ("Voice models are ready.", *self.voice_widgets(voice_label)[2:5])
 
     def show_upload(self, video, sources: dict | None, request: gr.Request):
@@ -242,6 +253,7 @@ class DemoHandlers:
             preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem),
                                       max_height=self.preview_max_height)
         except LatentSyncError as exc:  # a message, not an error badge on the video: the job repeats it if run
+            log_user_error("browser preview", exc)
             gr.Warning(form_note(exc, {video: Path(video).name}), duration=None)
             return gr.update(), sources
         sources[str(preview)] = sources[content_key(preview)] = video
@@ -297,6 +309,7 @@ class DemoHandlers:
             for update in self._follow(job, settings, preset, stop, progress):
                 yield *update, no_note
         except LatentSyncError as exc:
+            log_user_error("lip-sync", exc)
             note = form_note(exc, form.display_names())
             yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True)
         except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
@@ -353,5 +366,5 @@ class DemoHandlers:
         try:
             self.service.download_metric_weights()
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+            raise user_error(exc) from exc
         return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)

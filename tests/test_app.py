@@ -26,9 +26,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOGS: dict[str, Path] = {}  # an app's URL -> the file its server logs to
+
+
 def _start_app(checkpoints: Path, tmp: Path, *extra: str):
     port = _free_port()
     log = open(tmp / f"app_{port}.log", "w")
+    SERVER_LOGS[f"http://127.0.0.1:{port}/"] = tmp / f"app_{port}.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "app.py"), "--checkpoints", str(checkpoints), "--port", str(port),
@@ -122,7 +126,11 @@ def _note(client: Client, video, audio) -> str:
 def test_bad_input_reports_and_server_keeps_serving(app, media):
     client = Client(app, verbose=False)
     assert "notes.mp4 is not a video or audio file this app can read" in _note(client, media["text"], media["speech"])
+    logged = SERVER_LOGS[app].read_text()
     assert "accepts up to 3 s" in _note(client, media["video"], media["long"])
+    # The server's log: one line per refusal, no traceback (issue 21, item 7).
+    new_lines = SERVER_LOGS[app].read_text()[len(logged):].splitlines()
+    assert len(new_lines) == 1 and "lip-sync refused (InputError)" in new_lines[0], new_lines
     updates = _lipsync(client, media["video"], media["speech"])
     assert updates[-1][0].startswith("**Done**")
 

@@ -210,3 +210,27 @@ def test_the_job_reads_the_original_upload_behind_a_browser_preview(tiny_service
 
 def _speech(folder):
     return make_speech_wav(folder / "speech.wav", seconds=0.8)
+
+
+def test_user_mistakes_are_one_log_line_and_faults_keep_their_traceback(tiny_service, media, monkeypatch, caplog):
+    """Issue 21, item 7: the server log says a user's mistake in one line; a real fault keeps its traceback."""
+    handlers = DemoHandlers(tiny_service)
+    with caplog.at_level("INFO", logger="latentsync_demo"):
+        _refused(handlers, media["text"], media["speech"])
+        _refused(handlers, media["video"], media["speech"], consent=False)
+    records = [r for r in caplog.records if r.name.startswith("latentsync_demo")]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * 2
+    assert "InputError" in records[0].getMessage() and "notes.mp4" in records[0].getMessage() and "\n" not in records[0].getMessage()
+    assert "ConsentError" in records[1].getMessage()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA went away")
+        yield
+
+    monkeypatch.setattr(tiny_service, "run", broken)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="latentsync_demo"), pytest.raises(gr.Error):
+        list(handlers.lipsync(str(media["video"]), str(media["speech"]), "LatentSync 1.5 · 256 px",
+                              "DDIM (quality)", 2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
+    faults = [r for r in caplog.records if r.name.startswith("latentsync_demo")]
+    assert len(faults) == 1 and faults[0].levelname == "ERROR" and faults[0].exc_info[0] is RuntimeError

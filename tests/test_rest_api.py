@@ -5,7 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_app import _start_app
+from test_app import SERVER_LOGS, _start_app
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
@@ -108,6 +108,8 @@ def test_sync_answers_with_the_video(api, media, tmp_path):
 
 
 def test_bad_input_gets_json_errors_naming_the_problem(api, media):
+    server_log = SERVER_LOGS[f"{api.base_url}/"]
+    logged = server_log.read_text()
     _error(_submit(api, media["exe"], media["speech"]), 415, "video", "'.exe'", ".mp4")
     _error(_submit(api, media["text"], media["speech"]), 400, "not a video or audio file")
     _error(_submit(api, media["video"], media["too_long"]), 400, "accepts up to 3 s")
@@ -124,6 +126,10 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "no job 'not-a-job-id'")
     _error(api.put("/api/v1/jobs"), 405, "Method Not Allowed")
     _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "no job")
+    # The server's log: one line per refused request, no traceback (issue 21, item 7).
+    new_lines = server_log.read_text()[len(logged):].splitlines()
+    assert "Traceback" not in "\n".join(new_lines) and len(new_lines) >= 12, new_lines
+    assert all(" refused (" in line for line in new_lines if "latentsync_demo" in line), new_lines
 
 
 def test_token_docs_and_the_web_app_side_by_side(api, media):
