@@ -325,14 +325,18 @@ class DemoHandlers:
         the new speech when a voice mode made it, and the videos at the end (done or stopped)."""
         keep = gr.update()
         started = time.monotonic()
+        warning = ""  # told before the job (silent speech), kept under the status line while it runs
         for event in job:
             elapsed = time.monotonic() - started
             if event.stage in ("done", "stopped"):
                 summary = run_summary(event.frames, elapsed, settings, preset, self.service.device)
                 head = "**Done**" if event.stage == "done" else f"**Stopped** after chunk {event.chunk} of " \
                     f"{event.num_chunks}; the finished part is below"
-                yield f"{head} · {summary}", keep, str(event.compare), str(event.output), str(event.output), keep
+                notes = f"\n\n{event.notes}" if event.notes else ""  # what was looped, cut or padded
+                yield f"{head} · {summary}{notes}", keep, str(event.compare), str(event.output), \
+                    str(event.output), keep
                 return
+            warning = f"\n\n{event.notes}" if event.notes else warning
             if stop.is_set() and event.stage in EARLY_STAGES:
                 job.close()
                 yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep
@@ -341,7 +345,7 @@ class DemoHandlers:
             progress(event.fraction, desc=label)
             preview = event.preview if event.preview is not None else keep
             speech = str(event.audio) if event.audio is not None else keep
-            yield progress_line(label, event.fraction, elapsed), preview, keep, keep, keep, speech
+            yield progress_line(label, event.fraction, elapsed) + warning, preview, keep, keep, keep, speech
 
     # --- lip-sync score ---------------------------------------------------------------------------------------
     def score_result(self, video, audio, result, sources=None):

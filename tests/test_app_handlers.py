@@ -234,3 +234,14 @@ def test_user_mistakes_are_one_log_line_and_faults_keep_their_traceback(tiny_ser
                               "DDIM (quality)", 2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
     faults = [r for r in caplog.records if r.name.startswith("latentsync_demo")]
     assert len(faults) == 1 and faults[0].levelname == "ERROR" and faults[0].exc_info[0] is RuntimeError
+
+
+def test_the_end_summary_says_what_was_looped(tiny_service, tmp_path):
+    """Issue 21, item 6: a 0.2 s clip looped to 0.8 s of speech is told in the status line's summary."""
+    clip = make_talking_head_clip(tmp_path / "blink.mp4", seconds=0.2, fps=25, size=(128, 128))
+    updates = list(DemoHandlers(tiny_service).lipsync(str(clip), str(_speech(tmp_path)), "LatentSync 1.5 · 256 px",
+                                                      "DDIM (quality)", 1, 1.5, 1247, 0, "pingpong", consent=True,
+                                                      request=_session()))
+    status = updates[-1][0]
+    assert status.startswith("**Done**") and status.endswith(
+        "\n\nLooped: the 0.2 s video played back and forth to cover 0.8 s of speech.")
