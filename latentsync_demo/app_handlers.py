@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,10 +69,56 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def progress_line(label: str, fraction: float, elapsed: float) -> str:
-    """"**Generating chunk 2 of 5** · 48% · 0:21 elapsed · about 0:23 left" (no ETA before generation starts)."""
-    eta = f" · about {_clock(elapsed * (1 - fraction) / fraction)} left" if fraction >= 0.25 else ""
+def time_left(fraction: float, elapsed: float) -> float | None:
+    """Seconds left at the pace so far; None before a quarter is done (too early to tell)."""
+    return elapsed * (1 - fraction) / fraction if fraction >= 0.25 else None
+
+
+def progress_line(label: str, fraction: float, elapsed: float, left: float | None = None) -> str:
+    """"**Generating chunk 2 of 5** · 48% · 0:21 elapsed · about 0:23 left" (no ETA before generation starts).
+    ``left``: the ETA to show (default: the pace so far); between events it counts down from the last one."""
+    left = time_left(fraction, elapsed) if left is None else left
+    eta = f" · about {_clock(max(left, 0.0))} left" if left is not None else ""
     return f"**{label}** · {fraction:.0%} · {_clock(elapsed)} elapsed{eta}"
+
+
+_END = object()
+
+
+def ticking(events: Iterator, every: float) -> Iterator:
+    """``events`` pulled in a thread of their own; yields each event as it comes and None after every ``every``
+    seconds without one, so that the status line's clock keeps running during a slow step. Closing this
+    generator closes ``events`` once the step being computed ends (in the thread that runs them)."""
+    box: queue.Queue = queue.Queue()
+    quit = threading.Event()
+
+    def pump():
+        try:
+            for event in events:
+                box.put((event, None))
+                if quit.is_set():
+                    break
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            box.put((None, exc))
+        finally:
+            events.close()
+            box.put((_END, None))
+
+    threading.Thread(target=pump, name="lipsync-job", daemon=True).start()
+    try:
+        while True:
+            try:
+                event, error = box.get(timeout=every)
+            except queue.Empty:
+                yield None
+                continue
+            if error is not None:
+                raise error
+            if event is _END:
+                return
+            yield event
+    finally:
+        quit.set()
 
 
 def stage_label(event) -> str:
@@ -168,6 +216,7 @@ class DemoHandlers:
     """
 
     preview_max_height = 720  # browser previews of phone clips: light to load, never what the job reads
+    tick_seconds = 1.0  # the status line's clock is redrawn this often while a step runs
 
     def __init__(self, service: LipSyncService, allow_download: bool = True):
         self.service = service
@@ -306,7 +355,7 @@ class DemoHandlers:
             return
         try:
             job, settings, preset = self.start_job(form, stop)
-            for update in self._follow(job, settings, preset, stop, progress):
+            for update in self._follow(ticking(job, self.tick_seconds), settings, preset, stop, progress):
                 yield *update, no_note
         except LatentSyncError as exc:
             log_user_error("lip-sync", exc)
@@ -326,8 +375,15 @@ class DemoHandlers:
         keep = gr.update()
         started = time.monotonic()
         warning = ""  # told before the job (silent speech), kept under the status line while it runs
+        label, fraction, left, last_event = "Starting", 0.0, None, started
         for event in job:
-            elapsed = time.monotonic() - started
+            now = time.monotonic()
+            elapsed = now - started
+            if event is None:  # a slow step (ticking's heartbeat): the clock runs on, the ETA counts down
+                progress(fraction, desc=label)
+                eta = None if left is None else left - (now - last_event)
+                yield progress_line(label, fraction, elapsed, eta) + warning, keep, keep, keep, keep, keep
+                continue
             if event.stage in ("done", "stopped"):
                 summary = run_summary(event.frames, elapsed, settings, preset, self.service.device)
                 head = "**Done**" if event.stage == "done" else f"**Stopped** after chunk {event.chunk} of " \
@@ -341,11 +397,12 @@ class DemoHandlers:
                 job.close()
                 yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep
                 return
-            label = stage_label(event)
-            progress(event.fraction, desc=label)
+            label, fraction, last_event = stage_label(event), event.fraction, now
+            left = time_left(fraction, elapsed)
+            progress(fraction, desc=label)
             preview = event.preview if event.preview is not None else keep
             speech = str(event.audio) if event.audio is not None else keep
-            yield progress_line(label, event.fraction, elapsed) + warning, preview, keep, keep, keep, speech
+            yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech
 
     # --- lip-sync score ---------------------------------------------------------------------------------------
     def score_result(self, video, audio, result, sources=None):

@@ -4,6 +4,7 @@ import inspect
 import math
 import re
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -245,3 +246,48 @@ def test_the_end_summary_says_what_was_looped(tiny_service, tmp_path):
     status = updates[-1][0]
     assert status.startswith("**Done**") and status.endswith(
         "\n\nLooped: the 0.2 s video played back and forth to cover 0.8 s of speech.")
+
+
+def test_the_status_clock_ticks_and_the_eta_counts_down_during_a_slow_step(tiny_service, tmp_path):
+    """Issue 21, item 2: the status line is the one progress display; while a step runs without events its
+    elapsed time keeps moving and its ETA goes down, never up."""
+    from latentsync_demo.app_handlers import ticking
+    from latentsync_demo.settings import JobEvent
+
+    def slow_job():
+        time.sleep(1.0)
+        yield JobEvent("generating", 0.5, "generated chunk 1 of 2", chunk=1, num_chunks=2)
+        time.sleep(2.6)  # a slow chunk: no event for 2.6 s
+        yield JobEvent("done", 1.0, "wrote it", output=tmp_path / "out.mp4", frames=20, compare=tmp_path / "c.mp4")
+
+    handlers = DemoHandlers(tiny_service)
+    settings = collect_settings(20, 1.5, 1247, 0, "pingpong", "DDIM (quality)", "auto")
+    calls = []
+    lines = [u[0] for u in handlers._follow(ticking(slow_job(), 0.25), settings, "latentsync-1.5",
+                                            threading.Event(), lambda fraction, desc: calls.append(desc))]
+    during = [re.match(r"\*\*Generating chunk 2 of 2\*\* · 50% · 0:0(\d) elapsed · about 0:0(\d) left", line)
+              for line in lines if line.startswith("**Generating chunk 2")]
+    assert len(during) >= 8 and all(during), lines
+    elapsed, left = [int(m[1]) for m in during], [int(m[2]) for m in during]
+    assert elapsed == sorted(elapsed) and elapsed[0] == 1 and elapsed[-1] == 3  # it ticks
+    assert left == sorted(left, reverse=True) and left[0] == 1 and left[-1] == 0  # counts down from the pace
+    assert lines[-1].startswith("**Done**") and len(calls) == len(lines) - 1
+
+
+def test_ticking_hands_a_jobs_error_to_the_caller_and_closes_the_job():
+    from latentsync_demo.app_handlers import ticking
+
+    closed = threading.Event()
+
+    def failing():
+        try:
+            yield "first"
+            raise ValueError("disk full")
+        finally:
+            closed.set()
+
+    events = ticking(failing(), 5.0)
+    assert next(events) == "first"
+    with pytest.raises(ValueError, match="disk full"):
+        next(events)
+    assert closed.wait(5)
