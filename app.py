@@ -124,9 +124,9 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
         # One progress display: the status line (stage, elapsed, ETA; its clock ticks during slow steps), not
         # Gradio's overlay on top of it and on every result panel. Gradio 6's page still draws its tracker on
-        # the outputs with show_progress="hidden" alone, so it is pointed at the note, hidden while a job runs.
+        # the outputs with show_progress="hidden" alone, so it is pointed at a State, which has nothing to draw on.
         job = run_btn.click(on.lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1,
-                            show_progress="hidden", show_progress_on=[form_note])
+                            show_progress="hidden", show_progress_on=[sources])
         job.then(None, js=SCROLL_TO_NOTE)
         job.success(on.score_result, [video_in, audio_in, result_out, sources], [sync_md, sync_download_btn],
                     api_visibility="private")

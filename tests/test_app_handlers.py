@@ -221,7 +221,8 @@ def test_user_mistakes_are_one_log_line_and_faults_keep_their_traceback(tiny_ser
         _refused(handlers, media["video"], media["speech"], consent=False)
     records = [r for r in caplog.records if r.name.startswith("latentsync_demo")]
     assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * 2
-    assert "InputError" in records[0].getMessage() and "notes.mp4" in records[0].getMessage() and "\n" not in records[0].getMessage()
+    first = records[0].getMessage()
+    assert "InputError" in first and "notes.mp4" in first and "\n" not in first
     assert "ConsentError" in records[1].getMessage()
 
     def broken(*args, **kwargs):

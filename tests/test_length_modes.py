@@ -65,7 +65,8 @@ def test_mode_names():
 def test_length_note_says_what_was_looped_cut_or_padded_and_by_how_much():
     assert length_note(5, 100, "pingpong") == "Looped: the 0.2 s video played back and forth to cover 4.0 s of speech."
     assert length_note(5, 100, "loop") == "Looped: the 0.2 s video was repeated 20.0 times to cover 4.0 s of speech."
-    assert length_note(50, 100, "cut") == "Cut: the speech (4.0 s) was cut to the video's 2.0 s (the last 2.0 s dropped)."
+    assert length_note(50, 100, "cut") == \
+        "Cut: the speech (4.0 s) was cut to the video's 2.0 s (the last 2.0 s dropped)."
     for mode in ("pingpong", "loop", "cut"):
         assert length_note(100, 25, mode) == "Cut: the video (4.0 s) was cut to the speech's 1.0 s (the last 3.0 s " \
             "dropped)."
