@@ -48,6 +48,10 @@ LENGTH_MODE_LABELS = {"pingpong": "Ping-pong: video plays back and forth to the 
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
 SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
+# After a refused request: bring the note by the consent box (and the box) back into view, on a phone too.
+SCROLL_TO_NOTE = ("() => { const note = document.getElementById('form-note'); "
+                  "if (note && note.offsetParent && note.textContent.trim()) "
+                  "note.scrollIntoView({behavior: 'smooth', block: 'center'}); }")
 
 
 def build_demo(service: LipSyncService, allow_download: bool = True, consent_text: str | None = None) -> gr.Blocks:
@@ -59,7 +63,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                     "arrive, then compare the original and the result.")
         weights_md = gr.Markdown(visible=False, elem_id="weights-note")
         download_btn = gr.Button("Download model weights", visible=False)
-        sources = gr.State({})  # browser preview path -> the uploaded original
+        sources = gr.State({})  # browser preview (path and content key) -> the uploaded original
         with gr.Row():
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-in")
@@ -93,6 +97,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                     deepcache = gr.Checkbox(True, label="DeepCache",
                                             info="Reuse deep features on 2 of 3 steps (~2x faster; the official default)")
                 consent = gr.Checkbox(False, label=statement, elem_id="consent")
+                form_note = gr.Markdown(visible=False, elem_id="form-note")  # a user mistake, said here
                 with gr.Row():
                     run_btn = gr.Button("Lip-sync", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop", elem_id="stop")
@@ -114,11 +119,16 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache]
-        outputs = [status, preview, compare_out, result_out, download_out, voice_out]
+        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
-        job = run_btn.click(on.lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1)
-        job.success(on.score_result, [video_in, audio_in, result_out], [sync_md, sync_download_btn],
+        # One progress display: the status line (stage, elapsed, ETA; its clock ticks during slow steps), not
+        # Gradio's overlay on top of it and on every result panel. Gradio 6's page still draws its tracker on
+        # the outputs with show_progress="hidden" alone, so it is pointed at a State, which has nothing to draw on.
+        job = run_btn.click(on.lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1,
+                            show_progress="hidden", show_progress_on=[sources])
+        job.then(None, js=SCROLL_TO_NOTE)
+        job.success(on.score_result, [video_in, audio_in, result_out, sources], [sync_md, sync_download_btn],
                     api_visibility="private")
         sync_download_btn.click(on.download_metric, None, [sync_md, sync_download_btn], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")

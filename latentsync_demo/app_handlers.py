@@ -7,9 +7,12 @@ the mappings a reader looks for: ``collect_settings`` (widget values -> Generati
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import gradio as gr
 from .errors import LatentSyncError, user_message
 from .media.preview import browser_preview, needs_preview
 from .pipeline import SAMPLERS
+from .provenance.consent import ConsentError
 from .service import LipSyncService, run_summary
 from .settings import GenerationSettings, VoiceRequest
 from .space import gpu_seconds, on_gpu
@@ -35,6 +39,8 @@ VOICE_OFF = next(iter(VOICE_LABELS))
 TINY_WEIGHTS_NOTE = ("To try the app offline without them, the host can write tiny random weights "
                      "(`python -m latentsync_demo.testing.tiny_checkpoints checkpoints/tiny`) and restart with "
                      "`--checkpoints checkpoints/tiny` (results are noise, every step runs).")
+CONSENT_NOTE = ("**Tick the consent box above first.** Lip sync needs the consent of the person shown (and of the "
+                "voice's owner when cloning a voice).")
 # Stages before the first chunk: stopping there leaves nothing to keep.
 EARLY_STAGES = ("voice", "loading models", "reading", "detecting faces", "encoding audio")
 
@@ -63,10 +69,56 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def progress_line(label: str, fraction: float, elapsed: float) -> str:
-    """"**Generating chunk 2 of 5** · 48% · 0:21 elapsed · about 0:23 left" (no ETA before generation starts)."""
-    eta = f" · about {_clock(elapsed * (1 - fraction) / fraction)} left" if fraction >= 0.25 else ""
+def time_left(fraction: float, elapsed: float) -> float | None:
+    """Seconds left at the pace so far; None before a quarter is done (too early to tell)."""
+    return elapsed * (1 - fraction) / fraction if fraction >= 0.25 else None
+
+
+def progress_line(label: str, fraction: float, elapsed: float, left: float | None = None) -> str:
+    """"**Generating chunk 2 of 5** · 48% · 0:21 elapsed · about 0:23 left" (no ETA before generation starts).
+    ``left``: the ETA to show (default: the pace so far); between events it counts down from the last one."""
+    left = time_left(fraction, elapsed) if left is None else left
+    eta = f" · about {_clock(max(left, 0.0))} left" if left is not None else ""
     return f"**{label}** · {fraction:.0%} · {_clock(elapsed)} elapsed{eta}"
+
+
+_END = object()
+
+
+def ticking(events: Iterator, every: float) -> Iterator:
+    """``events`` pulled in a thread of their own; yields each event as it comes and None after every ``every``
+    seconds without one, so that the status line's clock keeps running during a slow step. Closing this
+    generator closes ``events`` once the step being computed ends (in the thread that runs them)."""
+    box: queue.Queue = queue.Queue()
+    quit = threading.Event()
+
+    def pump():
+        try:
+            for event in events:
+                box.put((event, None))
+                if quit.is_set():
+                    break
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            box.put((None, exc))
+        finally:
+            events.close()
+            box.put((_END, None))
+
+    threading.Thread(target=pump, name="lipsync-job", daemon=True).start()
+    try:
+        while True:
+            try:
+                event, error = box.get(timeout=every)
+            except queue.Empty:
+                yield None
+                continue
+            if error is not None:
+                raise error
+            if event is _END:
+                return
+            yield event
+    finally:
+        quit.set()
 
 
 def stage_label(event) -> str:
@@ -76,6 +128,49 @@ def stage_label(event) -> str:
             return f"Generating chunk {event.chunk + 1} of {event.num_chunks}"
         return "Writing the video"
     return event.message[:1].upper() + event.message[1:]
+
+
+def content_key(path: str | Path) -> str:
+    """A file's identity by content. Gradio hands a preview back to the next event as a copy in its own cache
+    (another path, same bytes), so the preview -> original map cannot be keyed by path."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def original_upload(video: str | None, sources: dict | None) -> str | None:
+    """The upload behind what the video widget holds now: the original when it holds a browser preview (as the
+    preview's path or as Gradio's cached copy of it), else the widget's own file."""
+    if not video or not sources:
+        return video
+    if str(video) in sources:
+        return sources[str(video)]
+    try:
+        return sources.get(content_key(video), video)
+    except OSError:  # not a readable file: validation names the problem
+        return video
+
+
+def log_user_error(what: str, exc: LatentSyncError) -> None:
+    """A user's mistake is one line in the server log (its message); tracebacks are for the server's faults."""
+    log.warning("%s refused (%s): %s", what, type(exc).__name__, " ".join(str(exc).split()))
+
+
+def user_error(exc: LatentSyncError) -> gr.Error:
+    """The message box for a LatentSyncError outside a job (a download): logged as one line, no traceback."""
+    log_user_error("download", exc)
+    return gr.Error(user_message(exc), duration=None, print_exception=False)
+
+
+def form_note(exc: LatentSyncError, names: dict[str, str] | None = None) -> str:
+    """A user mistake as the note under the consent box says it (the web's words, starting with a capital)."""
+    if isinstance(exc, ConsentError):
+        return CONSENT_NOTE  # its own text names API flags a web user has no use for
+    text = user_message(exc, names)
+    first_word = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first_word.isalpha() else text  # "clip.MOV is ..." keeps its name
 
 
 @dataclass(frozen=True)
@@ -96,14 +191,14 @@ class LipSyncForm:
     language: str | None = None
     voice_reference: str | None = None
     landmarks: str = "auto"
-    sources: dict | None = None  # browser preview path -> the uploaded original
+    sources: dict | None = None  # browser preview (its content_key) -> the uploaded original
     consent: bool = False
     deepcache: bool = True
 
     @property
     def source(self) -> str | None:
         """The uploaded video: the original behind an H.264 browser preview."""
-        return (self.sources or {}).get(str(self.video), self.video) if self.video else self.video
+        return original_upload(self.video, self.sources)
 
     def display_names(self) -> dict[str, str]:
         """Server path -> the file name the user uploaded, for error messages."""
@@ -119,6 +214,9 @@ class DemoHandlers:
     ``lipsync`` and ``score_result`` run on the accelerator: on ZeroGPU each instance wraps its bound methods in
     ``spaces.GPU``, so that ``self`` (and the service's models) never travel in ZeroGPU's per-call arguments.
     """
+
+    preview_max_height = 720  # browser previews of phone clips: light to load, never what the job reads
+    tick_seconds = 1.0  # the status line's clock is redrawn this often while a step runs
 
     def __init__(self, service: LipSyncService, allow_download: bool = True):
         self.service = service
@@ -151,7 +249,7 @@ class DemoHandlers:
         try:
             self.service.download(PRESET_BY_LABEL[preset_label])
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+            raise user_error(exc) from exc
         return self.weights_note(preset_label)
 
     def sampler_widgets(self, preset_label: str, sampler_label: str):
@@ -180,25 +278,34 @@ class DemoHandlers:
 
     def download_voice(self, voice_label: str, agreed: bool, progress=gr.Progress(track_tqdm=True)):
         if not agreed:
-            raise gr.Error("Tick the box to accept the Coqui Public Model License (non-commercial) first.")
+            keep = gr.update()
+            return keep, gr.update(value="**Tick the box to accept the Coqui Public Model License** "
+                                   "(non-commercial) first.", visible=True), keep, keep
         try:
             self.service.voice.download(agree_to_cpml=True, mode=VOICE_LABELS[voice_label])
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+            raise user_error(exc) from exc
         return ("Voice models are ready.", *self.voice_widgets(voice_label)[2:5])
 
     def show_upload(self, video, sources: dict | None, request: gr.Request):
-        """Phone clips (HEVC) do not play in Chromium: show an H.264 copy, remember the original for the job."""
+        """Phone clips (HEVC) do not play in Chromium: show an H.264 copy, remember the original for the job.
+
+        The map and the widget change in one event, and the map is keyed by the preview's content, so a job
+        reads the original whether it starts before the preview replaced the upload or after (from Gradio's
+        cached copy of the preview)."""
         sources = dict(sources or {})
         if not video:
             return gr.update(), sources
         try:
             if not needs_preview(video):
                 return gr.update(), sources
-            preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem))
-        except LatentSyncError as exc:
-            raise gr.Error(user_message(exc, {video: Path(video).name}), duration=None) from exc
-        sources[str(preview)] = video
+            preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem),
+                                      max_height=self.preview_max_height)
+        except LatentSyncError as exc:  # a message, not an error badge on the video: the job repeats it if run
+            log_user_error("browser preview", exc)
+            gr.Warning(form_note(exc, {video: Path(video).name}), duration=None)
+            return gr.update(), sources
+        sources[str(preview)] = sources[content_key(preview)] = video
         return str(preview), sources
 
     # --- the job: start, stop, stream ---------------------------------------------------------------------------
@@ -233,23 +340,27 @@ class DemoHandlers:
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
                  sources=None, consent=False, deepcache=True, request: gr.Request = None, progress=gr.Progress()):
-        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech) updates. (No
-        # docstring: Gradio would publish it as the endpoint's API description.)
+        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note) updates.
+        # A user mistake is the note by the consent box and leaves the results alone (no error badges); only
+        # real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
                            consent, deepcache)
-        keep = gr.update()
+        keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()
         if session in self.stop_early:
             self.stop_early.discard(session)
-            yield "**Stopped** before it started.", keep, keep, keep, keep, keep
+            yield "**Stopped** before it started.", keep, keep, keep, keep, keep, no_note
             return
         try:
             job, settings, preset = self.start_job(form, stop)
-            yield from self._follow(job, settings, preset, stop, progress)
+            for update in self._follow(ticking(job, self.tick_seconds), settings, preset, stop, progress):
+                yield *update, no_note
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc, form.display_names()), duration=None) from exc
+            log_user_error("lip-sync", exc)
+            note = form_note(exc, form.display_names())
+            yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True)
         except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again; "
@@ -263,27 +374,40 @@ class DemoHandlers:
         the new speech when a voice mode made it, and the videos at the end (done or stopped)."""
         keep = gr.update()
         started = time.monotonic()
+        warning = ""  # told before the job (silent speech), kept under the status line while it runs
+        label, fraction, left, last_event = "Starting", 0.0, None, started
         for event in job:
-            elapsed = time.monotonic() - started
+            now = time.monotonic()
+            elapsed = now - started
+            if event is None:  # a slow step (ticking's heartbeat): the clock runs on, the ETA counts down
+                progress(fraction, desc=label)
+                eta = None if left is None else left - (now - last_event)
+                yield progress_line(label, fraction, elapsed, eta) + warning, keep, keep, keep, keep, keep
+                continue
             if event.stage in ("done", "stopped"):
                 summary = run_summary(event.frames, elapsed, settings, preset, self.service.device)
                 head = "**Done**" if event.stage == "done" else f"**Stopped** after chunk {event.chunk} of " \
                     f"{event.num_chunks}; the finished part is below"
-                yield f"{head} · {summary}", keep, str(event.compare), str(event.output), str(event.output), keep
+                notes = f"\n\n{event.notes}" if event.notes else ""  # what was looped, cut or padded
+                yield f"{head} · {summary}{notes}", keep, str(event.compare), str(event.output), \
+                    str(event.output), keep
                 return
+            warning = f"\n\n{event.notes}" if event.notes else warning
             if stop.is_set() and event.stage in EARLY_STAGES:
                 job.close()
                 yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep
                 return
-            label = stage_label(event)
-            progress(event.fraction, desc=label)
+            label, fraction, last_event = stage_label(event), event.fraction, now
+            left = time_left(fraction, elapsed)
+            progress(fraction, desc=label)
             preview = event.preview if event.preview is not None else keep
             speech = str(event.audio) if event.audio is not None else keep
-            yield progress_line(label, event.fraction, elapsed), preview, keep, keep, keep, speech
+            yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech
 
     # --- lip-sync score ---------------------------------------------------------------------------------------
-    def score_result(self, video, audio, result):
+    def score_result(self, video, audio, result, sources=None):
         """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
+        video = original_upload(video, sources)
         missing = self.service.metric_files_missing()
         if any(path.name == "syncnet_v2.model" for path in missing):
             return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
@@ -303,5 +427,5 @@ class DemoHandlers:
         try:
             self.service.download_metric_weights()
         except LatentSyncError as exc:
-            raise gr.Error(user_message(exc), duration=None) from exc
+            raise user_error(exc) from exc
         return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)

@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {args.out} (marked as AI-generated: watermark, metadata, {sidecar_path(args.out).name}"
           f"{_signed_note(event.manifest)})")
+    if event.notes:  # what was looped, cut or padded; silent speech
+        print(event.notes)
     if args.score:
         try:
             print(service.score_job(args.out, request.video, args.audio))

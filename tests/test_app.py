@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -25,9 +26,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOGS: dict[str, Path] = {}  # an app's URL -> the file its server logs to
+
+
 def _start_app(checkpoints: Path, tmp: Path, *extra: str):
     port = _free_port()
     log = open(tmp / f"app_{port}.log", "w")
+    SERVER_LOGS[f"http://127.0.0.1:{port}/"] = tmp / f"app_{port}.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "app.py"), "--checkpoints", str(checkpoints), "--port", str(port),
@@ -74,7 +79,7 @@ def app(tmp_path_factory, tiny_checkpoints):
 
 
 def _lipsync(client: Client, video, audio):
-    """All streamed updates; raises the app's error message (gradio_client only raises it from result())."""
+    """All streamed updates; raises a real fault's message (gradio_client only raises it from result())."""
     job = client.submit(handle_file(str(video)), handle_file(str(audio)), consent=True, api_name="/lipsync")
     updates = list(job)
     job.result()
@@ -89,6 +94,7 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     labels = [re.match(r"\*\*(.+?)\*\* · (\d+)% · (\d+:\d\d) elapsed", s) for s in statuses[:-1]]
     assert all(labels), statuses
     chunk_labels = [m[1] for m in labels if m[1].startswith(("Generating chunk", "Writing the video"))]
+    chunk_labels = list(dict.fromkeys(chunk_labels))  # a slow step repeats its label each second (the clock ticks)
     assert chunk_labels == ["Generating chunk 1 of 3", "Generating chunk 2 of 3", "Generating chunk 3 of 3",
                             "Writing the video"]
     assert [int(m[2]) for m in labels] == sorted(int(m[2]) for m in labels)
@@ -98,7 +104,8 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     from PIL import Image
 
     assert Image.open(previews[0]).size == (512, 256)  # 64 px crops of the tiny set, shown 256 px high
-    status, _, compare, result, download, _ = updates[-1]
+    status, _, compare, result, download, _, note = updates[-1]
+    assert note.get("visible") is False  # no note: nothing was refused
     assert status.startswith("**Done** · 35 frames (1.4 s of video) in ") and "frames/s · DDIM 20 steps, " \
         "guidance 1.5, seed 1247 · LatentSync 1.5 · 256 px · cpu" in status
     assert result == download and Path(result).name == "face_lipsync.mp4"  # the download's name
@@ -109,12 +116,22 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     assert (both.width, both.height) == (2 * 256, 256)
 
 
+def _note(client: Client, video, audio) -> str:
+    """A refused request's last update: the note by the consent box, results untouched."""
+    last = _lipsync(client, video, audio)[-1]  # (missing weights are found while loading: after a status)
+    assert last[0] == "Results appear here." and last[3] == {"__type__": "update"}  # the result panel untouched
+    assert last[6]["visible"] is True
+    return last[6]["value"]
+
+
 def test_bad_input_reports_and_server_keeps_serving(app, media):
     client = Client(app, verbose=False)
-    with pytest.raises(Exception, match="notes.mp4 is not a video or audio file this app can read"):
-        _lipsync(client, media["text"], media["speech"])
-    with pytest.raises(Exception, match="accepts up to 3 s"):
-        _lipsync(client, media["video"], media["long"])
+    assert "notes.mp4 is not a video or audio file this app can read" in _note(client, media["text"], media["speech"])
+    logged = SERVER_LOGS[app].read_text()
+    assert "accepts up to 3 s" in _note(client, media["video"], media["long"])
+    # The server's log: one line per refusal, no traceback (issue 21, item 7).
+    new_lines = SERVER_LOGS[app].read_text()[len(logged):].splitlines()
+    assert len(new_lines) == 1 and "lip-sync refused (InputError)" in new_lines[0], new_lines
     updates = _lipsync(client, media["video"], media["speech"])
     assert updates[-1][0].startswith("**Done**")
 
@@ -124,9 +141,9 @@ def test_missing_weights_app_still_starts_and_names_the_download(tmp_path, media
     try:
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "LatentSync" in page
-        with pytest.raises(Exception, match="model weights for LatentSync 1.5 · 256 px are not on this server") as info:
-            _lipsync(Client(url, verbose=False), media["video"], media["speech"])
-        assert "python -m" not in str(info.value) and "Download model weights" in str(info.value)
+        note = _note(Client(url, verbose=False), media["video"], media["speech"])
+        assert "model weights for LatentSync 1.5 · 256 px are not on this server" in note
+        assert "python -m" not in note and "Download model weights" in note
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -136,17 +153,27 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_browser_upload_generate_and_compare(app, media, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+def _browser_or_skip() -> str:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     browser_path = _chromium()
     if browser_path is None:
         pytest.skip("no chromium on this machine (apt-get install chromium)")
+    return browser_path
+
+
+def _launch(p, browser_path: str):
+    return p.chromium.launch(
+        executable_path=browser_path,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run"],
+    )
+
+
+def test_browser_upload_generate_and_compare(app, media, tmp_path):
+    browser_path = _browser_or_skip()
+    from playwright import sync_api as playwright
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=browser_path,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = _launch(p, browser_path)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(app)
         page.locator("#video-in input[type=file]").set_input_files(str(media["video"]))
@@ -201,3 +228,59 @@ def test_phone_hevc_uploads_get_an_h264_preview(tmp_path):
     assert needs_preview(hevc) and not needs_preview(h264)
     preview = probe(browser_preview(hevc, tmp_path / "phone_preview.mp4", max_height=80))
     assert (preview.video_codec, preview.height, preview.width, preview.has_audio) == ("h264", 80, 60, True)
+
+
+# Gradio's progress tracker where it is drawn: its timer / ETA bar / "desc - 20.0%" text, and the panel it is on.
+GRADIO_PROGRESS_SHOWN = ("() => Array.from(document.querySelectorAll("
+                         "'.eta-bar, .meta-text, .meta-text-center, .progress-text, .progress-level'))"
+                         ".filter(e => e.offsetParent !== null)"
+                         ".map(e => `${e.closest('[id]')?.id}: ${e.textContent.trim().slice(0, 40)}`)")
+
+
+def _in_viewport(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
+
+
+def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_path):
+    """Issue 21: an HEVC upload is shown as a 720p H.264 preview; the job must still read the upload."""
+    browser_path = _browser_or_skip()
+    from playwright import sync_api as playwright
+
+    upload = make_talking_head_clip(tmp_path / "phone.mov", seconds=0.6, fps=25, size=(416, 768),
+                                    video_codec="libx265")  # taller than the 720p preview
+    with playwright.sync_playwright() as p:
+        browser = _launch(p, browser_path)
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+        page.goto(app)
+        page.locator("#video-in input[type=file]").set_input_files(str(upload))
+        page.locator("#video-in video[src$='phone.mp4']").wait_for(timeout=60_000)  # the preview replaced it
+        page.locator("#audio-in input[type=file]").set_input_files(str(media["speech"]))
+        page.wait_for_timeout(1000)
+        # Consent not ticked: one note at the box, scrolled into view, no error badges on the result panels.
+        page.locator("#run").click()
+        note = page.locator("#form-note")
+        note.get_by_text("Tick the consent box above first", exact=False).wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # the smooth scroll
+        page.screenshot(path=str(tmp_path / "consent.png"))
+        assert _in_viewport(page, "#form-note") and _in_viewport(page, "#consent")
+        assert page.get_by_text("Error", exact=True).count() == 0 and "API" not in note.inner_text()
+        page.locator("#consent input[type=checkbox]").check()
+        page.locator("#run").click()
+        # One progress display: the status line, never Gradio's overlay ("Generating chunk 1 of 2 - 50.0%",
+        # its timer and ETA bar) on top of it or on the result panels; sampled until the job is done.
+        overlays, done = [], page.locator("#status").get_by_text("Done", exact=False).first
+        for _ in range(1200):
+            if done.is_visible():  # (then the score's own event starts: not a progress display of the job)
+                break
+            overlays += page.evaluate(GRADIO_PROGRESS_SHOWN)
+            page.wait_for_timeout(200)
+        assert done.is_visible() and overlays == [], overlays
+        assert not note.is_visible()  # the note goes with the next run
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        src = page.locator("#result-out video").get_attribute("src")
+        browser.close()
+    result = tmp_path / "result.mp4"
+    result.write_bytes(urllib.request.urlopen(urllib.parse.urljoin(app, src), timeout=30).read())
+    assert (probe(result).width, probe(result).height) == (416, 768)

@@ -3,14 +3,17 @@
 import inspect
 import math
 import re
+import threading
+import time
 import types
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
 from latentsync_demo import space
 from latentsync_demo.app_handlers import (
-    DemoHandlers, collect_settings, lipsync_gpu_seconds, progress_line,
+    DemoHandlers, LipSyncForm, collect_settings, lipsync_gpu_seconds, progress_line,
 )
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
@@ -100,7 +103,8 @@ def test_lipsync_streams_chunks_then_the_videos(tiny_service, media):
         "Generating chunk 1 of 2", "Generating chunk 2 of 2", "Writing the video"]
     assert calls == [m[1] for m in labels]  # the progress bar follows the status line
     assert sum(not isinstance(u[1], dict) for u in updates) == 2  # one preview image per chunk
-    status, _, compare, result, download, _ = updates[-1]
+    status, _, compare, result, download, _, note = updates[-1]
+    assert note == {"__type__": "update", "value": "", "visible": False}  # no note from an earlier mistake
     assert status.startswith("**Done** · 20 frames") and "DDIM 2 steps" in status
     assert result == download and result.endswith("face_lipsync.mp4") and compare.endswith("face_side_by_side.mp4")
     assert handlers.stops == {}  # the stop switch is dropped with the job
@@ -117,14 +121,26 @@ def test_stop_pressed_while_queued_ends_the_job_before_it_starts(tiny_service, m
     assert not handlers.stop_early
 
 
-def test_bad_upload_is_named_by_its_upload_name_without_server_paths(tiny_service, media):
-    handlers = DemoHandlers(tiny_service)
-    with pytest.raises(gr.Error) as info:
-        list(handlers.lipsync(str(media["text"]), str(media["speech"]), "LatentSync 1.5 · 256 px", "DDIM (quality)",
-                              2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
-    text = _error_text(info)
-    assert "notes.mp4 is not a video or audio file this app can read" in text
+def _refused(handlers, video, audio, consent=True):
+    """The one update a refused request gets: the note by the consent box; the result panels untouched."""
+    updates = list(handlers.lipsync(str(video), str(audio), "LatentSync 1.5 · 256 px", "DDIM (quality)", 2, 1.5,
+                                    1247, 0, "pingpong", consent=consent, request=_session()))
+    assert len(updates) == 1
+    status, *results, note = updates[0]
+    assert status == "Results appear here." and all(r == gr.update() for r in results)  # no error badges
+    assert note["visible"] is True
+    return note["value"]
+
+
+def test_bad_upload_is_a_note_naming_the_upload_without_server_paths(tiny_service, media):
+    text = _refused(DemoHandlers(tiny_service), media["text"], media["speech"])
+    assert text.startswith("notes.mp4 is not a video or audio file this app can read")
     assert str(media["text"].parent) not in text and "Traceback" not in text
+
+
+def test_missing_consent_is_a_note_at_the_box_in_the_web_words(tiny_service, media):
+    text = _refused(DemoHandlers(tiny_service), media["video"], media["speech"], consent=False)
+    assert text.startswith("**Tick the consent box above first.**") and "API" not in text
 
 
 def test_unexpected_failure_is_a_short_message_and_the_switch_is_dropped(tiny_service, media, monkeypatch):
@@ -164,3 +180,115 @@ def test_lcm_sampler_sets_its_steps_and_turns_guidance_off(tiny_service):
                                                                           "LCM · 4 steps (speed)")
     assert sampler["value"] == "LCM · 4 steps (speed)" and len(sampler["choices"]) == 4
     assert (steps["value"], steps["maximum"], guidance["interactive"]) == (4, 8, False)
+
+
+@pytest.mark.parametrize("click", ["before the preview", "on the preview's path", "on Gradio's cached copy"])
+def test_the_job_reads_the_original_upload_behind_a_browser_preview(tiny_service, tmp_path, click):
+    """A phone clip (HEVC) is shown as a smaller H.264 preview; whenever Lip-sync is clicked, the job reads the
+    upload at its own size (issue 21: a click after the preview replaced the widget's value got the preview)."""
+    from latentsync_demo.media import probe
+
+    upload = make_talking_head_clip(tmp_path / "phone.mov", seconds=0.8, fps=25, size=(96, 128),
+                                    video_codec="libx265")
+    handlers = DemoHandlers(tiny_service)
+    handlers.preview_max_height = 64  # as the 720p preview of a 1080x1920 clip: smaller than the upload
+    preview, sources = handlers.show_upload(str(upload), {}, _session())
+    assert (probe(preview).width, probe(preview).height) == (48, 64)
+    # What the next event receives as the widget's value: Gradio serves the preview from its cache (a copy at
+    # another path), which is what the browser then sends back.
+    cached = gr.Video().move_resource_to_block_cache(preview)
+    assert cached != preview and Path(cached).read_bytes() == Path(preview).read_bytes()
+    shown = {"before the preview": str(upload), "on the preview's path": preview,
+             "on Gradio's cached copy": cached}[click]
+    form = LipSyncForm(shown, str(_speech(tmp_path)), "LatentSync 1.5 · 256 px", "DDIM (quality)", 1, 1.5,
+                       1247, 0, "pingpong", sources=sources if click != "before the preview" else {}, consent=True)
+    job, _, _ = handlers.start_job(form, threading.Event())
+    events = list(job)
+    result = probe(events[-1].output)
+    assert events[-1].stage == "done" and (result.width, result.height) == (96, 128)
+    assert form.display_names()[str(shown)] == "phone.mov"  # errors name the upload, never the preview
+
+
+def _speech(folder):
+    return make_speech_wav(folder / "speech.wav", seconds=0.8)
+
+
+def test_user_mistakes_are_one_log_line_and_faults_keep_their_traceback(tiny_service, media, monkeypatch, caplog):
+    """Issue 21, item 7: the server log says a user's mistake in one line; a real fault keeps its traceback."""
+    handlers = DemoHandlers(tiny_service)
+    with caplog.at_level("INFO", logger="latentsync_demo"):
+        _refused(handlers, media["text"], media["speech"])
+        _refused(handlers, media["video"], media["speech"], consent=False)
+    records = [r for r in caplog.records if r.name.startswith("latentsync_demo")]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * 2
+    first = records[0].getMessage()
+    assert "InputError" in first and "notes.mp4" in first and "\n" not in first
+    assert "ConsentError" in records[1].getMessage()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA went away")
+        yield
+
+    monkeypatch.setattr(tiny_service, "run", broken)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="latentsync_demo"), pytest.raises(gr.Error):
+        list(handlers.lipsync(str(media["video"]), str(media["speech"]), "LatentSync 1.5 · 256 px",
+                              "DDIM (quality)", 2, 1.5, 1247, 0, "pingpong", consent=True, request=_session()))
+    faults = [r for r in caplog.records if r.name.startswith("latentsync_demo")]
+    assert len(faults) == 1 and faults[0].levelname == "ERROR" and faults[0].exc_info[0] is RuntimeError
+
+
+def test_the_end_summary_says_what_was_looped(tiny_service, tmp_path):
+    """Issue 21, item 6: a 0.2 s clip looped to 0.8 s of speech is told in the status line's summary."""
+    clip = make_talking_head_clip(tmp_path / "blink.mp4", seconds=0.2, fps=25, size=(128, 128))
+    updates = list(DemoHandlers(tiny_service).lipsync(str(clip), str(_speech(tmp_path)), "LatentSync 1.5 · 256 px",
+                                                      "DDIM (quality)", 1, 1.5, 1247, 0, "pingpong", consent=True,
+                                                      request=_session()))
+    status = updates[-1][0]
+    assert status.startswith("**Done**") and status.endswith(
+        "\n\nLooped: the 0.2 s video played back and forth to cover 0.8 s of speech.")
+
+
+def test_the_status_clock_ticks_and_the_eta_counts_down_during_a_slow_step(tiny_service, tmp_path):
+    """Issue 21, item 2: the status line is the one progress display; while a step runs without events its
+    elapsed time keeps moving and its ETA goes down, never up."""
+    from latentsync_demo.app_handlers import ticking
+    from latentsync_demo.settings import JobEvent
+
+    def slow_job():
+        time.sleep(1.0)
+        yield JobEvent("generating", 0.5, "generated chunk 1 of 2", chunk=1, num_chunks=2)
+        time.sleep(2.6)  # a slow chunk: no event for 2.6 s
+        yield JobEvent("done", 1.0, "wrote it", output=tmp_path / "out.mp4", frames=20, compare=tmp_path / "c.mp4")
+
+    handlers = DemoHandlers(tiny_service)
+    settings = collect_settings(20, 1.5, 1247, 0, "pingpong", "DDIM (quality)", "auto")
+    calls = []
+    lines = [u[0] for u in handlers._follow(ticking(slow_job(), 0.25), settings, "latentsync-1.5",
+                                            threading.Event(), lambda fraction, desc: calls.append(desc))]
+    during = [re.match(r"\*\*Generating chunk 2 of 2\*\* · 50% · 0:0(\d) elapsed · about 0:0(\d) left", line)
+              for line in lines if line.startswith("**Generating chunk 2")]
+    assert len(during) >= 8 and all(during), lines
+    elapsed, left = [int(m[1]) for m in during], [int(m[2]) for m in during]
+    assert elapsed == sorted(elapsed) and elapsed[0] == 1 and elapsed[-1] == 3  # it ticks
+    assert left == sorted(left, reverse=True) and left[0] == 1 and left[-1] == 0  # counts down from the pace
+    assert lines[-1].startswith("**Done**") and len(calls) == len(lines) - 1
+
+
+def test_ticking_hands_a_jobs_error_to_the_caller_and_closes_the_job():
+    from latentsync_demo.app_handlers import ticking
+
+    closed = threading.Event()
+
+    def failing():
+        try:
+            yield "first"
+            raise ValueError("disk full")
+        finally:
+            closed.set()
+
+    events = ticking(failing(), 5.0)
+    assert next(events) == "first"
+    with pytest.raises(ValueError, match="disk full"):
+        next(events)
+    assert closed.wait(5)

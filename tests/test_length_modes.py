@@ -5,8 +5,9 @@ import pytest
 
 from latentsync_demo.errors import InputError
 from latentsync_demo.media import count_frames, probe, read_frames
-from latentsync_demo.pipeline.length import LENGTH_MODES, plan_length, resolve_length_mode
-from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.media.audio import silence_note
+from latentsync_demo.pipeline.length import LENGTH_MODES, length_note, plan_length, resolve_length_mode
+from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip, speech_like
 
 # (mode, source frames, speech frames) -> (sources, generated count, speech frames kept)
 EXPECTED = {
@@ -59,6 +60,28 @@ def test_mode_names():
         resolve_length_mode("bounce")
     with pytest.raises(InputError, match="at least one video frame"):
         plan_length(0, 5)
+
+
+def test_length_note_says_what_was_looped_cut_or_padded_and_by_how_much():
+    assert length_note(5, 100, "pingpong") == "Looped: the 0.2 s video played back and forth to cover 4.0 s of speech."
+    assert length_note(5, 100, "loop") == "Looped: the 0.2 s video was repeated 20.0 times to cover 4.0 s of speech."
+    assert length_note(50, 100, "cut") == \
+        "Cut: the speech (4.0 s) was cut to the video's 2.0 s (the last 2.0 s dropped)."
+    for mode in ("pingpong", "loop", "cut"):
+        assert length_note(100, 25, mode) == "Cut: the video (4.0 s) was cut to the speech's 1.0 s (the last 3.0 s " \
+            "dropped)."
+    assert length_note(100, 25, "keep-tail").startswith("Kept: the video's last 3.0 s after the 1.0 s of speech")
+    assert length_note(100, 25, "pad-silence").startswith("Padded: 3.0 s of silence after the 1.0 s of speech")
+    assert [length_note(100, n, mode) for n in (98, 100, 102) for mode in LENGTH_MODES] == [""] * 15  # < 0.1 s
+
+
+def test_silence_note_warns_below_minus_45_dbfs():
+    speech = speech_like(1.0, 16000, 0)
+    assert silence_note(speech) == ""
+    assert silence_note(np.zeros(16000, np.float32)).startswith("The speech is silent:")
+    hum = np.full(16000, 10 ** (-50 / 20), np.float32)  # -50 dBFS
+    assert silence_note(hum).startswith("The speech is nearly silent (-50 dBFS)")
+    assert silence_note(hum * 10) == ""  # -30 dBFS: quiet speech is still speech
 
 
 # --- end to end: 20 source frames (0.8 s at 25 fps) -------------------------------------------------
@@ -116,3 +139,20 @@ def test_video_cut_at_the_shorter_and_tails(tiny_service, media, tmp_path):
 def test_unknown_mode_is_refused_before_any_work(tiny_service, media, tmp_path):
     with pytest.raises(InputError, match="unknown length mode"):
         list(tiny_service.lipsync(media["clip"], media["short"], tmp_path / "x.mp4", length_mode="remap", consent=True))
+
+
+def test_a_looped_clip_and_silent_speech_are_told(tiny_service, tmp_path):
+    """Issue 21, item 6: a 0.2 s clip looped to 1 s of silent speech: a warning before the work starts, and
+    the end event says what was looped and by how much."""
+    from latentsync_demo.media.audio import write_wav
+
+    silent = tmp_path / "silent.wav"
+    write_wav(silent, np.zeros(16000, np.float32), 16000)
+    clip = make_talking_head_clip(tmp_path / "blink.mp4", seconds=0.2, fps=25, size=(W, H))
+    events = list(tiny_service.lipsync(clip, silent, tmp_path / "out.mp4", num_inference_steps=1, consent=True))
+    stages = [e.stage for e in events]
+    warned = [i for i, e in enumerate(events) if e.notes and e.stage != "done"]
+    assert warned and warned[0] < stages.index("detecting faces"), stages
+    assert events[warned[0]].notes.startswith("The speech is silent")
+    assert events[-1].stage == "done" and events[-1].notes == (
+        f"{events[warned[0]].notes} Looped: the 0.2 s video played back and forth to cover 1.0 s of speech.")

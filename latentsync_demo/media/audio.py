@@ -80,3 +80,17 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = S
         f.setsampwidth(2)
         f.setframerate(int(sample_rate))
         f.writeframes(np.ascontiguousarray(pcm, dtype="<i2").tobytes())
+
+
+QUIET_DBFS = -45.0  # speech sits around -30 to -15 dBFS; below this the model sees (nearly) no voice
+
+
+def silence_note(samples: np.ndarray) -> str:
+    """A warning when ``samples`` (float, -1..1) are silent or nearly so (RMS level below QUIET_DBFS), else "":
+    the job still runs, but the mouth will barely move, which looks like a failure unless the user is told."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    level = 20 * np.log10(max(rms, 1e-10))
+    if level >= QUIET_DBFS:
+        return ""
+    loudness = "silent" if level < -80 else f"nearly silent ({level:.0f} dBFS)"
+    return f"The speech is {loudness}: the mouth will barely move. Check that the right audio was uploaded."

@@ -22,7 +22,7 @@ import queue
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -32,11 +32,12 @@ import torch
 from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux
+from ..media.audio import silence_note
 from ..media.preview import CompareVideo, chunk_preview
 from ..provenance.detect import NoMarker
 from ..settings import GenerationSettings, JobEvent
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
-from .length import plan_length
+from .length import length_note, plan_length
 from .lipsync import LipSyncPipeline
 from .streaming import FaceAnalysis, PasteBack, StreamingPlan, face_chunks
 
@@ -95,6 +96,9 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
     if num_out < 1:
         raise InputError("the audio is shorter than one video frame (40 ms): upload speech audio")
     expected = max(1, plan.video.frames_at(MODEL_FPS))
+    quiet = silence_note(audio)
+    if quiet:  # told before the work starts; the job still runs (silence is a valid, if odd, request)
+        yield JobEvent("reading", 0.0, "the speech is silent or nearly silent", notes=quiet)
     with job_tempdir() as workdir:
         _check_scratch_space(workdir, plan.video, expected, pipeline.resolution)
         # Stage 1 (threads): decode, landmarks, align. Host memory stays flat: frames and faces live in the job
@@ -108,7 +112,8 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
                                          marker or NoMarker(), stop, stages, getattr(detector, "name", "landmarks"))
         finally:
             analysis.close()
-    yield end
+    notes = [quiet, length_note(expected, num_out, plan.length_mode) if end.stage == "done" else ""]
+    yield replace(end, notes=" ".join(note for note in notes if note))
 
 
 def _check_scratch_space(workdir: Path, video: MediaInfo, frames: int, resolution: int) -> None:

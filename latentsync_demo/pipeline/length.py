@@ -111,3 +111,27 @@ def plan_length(num_source: int, num_audio: int, mode: str = DEFAULT_LENGTH_MODE
             sources += range(num_audio, num_source)
     num_generated = num_audio if mode == "keep-tail" else len(sources)
     return LengthPlan(mode, tuple(sources), min(num_generated, len(sources)), min(num_audio, len(sources)))
+
+
+def _seconds(frames: int) -> str:
+    return f"{frames / 25:.1f} s"
+
+
+def length_note(num_source: int, num_audio: int, mode: str = DEFAULT_LENGTH_MODE) -> str:
+    """What the length mode did to make video and speech match, in words and seconds ("" when they match to
+    within 0.1 s): a job's end summary says it, so that a looped 0.2 s clip or a cut speech is never silent."""
+    if abs(num_source - num_audio) < 3:
+        return ""
+    video, speech, gap = _seconds(num_source), _seconds(num_audio), _seconds(abs(num_source - num_audio))
+    if num_audio > num_source:  # the speech is longer
+        if mode == "cut":
+            return f"Cut: the speech ({speech}) was cut to the video's {video} (the last {gap} dropped)."
+        if mode == "loop":
+            return f"Looped: the {video} video was repeated {num_audio / num_source:.1f} times to cover {speech} " \
+                   "of speech."
+        return f"Looped: the {video} video played back and forth to cover {speech} of speech."
+    if mode == "keep-tail":
+        return f"Kept: the video's last {gap} after the {speech} of speech pass through unchanged, silent."
+    if mode == "pad-silence":
+        return f"Padded: {gap} of silence after the {speech} of speech (closed mouth to the video's end)."
+    return f"Cut: the video ({video}) was cut to the speech's {speech} (the last {gap} dropped)."

@@ -179,7 +179,8 @@ class JobManager:
                 self._end(job, "cancelled", f"cancelled while {cancelled_while}")
             else:
                 self._end(job, "done", "finished")
-        except LatentSyncError as exc:
+        except LatentSyncError as exc:  # the input's fault: one line in the log, no traceback
+            log.warning("REST job %s refused: %s", job.id, " ".join(str(exc).split()))
             self._end(job, "failed", "failed", error=hide_folder(str(exc), job.folder))
         except Exception as exc:  # keep serving; the client sees what broke, the log has the trace
             log.exception("REST job %s failed", job.id)

@@ -13,6 +13,7 @@ problem with the request, 5xx is the server's. With a token set, every call need
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ from ..settings import GenerationSettings, VoiceRequest
 from ..store import DEFAULT_PRESET, PRESETS
 from .jobs import Job, JobManager, hide_folder
 from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
+
+log = logging.getLogger("latentsync_demo.rest")
 
 PREFIX = "/api/v1"
 _DEFAULTS = GenerationSettings()
@@ -222,15 +225,19 @@ def _json(status: int, message: str, headers: dict | None = None) -> JSONRespons
 
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    if exc.status < 500:  # the client's mistake: one line in the log (tracebacks are for the server's faults)
+        log.warning("%s %s refused (%d): %s", request.method, request.url.path, exc.status, exc.message)
     return _json(exc.status, exc.message, {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
 
 
 async def _user_error(request: Request, exc: LatentSyncError) -> JSONResponse:
+    log.warning("%s %s refused (400): %s", request.method, request.url.path, exc)
     return _json(400, str(exc))
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+    log.warning("%s %s refused (422): %s", request.method, request.url.path, problems)
     return _json(422, f"invalid request fields: {problems}")
 
 
