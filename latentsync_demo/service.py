@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from .provenance.manifest import container_tags, input_hashes, side_by_side_tags
 from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
 from .request import Limits, PreparedRequest, check_choices, prepare_request, with_speech
-from .settings import GenerationSettings, JobEvent, VoiceRequest
+from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, get_preset, resolve
 from .validation import check_audio, check_device
 
@@ -83,6 +84,7 @@ class LipSyncService:
         self._students: dict[tuple, torch.nn.Module] = {}  # LCM students, like _models
         self._voice = None  # VoiceService, created on first use (coqui-tts is a heavy import)
         self._scorer = None  # SyncScorer (lip-sync metric), loaded on first use
+        self._face_tracks: OrderedDict[str, FaceTrack] = OrderedDict()  # output path -> its source's face boxes
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time on the device
         # Host policy checks that may refuse a job (provenance/restrict.py); none unless configured.
@@ -234,7 +236,15 @@ class LipSyncService:
                         final = event
                     else:
                         yield event
+        self._remember_track(request.out, final.face_track)
         yield self._stamp(final, request, plan)  # hashing and signing need no accelerator
+
+    def _remember_track(self, out: Path, track: FaceTrack | None, keep: int = 16) -> None:
+        """The face boxes of a finished job's source, for scoring that source after the job (``score_job``)."""
+        if track is not None:
+            self._face_tracks[str(out)] = track
+            while len(self._face_tracks) > keep:
+                self._face_tracks.popitem(last=False)
 
     def _speech(self, request: PreparedRequest) -> MediaInfo:
         """The new speech of a voice request, probed and checked like an upload."""
@@ -306,24 +316,29 @@ class LipSyncService:
                 self._scorer = SyncScorer.from_checkpoints(self.checkpoints, self.device, detect_every=every)
             return self._scorer
 
-    def score(self, video: str | Path, audio: str | Path | None = None):
-        """SyncNet confidence / LSE-D / offset of ``video`` against ``audio`` (default: its own sound)."""
+    def score(self, video: str | Path, audio: str | Path | None = None, track: FaceTrack | None = None):
+        """SyncNet confidence / LSE-D / offset of ``video`` against ``audio`` (default: its own sound); ``track``:
+        face boxes a job already found in ``video`` (reused where the scorer would find the same)."""
         scorer = self.scorer()
         with self._run_lock:
-            return scorer.score(video, audio)
+            return scorer.score(video, audio, track=track)
 
     def score_job(self, result: str | Path, original: str | Path | MediaInfo, audio: str | Path | None = None) -> str:
         """The line shown after a job: "Lip sync: confidence X (original clip: Y), offset Z frames".
 
         The original clip is scored with its own soundtrack (what the paper reports for real videos), or
-        against ``audio`` when it has none."""
+        against ``audio`` when it has none. When ``result`` came from this service's job on ``original``, the
+        job's face boxes stand in for a second detection pass over the original where the scorer would run the
+        same detector (without S3FD's weights)."""
         from .eval.scorer import score_line
 
         scored = self.score(result)
         original = original if isinstance(original, MediaInfo) else probe(original)  # the job's probe, if given
         own_sound = original.has_audio
+        track = self._face_tracks.get(str(Path(result)))
+        track = track if track is not None and Path(track.video) == Path(original.path) else None
         try:
-            before = self.score(original.path, None if own_sound or audio is None else audio)
+            before = self.score(original.path, None if own_sound or audio is None else audio, track)
         except InputError as exc:  # e.g. a silent original soundtrack: still report the result's score
             before = str(exc).split(":")[0]
         line = score_line(scored, before)

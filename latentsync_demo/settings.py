@@ -47,6 +47,17 @@ VOICE_MODES = ("off", "revoice", "script")
 
 
 @dataclass(frozen=True)
+class FaceTrack:
+    """The faces a job's landmark pass found: per 25 fps source frame, a (k, 5) array of [x0, y0, x1, y1, 1]
+    boxes (the landmarks' extent), ``backend`` the detector that found them. The lip-sync score of the original
+    clip reuses them when it would run the same detector (``LipSyncService.score_job``)."""
+
+    video: str  # the source video's path
+    backend: str
+    boxes: tuple = field(repr=False)
+
+
+@dataclass(frozen=True)
 class JobEvent:
     stage: str  # voice | reading | detecting faces | encoding audio | generating | writing | done | stopped
     fraction: float  # of the whole job, 0..1
@@ -59,4 +70,5 @@ class JobEvent:
     frames: int | None = None  # "done"/"stopped": frames in the output
     compare: Path | None = None  # "done"/"stopped": the original | result video, when one was asked for
     manifest: Path | None = None  # provenance sidecar (C2PA-style JSON) of the output, on the done event
+    face_track: FaceTrack | None = field(default=None, repr=False)  # "done"/"stopped": the source's face boxes
     notes: str = ""  # what the user should know: a warning before the job, what was looped/cut/padded at the end

@@ -303,3 +303,41 @@ def test_syncnet_mel_and_cached_windows(tmp_path):
         _, start, _ = dataset.window(index)
         window = dataset[index]["mel"]
         assert window.shape == (1, 80, 52) and window[0, 0, 0] == mel_start(first + start)
+
+
+def test_scoring_the_original_reuses_the_jobs_face_boxes(tmp_path, monkeypatch):
+    """Without sfd_face.pth the scorer finds faces with the same landmark detector the job ran on the same 25 fps
+    frames: the job's boxes are exactly what it would find, so the original is not searched again."""
+    from latentsync_demo.eval.faces import detect_boxes, landmark_boxes
+    from latentsync_demo.eval.scorer import SyncScorer
+    from latentsync_demo.media import iter_frames
+    from latentsync_demo.service import LipSyncService
+    from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+    from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
+
+    checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
+    (checkpoints / "auxiliary").mkdir(exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(SyncNetV2().state_dict(), checkpoints / "auxiliary" / "syncnet_v2.model")
+    service = LipSyncService(checkpoints=checkpoints, device="cpu")
+    clip = make_talking_head_clip(tmp_path / "clip.mp4", seconds=1.0, fps=25, size=(256, 256))
+    speech = make_speech_wav(tmp_path / "speech.wav", seconds=1.0)
+    out = tmp_path / "out.mp4"
+    track = list(service.lipsync(clip, speech, out, num_inference_steps=1, consent=True))[-1].face_track
+    detect, close = landmark_boxes()
+    try:
+        expected = detect_boxes(iter_frames(clip, fps=25), detect)
+    finally:
+        close()
+    assert track.backend == "mediapipe" and len(track.boxes) == len(expected) == 25
+    assert all(np.array_equal(got, want) for got, want in zip(track.boxes, expected))
+
+    searched = []
+    scorer = service.scorer()
+    monkeypatch.setattr(scorer, "_detect", lambda video, *args: searched.append(Path(video))
+                        or SyncScorer._detect(scorer, video, *args))
+    line = service.score_job(out, clip, speech)
+    assert searched == [out] and "(original clip: " in line  # only the result was searched for faces
+    searched.clear()
+    service.score_job(out, tmp_path / "clip.mp4", speech)  # the same file: still reused
+    assert searched == [out]

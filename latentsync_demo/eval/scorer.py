@@ -23,6 +23,7 @@ from ..hub import fetch_file
 from ..media import MODEL_FPS, iter_frames, load_audio, probe, to_int16
 from ..models.s3fd import load_s3fd
 from ..models.syncnet_v2 import load_syncnet_v2
+from ..settings import FaceTrack
 from ..store import default_root
 from .faces import BoxDetector, build_tracks, crop_tracks, detect_boxes, landmark_boxes
 from .sync import SAMPLES_PER_FRAME, SyncResult, check_audio, evaluate_track
@@ -33,6 +34,7 @@ SYNCNET_FILE = f"{AUX_DIR}/syncnet_v2.model"
 S3FD_FILE = f"{AUX_DIR}/sfd_face.pth"
 METRIC_FILES = (SYNCNET_FILE, S3FD_FILE)
 MIN_TRACK = 50  # frames (2 s): LatentSync's eval_sync_conf.py
+FALLBACK_BACKEND = "mediapipe"  # the landmark detector whose face extents stand in for S3FD's boxes
 
 
 def metric_root(checkpoints: str | Path | None = None) -> Path:
@@ -96,30 +98,29 @@ class SyncScorer:
             return cls(syncnet, load_s3fd(root / S3FD_FILE, device).detect, "s3fd", device, **kwargs)
         return cls(syncnet, None, "mediapipe landmarks (sfd_face.pth missing)", device, **kwargs)
 
+    def reuses(self, track: FaceTrack | None) -> bool:
+        """Whether ``score`` would find exactly ``track``'s boxes itself: no S3FD here, so its boxes come from the
+        same landmark detector, run on every frame of the same 25 fps decode."""
+        return track is not None and self.detect is None and track.backend == FALLBACK_BACKEND
+
     def score(self, video: str | Path, audio: str | Path | None = None,
-              progress: Callable[[float], None] | None = None) -> SyncScore:
+              progress: Callable[[float], None] | None = None, track: FaceTrack | None = None) -> SyncScore:
         """Score ``video`` against ``audio`` (default: the video's own audio track). InputError (with what to do)
-        for a clip without a usable face, silent or too short audio."""
+        for a clip without a usable face, silent or too short audio. ``track``: the face boxes a job already
+        found in ``video``, used instead of detecting again when ``reuses(track)``."""
         info = probe(video)
         if not info.has_video:
             raise InputError(f"{Path(video).name} has no video stream: lip sync can only be scored on a video")
         samples = to_int16(load_audio(audio if audio is not None else video))
         check_audio(samples)
         num_frames = info.frames_at(MODEL_FPS)
-        detect, close = (self.detect, None) if self.detect is not None else landmark_boxes()
-        try:
-            step = (lambda i: progress(0.8 * (i + 1) / max(num_frames, 1))) if progress else None
-            frames = iter_frames(video, fps=MODEL_FPS)
-            try:
-                detections = detect_boxes(frames, detect, self.detect_every, step)
-            finally:
-                frames.close()
-        finally:
-            if close is not None:
-                close()
+        if self.reuses(track):
+            detections, every = list(track.boxes), 1
+        else:
+            detections, every = self._detect(video, num_frames, progress), self.detect_every
         # Clips shorter than the official 2 s minimum are scored on their whole length rather than refused
         # (a track spans first to last detection: up to detect_every - 1 frames short of the clip's end).
-        min_track = min(self.min_track, max(len(detections) - self.detect_every - 1, 5))
+        min_track = min(self.min_track, max(len(detections) - every - 1, 5))
         tracks = build_tracks(detections, min_track=min_track, min_face_size=self.min_face_size)
         if not tracks:
             raise InputError(f"no face was found in {Path(video).name} for long enough to measure lip sync "
@@ -132,6 +133,20 @@ class SyncScorer:
             progress(1.0)
         return SyncScore(confidence=fmean(r.confidence for r in results), min_dist=fmean(r.min_dist for r in results),
                          offset=int(fmean(r.offset for r in results)), tracks=results, face_detector=self.face_detector)
+
+
+    def _detect(self, video, num_frames: int, progress) -> list:
+        detect, close = (self.detect, None) if self.detect is not None else landmark_boxes(FALLBACK_BACKEND)
+        try:
+            step = (lambda i: progress(0.8 * (i + 1) / max(num_frames, 1))) if progress else None
+            frames = iter_frames(video, fps=MODEL_FPS)
+            try:
+                return detect_boxes(frames, detect, self.detect_every, step)
+            finally:
+                frames.close()
+        finally:
+            if close is not None:
+                close()
 
 
 def score_line(result: SyncScore, original: SyncScore | str | None = None) -> str:

@@ -194,12 +194,14 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
     yield JobEvent("writing", _MUXING, "adding the audio track")
     mux(silent, plan.audio, plan.out, num_frames=frames, fps=MODEL_FPS, metadata=dict(plan.tags))
     compared = compare.finish(plan.audio, frames, dict(plan.compare_tags))
+    track = analysis.face_track() if analysis.finished and analysis.error is None else None  # the whole clip's
     if paster.skip_tail:
         done = _DETECT + _AUDIO + _GENERATE * progress.generated / progress.num_chunks
         return JobEvent("stopped", done, f"stopped after chunk {progress.generated} of {progress.num_chunks}: wrote "
                         f"{plan.out.name} ({frames / MODEL_FPS:.1f} s)", progress.generated, progress.num_chunks,
-                        output=plan.out, frames=frames, compare=compared)
-    return JobEvent("done", 1.0, f"wrote {plan.out.name}", output=plan.out, frames=frames, compare=compared)
+                        output=plan.out, frames=frames, compare=compared, face_track=track)
+    return JobEvent("done", 1.0, f"wrote {plan.out.name}", output=plan.out, frames=frames, compare=compared,
+                    face_track=track)
 
 
 class _ChunkProgress:

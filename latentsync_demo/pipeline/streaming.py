@@ -32,6 +32,7 @@ from ..errors import InputError
 from ..face import FaceAligner
 from ..face.track import track_faces
 from ..media import MODEL_FPS, MediaInfo, iter_frames
+from ..settings import FaceTrack
 from .length import LengthPlan, plan_length
 
 _DONE = object()
@@ -138,6 +139,11 @@ class FaceAnalysis(threading.Thread):
         self.wait()
         return self.count
 
+    def face_track(self) -> FaceTrack:
+        """Every analysed frame's face boxes (the whole clip once the pass has finished)."""
+        return FaceTrack(str(self.video.path), getattr(self.detector, "name", "landmarks"),
+                         tuple(self.counter.boxes[:self.count]))
+
     def face_source(self, s: int) -> int:
         """The frame whose face generation uses for source frame ``s``: itself, else the nearest frame with a
         face (the earlier one on a tie), waiting for later frames as far as needed."""
@@ -168,16 +174,22 @@ class _FaceCounter:
 
     def __init__(self, detector):
         self.detector, self.most = detector, 0
+        self.boxes: list[np.ndarray] = []  # per frame, (k, 5) [x0, y0, x1, y1, 1]: what the lip-sync score reuses
 
     def detect(self, frame: np.ndarray):
         faces = self.detector.detect(frame)
-        self.most = max(self.most, len(faces))
+        self._saw(faces)
         return faces
 
     def detect_many(self, frames: list[np.ndarray]):
         found = self.detector.detect_many(frames)
-        self.most = max([self.most, *(len(faces) for faces in found)])
+        for faces in found:
+            self._saw(faces)
         return found
+
+    def _saw(self, faces) -> None:
+        self.most = max(self.most, len(faces))
+        self.boxes.append(np.array([[*face.box, 1.0] for face in faces], np.float64).reshape(-1, 5))
 
     def __getattr__(self, name: str):  # everything else (name, close, ...) is the wrapped detector's
         return getattr(self.detector, name)
