@@ -99,7 +99,8 @@ def test_lipsync_streams_chunks_then_the_videos(tiny_service, media):
                                     request=_session(), progress=lambda fraction, desc: calls.append(desc)))
     labels = [re.match(r"\*\*(.+?)\*\* · \d+% · \d+:\d\d elapsed", u[0]) for u in updates[:-1]]
     assert all(labels), [u[0] for u in updates]
-    assert [m[1] for m in labels if m[1].startswith(("Generating", "Writing"))] == [
+    chunk_labels = [m[1] for m in labels if m[1].startswith(("Generating", "Writing"))]
+    assert list(dict.fromkeys(chunk_labels)) == [  # a step slower than a second repeats its label (the clock ticks)
         "Generating chunk 1 of 2", "Generating chunk 2 of 2", "Writing the video"]
     assert calls == [m[1] for m in labels]  # the progress bar follows the status line
     assert sum(not isinstance(u[1], dict) for u in updates) == 2  # one preview image per chunk
