@@ -10,7 +10,7 @@ with the service's limits; ``LipSyncService.run`` runs the result.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
@@ -50,7 +50,6 @@ class PreparedRequest:
     job_id: str
     watermark: int
     voice: VoiceRequest | None = None  # None unless the speech is re-voiced or scripted
-    voice_reference: MediaInfo | None = None
     compare: Path | None = None  # also write the original | result video here
 
     @property
@@ -105,15 +104,12 @@ def prepare_request(
     video_info = check_video(video, limits.max_seconds, limits.max_pixels)
     audio_info = check_audio(audio, limits.max_seconds) if audio is not None else None
     reference = voice.reference if mode != "off" else None
-    reference_info = check_voice_reference(reference) if reference is not None else None
+    if reference is not None:
+        check_voice_reference(reference)
     job_id = uuid.uuid4().hex[:12]
     voice = voice if mode != "off" else None
     enforce(restrictions, JobRequest(Path(video), Path(audio) if audio is not None else None, preset, job_id,
                                      settings, voice))
     return PreparedRequest(video_info, audio_info, Path(out), preset, settings, length_mode, job_id,
-                           job_number(job_id), voice, reference_info, Path(compare) if compare else None)
+                           job_number(job_id), voice, Path(compare) if compare else None)
 
-
-def with_speech(request: PreparedRequest, audio: MediaInfo) -> PreparedRequest:
-    """The request with the speech the voice stage made in place of (or for want of) an uploaded one."""
-    return replace(request, audio=audio)

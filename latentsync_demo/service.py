@@ -39,7 +39,7 @@ from .provenance.detect import make_marker
 from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
 from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
-from .request import Limits, PreparedRequest, check_choices, prepare_request, with_speech
+from .request import Limits, PreparedRequest, check_choices, prepare_request
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, get_preset, resolve
 from .validation import check_audio, check_device
@@ -221,7 +221,7 @@ class LipSyncService:
         with self._run_lock:  # one job at a time on the accelerator: voice cloning and generation
             if request.voice is not None:
                 yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
-                request = with_speech(request, self._speech(request))
+                request = replace(request, audio=self._speech(request))  # the speech made for this job
                 yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path))
             if (request.preset, self.device, self.dtype) not in self._models:
                 yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
