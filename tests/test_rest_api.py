@@ -1,6 +1,7 @@
 """The REST API, end to end against the real app (tiny checkpoints) on 127.0.0.1, with httpx."""
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_app import SERVER_LOGS, _start_app
+from test_app import SERVER_LOGS, _browser_or_skip, _launch, _start_app
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
@@ -89,6 +90,9 @@ def test_submit_poll_fetch_and_delete(api, media, tmp_path):
     out = tmp_path / "result.mp4"
     out.write_bytes(result.content)
     assert count_frames(out) == 20 and probe(out).has_audio  # keep-tail: the whole 0.8 s video
+    # What the length mode did is told, as the app's end summary tells it.
+    assert status["notes"] == "Kept: the video's last 0.2 s after the 0.6 s of speech pass through unchanged, " \
+        "silent.", status
     assert api.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "status": "deleted"}
     _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "no job")
 
@@ -143,9 +147,50 @@ def test_token_docs_and_the_web_app_side_by_side(api, media):
                      headers={"Authorization": "Bearer wrong"}), 401, "token")
     docs = bare.get("/docs", follow_redirects=True)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    _docs_are_served_from_this_server(bare, docs.text)
     paths = bare.get("/api/v1/openapi.json").json()["paths"]
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result", "/sync"} <= set(paths)
     assert bare.get("/").status_code == 200 and "LatentSync" in bare.get("/").text  # the Gradio app still serves
+
+
+def _docs_are_served_from_this_server(client: httpx.Client, page: str) -> None:
+    """Issue 21, item 5: the docs page names no other host, and its script and styles are served here."""
+    urls = set(re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page))
+    assert not re.findall(r"https?://", page), page  # no CDN (nor any other host)
+    assert all(url.startswith("/api/v1/") for url in urls), urls
+    kinds = {}
+    for url in urls:
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        kinds[url.rsplit(".", 1)[-1]] = (answer.headers["content-type"], len(answer.content))
+    assert "javascript" in kinds["js"][0] and kinds["js"][1] > 500_000  # the Swagger UI bundle
+    assert kinds["css"][0].startswith("text/css") and kinds["css"][1] > 50_000
+    assert kinds["json"][0] == "application/json"  # the API description it renders
+
+
+def test_docs_render_the_operations_with_every_other_host_blocked(api):
+    """The docs page in a real browser that can reach nothing but this server (an offline host)."""
+    browser_path = _browser_or_skip()
+    from playwright import sync_api as playwright
+
+    outside = []
+
+    def local_only(route):
+        if route.request.url.startswith(str(api.base_url)):
+            return route.continue_()
+        outside.append(route.request.url)
+        return route.abort()
+
+    with playwright.sync_playwright() as p:
+        browser = _launch(p, browser_path)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.route("**/*", local_only)
+        page.goto(f"{api.base_url}/docs")
+        page.locator(".opblock-summary-path", has_text="/jobs/{job_id}/result").wait_for(timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        browser.close()
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result", "/sync"} <= {p.replace("\u200b", "") for p in paths}
+    assert outside == []
 
 
 def _readme_curl_commands() -> list[list[str]]:

@@ -1,12 +1,12 @@
 """The REST API: a FastAPI sub-application mounted at ``/api/v1`` on the server Gradio runs.
 
     POST   /api/v1/jobs               multipart video + audio (or voice=script + text), settings as fields -> id
-    GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, error
+    GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, notes, error
     GET    /api/v1/jobs/{id}/result   the mp4 once the job is done
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
 
-Docs at ``/api/v1/docs`` (``/docs`` redirects there). Every error is JSON ``{"error": "..."}``: 4xx names the
+Docs at ``/api/v1/docs`` (``/docs`` redirects there), served with their assets from this server (works offline). Every error is JSON ``{"error": "..."}``: 4xx names the
 problem with the request, 5xx is the server's. With a token set, every call needs ``Authorization: Bearer``.
 """
 
@@ -35,6 +35,7 @@ from ..request import PreparedRequest, settings_from
 from ..service import LipSyncService
 from ..settings import GenerationSettings, VoiceRequest
 from ..store import DEFAULT_PRESET, PRESETS
+from .docs import add_offline_docs
 from .jobs import Job, JobManager, hide_folder
 from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
 
@@ -82,7 +83,8 @@ class RestAPI:
     def _build(self) -> FastAPI:
         app = FastAPI(title="LatentSync REST API", version="1",
                       description="Lip-sync a talking-head video to speech. Jobs share the web app's GPU queue.",
-                      dependencies=[Depends(self._authorize)])
+                      dependencies=[Depends(self._authorize)], docs_url=None, redoc_url=None)
+        add_offline_docs(app)  # Swagger UI and ReDoc from this server, not a CDN: the docs work offline
         app.add_exception_handler(RequestError, _request_error)
         app.add_exception_handler(LatentSyncError, _user_error)
         app.add_exception_handler(RequestValidationError, _validation_error)
@@ -96,7 +98,7 @@ class RestAPI:
             return {**job.summary(), "status_url": f"{PREFIX}/jobs/{job.id}",
                     "result_url": f"{PREFIX}/jobs/{job.id}/result"}
 
-        @app.get("/jobs/{job_id}", summary="A job's status, stage and progress")
+        @app.get("/jobs/{job_id}", summary="A job's status, stage, progress and notes (what was looped, cut or padded; silent speech)")
         def job_status(job_id: str) -> dict:
             return self._job(job_id).summary()
 
