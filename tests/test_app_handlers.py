@@ -193,7 +193,9 @@ def test_the_job_reads_the_original_upload_behind_a_browser_preview(tiny_service
                                     video_codec="libx265")
     handlers = DemoHandlers(tiny_service)
     handlers.preview_max_height = 64  # as the 720p preview of a 1080x1920 clip: smaller than the upload
-    preview, sources = handlers.show_upload(str(upload), {}, _session())
+    assert handlers.preview_notice(str(upload))["visible"] is True  # the spinner is explained at once
+    preview, sources, notice = handlers.show_upload(str(upload), {}, _session())
+    assert notice["visible"] is False  # and the words go with it
     assert (probe(preview).width, probe(preview).height) == (48, 64)
     # What the next event receives as the widget's value: Gradio serves the preview from its cache (a copy at
     # another path), which is what the browser then sends back.

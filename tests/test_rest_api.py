@@ -71,6 +71,7 @@ def _error(response, status: int, *words: str) -> str:
     assert response.status_code == status, response.text
     message = response.json()["error"]
     assert all(w in message for w in words), message
+    assert message[:1].isupper(), message  # a sentence (issue 21)
     return message
 
 
@@ -94,7 +95,7 @@ def test_submit_poll_fetch_and_delete(api, media, tmp_path):
     assert status["notes"] == "Kept: the video's last 0.2 s after the 0.6 s of speech pass through unchanged, " \
         "silent.", status
     assert api.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "status": "deleted"}
-    _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "no job")
+    _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "No job")
 
 
 def test_cancel_queued_and_running_jobs(api, media):
@@ -103,7 +104,7 @@ def test_cancel_queued_and_running_jobs(api, media):
     assert api.delete(f"/api/v1/jobs/{second['id']}").json()["status"] == "cancelling"  # still queued
     assert api.delete(f"/api/v1/jobs/{first['id']}").json()["status"] == "cancelling"  # queued or running
     assert _wait(api, first["id"])["status"] == "cancelled"
-    assert _wait(api, second["id"])["message"] == "cancelled before it started"
+    assert _wait(api, second["id"])["message"] == "Cancelled before it started"
     _error(api.get(first["result_url"]), 409, "cancelled")
 
 
@@ -119,21 +120,22 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     server_log = SERVER_LOGS[f"{api.base_url}/"]
     logged = server_log.read_text()
     _error(_submit(api, media["exe"], media["speech"]), 415, "video", "'.exe'", ".mp4")
-    _error(_submit(api, media["text"], media["speech"]), 400, "not a video or audio file")
+    _error(_submit(api, media["text"], media["speech"]), 400, "Not a video or audio file")
     _error(_submit(api, media["video"], media["too_long"]), 400, "accepts up to 3 s")
     _error(_submit(api, media["video"], media["big"]), 413, "audio", "1 MB")
-    _error(_submit(api, media["video"], media["speech"], length_mode="bounce"), 400, "unknown length mode 'bounce'")
+    _error(_submit(api, media["video"], media["speech"], length_mode="bounce"), 400, "Unknown length mode 'bounce'")
     _error(_submit(api, media["video"], media["speech"], steps="many"), 422, "steps")
-    _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400, "lcm takes 1 to 8 steps")
+    _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400,
+           "The LCM sampler takes 1 to 8 steps")
     _error(_submit(api, media["video"], media["speech"], window_frames="999"), 400, "999")
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
-    _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "no speech given")
+    _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "No speech given")
     _error(_submit(api, media["video"], media["speech"], consent="false"), 400, "consent of the person shown")
     assert api.get("/api/v1/jobs/../../etc/passwd").status_code == 404  # normalised to /etc/passwd: not served
     _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "Not Found", "/docs")
-    _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "no job 'not-a-job-id'")
+    _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "No job 'not-a-job-id'")
     _error(api.put("/api/v1/jobs"), 405, "Method Not Allowed")
-    _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "no job")
+    _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "No job")
     # The server's log: one line per refused request, no traceback (issue 21, item 7).
     new_lines = server_log.read_text()[len(logged):].splitlines()
     assert "Traceback" not in "\n".join(new_lines) and len(new_lines) >= 12, new_lines

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LatentSyncError
+from ..errors import LatentSyncError, as_sentence
 from ..request import PreparedRequest
 from ..service import LipSyncService
 
@@ -61,7 +61,8 @@ class Job:
     def summary(self) -> dict:
         """The JSON body of ``GET /api/v1/jobs/{id}``."""
         return {"id": self.id, "status": self.status, "stage": self.stage, "progress": round(self.progress, 4),
-                "message": self.message, "notes": self.notes, "error": self.error, "created": self.created,
+                "message": as_sentence(self.message), "notes": self.notes,
+                "error": as_sentence(self.error) if self.error else None, "created": self.created,
                 "finished": self.finished}
 
 

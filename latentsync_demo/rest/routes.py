@@ -6,8 +6,9 @@
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
 
-Docs at ``/api/v1/docs`` (``/docs`` redirects there), served with their assets from this server (works offline). Every error is JSON ``{"error": "..."}``: 4xx names the
-problem with the request, 5xx is the server's. With a token set, every call needs ``Authorization: Bearer``.
+Docs at ``/api/v1/docs`` (``/docs`` redirects there), with their assets served from this server (``docs``: they
+work offline). Every error is JSON ``{"error": "..."}``: 4xx names the problem with the request, 5xx is the
+server's. With a token set, every call needs ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from ..errors import LatentSyncError
+from ..errors import LatentSyncError, as_sentence
 from ..pipeline.length import DEFAULT_LENGTH_MODE, LENGTH_MODES
 from ..pipeline.samplers import SAMPLERS
 from ..provenance.consent import require_consent
@@ -98,7 +99,8 @@ class RestAPI:
             return {**job.summary(), "status_url": f"{PREFIX}/jobs/{job.id}",
                     "result_url": f"{PREFIX}/jobs/{job.id}/result"}
 
-        @app.get("/jobs/{job_id}", summary="A job's status, stage, progress and notes (what was looped, cut or padded; silent speech)")
+        @app.get("/jobs/{job_id}", summary="A job's status, stage, progress and notes",
+                 description="notes: a warning about silent speech, then what the length mode looped, cut or padded")
         def job_status(job_id: str) -> dict:
             return self._job(job_id).summary()
 
@@ -223,7 +225,7 @@ class RestAPI:
 
 
 def _json(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": as_sentence(message)}, status_code=status, headers=headers)
 
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
