@@ -158,7 +158,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         job.then(None, js=SCROLL_TO_NOTE)
         job.success(on.score_result, [status, video_in, audio_in, result_out, sources, want_score], sync_md,
                     api_visibility="private")
-        want_score.change(on.score_option, want_score, [want_score, score_note], api_visibility="private")
+        # .input, not .change: unticking the box after a failed download must not hide the note saying why
+        want_score.input(on.score_option, want_score, [want_score, score_note], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")
         video_in.upload(on.preview_notice, video_in, preview_note, queue=False, show_progress="hidden",
                         api_visibility="private").then(on.show_upload, [video_in, sources],

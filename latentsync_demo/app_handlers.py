@@ -433,7 +433,7 @@ class DemoHandlers:
             self.service.download_metric_weights()
         except LatentSyncError as exc:
             log_user_error("scoring weights download", exc)
-            return gr.update(value=False), gr.update(value=form_note(exc), visible=True)
+            return gr.update(value=False), gr.update(value=f"**No lip-sync score:** {form_note(exc)}", visible=True)
         return gr.update(), gr.update(value="Scoring weights downloaded: each finished job now shows its score.",
                                       visible=True)
 
