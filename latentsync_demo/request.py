@@ -2,8 +2,9 @@
 
 ``prepare_request`` runs every check that can be made before work starts, in one place and in one order, so the
 same bad input gets the same message from every front end before a model loads or a frame is decoded:
-consent, settings, a callback URL (REST; host-allowed destinations only, resolved and checked), output path, the media (each file probed exactly once; its ``MediaInfo`` travels with the
-request, so the job never probes it again) and the host's restrictions. ``LipSyncService.prepare`` calls it
+consent, settings, a callback URL (REST jobs: a destination the host allows, resolved and checked), the output
+path, the media (each file probed exactly once; its ``MediaInfo`` travels with the request, so the job never
+probes it again) and the host's restrictions. ``LipSyncService.prepare`` calls it
 with the service's limits; ``LipSyncService.run`` runs the result.
 """
 
