@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -109,6 +110,20 @@ def test_a_finished_job_posts_its_summary_signed_with_the_hosts_secret(tmp_path,
     status = job.summary()["callback"]
     assert status["state"] == "delivered" and status["url"] == hook.url
     assert [(a["attempt"], a["status"]) for a in status["attempts"]] == [(1, 204)]
+    # The README's receiver code, as written, accepts this POST and refuses it changed or with another secret.
+    readme_verify = _readme_verifier()
+    assert readme_verify(SECRET, post.headers, post.body)
+    assert not readme_verify("other-secret", post.headers, post.body)
+    assert not readme_verify(SECRET, post.headers, post.body + b" ")
+    assert not readme_verify(SECRET, {**post.headers, TIMESTAMP_HEADER: str(int(timestamp) + 1)}, post.body)
+
+
+def _readme_verifier():
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("#### Webhooks", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(code, namespace)  # the README's own snippet, so it cannot drift from what the server sends
+    return namespace["verify_latentsync"]
 
 
 def test_a_failed_job_says_why_and_retries_stop_after_the_limit(tmp_path, receiver):
