@@ -48,6 +48,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class RefusedAddress(InputError):
+    """The destination resolves to an address this server does not call (final: a retry would not help)."""
+
+
 @dataclass(frozen=True)
 class AllowEntry:
     """One allow-list entry: a host name pattern or a network, and a port (None = any)."""
@@ -109,6 +113,7 @@ class CallbackPolicy:
     retries: int = 3
     backoff: float = 1.0
     timeout: float = 10.0
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # None: the system's CAs (a private CA: its own)
     entries: tuple[AllowEntry, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -144,7 +149,7 @@ class CallbackPolicy:
             address = _address(text)
             if not _public(address) and not self._listed(address, port):
                 where = "is" if host == text else f"resolves to {text},"
-                raise InputError(f"the callback_url's host {host} {where} a private, loopback, link-local or "
+                raise RefusedAddress(f"the callback_url's host {host} {where} a private, loopback, link-local or "
                                  "reserved address, which this server does not call back unless its admin allows "
                                  "that address; use a public host")
         return addresses
@@ -221,8 +226,8 @@ class _PinnedHTTP(http.client.HTTPConnection):
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """HTTPS to an address checked beforehand; the certificate is still verified for the URL's host name."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext | None):
+        super().__init__(host, port, timeout=timeout, context=context or ssl.create_default_context())
         self.address = address
 
     def connect(self):
@@ -231,11 +236,13 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
 
 def post_once(policy: CallbackPolicy, target: CallbackTarget, body: bytes) -> int:
-    """One signed POST; its HTTP status (redirects are not followed). InputError when the host now resolves
-    somewhere refused, OSError / HTTPException when the connection fails."""
+    """One signed POST; its HTTP status (redirects are not followed). RefusedAddress when the host now resolves
+    somewhere refused, InputError when it does not resolve, OSError / HTTPException when the connection fails."""
     address = policy.resolve(target.host, target.port)[0]  # checked again: the name may point elsewhere now
-    kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
-    connection = kind(target.host, target.port, address, policy.timeout)
+    if target.scheme == "https":
+        connection = _PinnedHTTPS(target.host, target.port, address, policy.timeout, policy.tls)
+    else:
+        connection = _PinnedHTTP(target.host, target.port, address, policy.timeout)
     timestamp = str(int(time.time()))
     headers = {"Content-Type": "application/json", "User-Agent": "latentsync-demo-webhook/1",
                TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(policy.secret or "", timestamp, body)}
@@ -265,8 +272,10 @@ def deliver(policy: CallbackPolicy, target: CallbackTarget, payload: dict, log: 
             retry = status >= 500 or status in _RETRY_STATUSES
             if 300 <= status < 400:
                 entry["error"] = "redirects are not followed; give the final URL"
-        except InputError as exc:
+        except RefusedAddress as exc:
             entry["error"], retry = str(exc), False
+        except InputError as exc:  # the name does not resolve just now: worth another try
+            entry["error"] = str(exc)
         except (OSError, http.client.HTTPException) as exc:
             entry["error"] = f"{type(exc).__name__}: {exc}"
         log.append(entry)

@@ -10,7 +10,9 @@ import hashlib
 import hmac
 import json
 import re
+import datetime
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +33,7 @@ SECRET = "hook-secret"
 class Receiver:
     """An HTTP server on 127.0.0.1 that records each POST and answers with the next of ``answers``."""
 
-    def __init__(self, *answers: int, location: str = "/elsewhere"):
+    def __init__(self, *answers: int, location: str = "/elsewhere", tls: ssl.SSLContext | None = None):
         self.answers, self.location, self.posts = list(answers) or [200], location, []
         owner = self
 
@@ -50,6 +52,8 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hooks/latentsync?from=test"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -172,15 +176,7 @@ def test_the_address_is_checked_again_at_delivery(tmp_path, receiver, monkeypatc
     hook = receiver(200)
     policy = CallbackPolicy(("hooks.example.org", f"127.0.0.1:{hook.port}"), SECRET, retries=3, backoff=0.0)
     answers = {"hooks.example.org": "127.0.0.1"}
-
-    real_dns = socket.getaddrinfo
-
-    def fake_dns(host, port, *args, **kwargs):
-        if host not in answers:
-            return real_dns(host, port, *args, **kwargs)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
-
-    monkeypatch.setattr("latentsync_demo.webhooks.socket.getaddrinfo", fake_dns)
+    _fake_dns(monkeypatch, answers)
     manager = _manager(tmp_path, policy)
     manager.service.release.clear()  # the job waits until the name has moved
     try:
@@ -194,6 +190,61 @@ def test_the_address_is_checked_again_at_delivery(tmp_path, receiver, monkeypatc
     assert hook.posts == []
     [attempt] = job.deliveries
     assert "resolves to 10.0.0.7" in attempt["error"] and job.callback_state == "failed"
+
+
+def _fake_dns(monkeypatch, answers: dict):
+    """Names in ``answers`` resolve to the given address (others as usual), for webhooks' lookups."""
+    real_dns = socket.getaddrinfo
+
+    def fake_dns(host, port, *args, **kwargs):
+        if host not in answers:
+            return real_dns(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    monkeypatch.setattr("latentsync_demo.webhooks.socket.getaddrinfo", fake_dns)
+
+
+def _certificate(folder, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for ``name``: (the server's context, a client context trusting only it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return server, ssl.create_default_context(cafile=str(folder / "cert.pem"))
+
+
+def test_https_goes_to_the_checked_address_and_verifies_the_urls_name(tmp_path, receiver, monkeypatch):
+    server_tls, client_tls = _certificate(tmp_path, "hooks.example.org")
+    hook = receiver(200, tls=server_tls)
+    _fake_dns(monkeypatch, {"hooks.example.org": "127.0.0.1"})
+    policy = CallbackPolicy(("hooks.example.org", "127.0.0.1"), SECRET, retries=0, tls=client_tls)
+    manager = _manager(tmp_path / "jobs", policy)
+    try:
+        by_name = _submit(manager, f"https://hooks.example.org:{hook.port}/hook")
+        by_address = _submit(manager, f"https://127.0.0.1:{hook.port}/hook")  # the certificate does not name it
+        assert by_name.callback_done.wait(10) and by_address.callback_done.wait(10)
+    finally:
+        manager.stop()
+    assert [(a["attempt"], a["status"]) for a in by_name.deliveries] == [(1, 200)]
+    assert len(hook.posts) == 1 and hook.posts[0].headers["Host"] == f"hooks.example.org:{hook.port}"
+    [refused] = by_address.deliveries
+    assert "SSLCertVerificationError" in refused["error"] and by_address.callback_state == "failed"
 
 
 @pytest.mark.parametrize("url, words", [
