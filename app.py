@@ -38,7 +38,7 @@ from latentsync_demo.rest import RestAPI  # noqa: E402
 from latentsync_demo.service import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, LipSyncService  # noqa: E402
 from latentsync_demo.store import DEFAULT_PRESET, PRESETS  # noqa: E402
 from latentsync_demo.voice import LANGUAGES  # noqa: E402
-from latentsync_demo.webhooks import CallbackPolicy  # noqa: E402
+from latentsync_demo.webhooks import add_callback_options, callback_policy  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 # Short enough for a phone's dropdown (390 px wide); LENGTH_MODE_INFO says what each does.
@@ -179,33 +179,6 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
     return demo
 
 
-def add_callback_options(group) -> None:
-    """Webhooks (latentsync_demo/webhooks.py): who a job's callback_url may name, the signing secret, retries."""
-    group.add_argument("--callback-allow", action="append", metavar="HOST[:PORT]|ADDRESS|CIDR",
-                       default=os.environ.get("LATENTSYNC_CALLBACK_ALLOW", "").replace(",", " ").split(),
-                       help="a destination jobs may call back (repeat it; *.domain and * match names; private, "
-                            "loopback and link-local addresses only when listed themselves). Default: none "
-                            "(env LATENTSYNC_CALLBACK_ALLOW, comma-separated)")
-    group.add_argument("--callback-secret", default=os.environ.get("LATENTSYNC_CALLBACK_SECRET"),
-                       help="the HMAC-SHA256 key that signs every callback; required with --callback-allow. Prefer "
-                            "the env LATENTSYNC_CALLBACK_SECRET (a command line is visible to other users)")
-    group.add_argument("--callback-retries", type=int, default=3, help="retries after a failed delivery")
-    group.add_argument("--callback-backoff", type=float, default=1.0,
-                       help="seconds before the first retry, doubled for each next one")
-
-
-def callback_policy(parser: argparse.ArgumentParser, args) -> CallbackPolicy:
-    """The REST server's webhook policy; a start-up error for a malformed entry or an allow list without secret."""
-    if args.callback_allow and not args.callback_secret:
-        parser.error("--callback-allow needs a signing secret: set LATENTSYNC_CALLBACK_SECRET (or --callback-secret)"
-                     "; unsigned callbacks could be forged by anyone who learns a callback URL")
-    try:
-        return CallbackPolicy(tuple(args.callback_allow), args.callback_secret, args.callback_retries,
-                              args.callback_backoff)
-    except ValueError as exc:
-        parser.error(str(exc))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="LatentSync lip-sync web app")
     parser.add_argument("--checkpoints", default=os.environ.get("LATENTSYNC_CHECKPOINTS"))
@@ -231,11 +204,15 @@ def main() -> None:
     rest.add_argument("--api-retention-minutes", type=float, default=60.0,
                       help="job files and results are removed this long after the job ends")
     rest.add_argument("--api-sync-max-seconds", type=float, default=20.0, help="longest clip POST /api/v1/sync takes")
-    add_callback_options(rest)
+    add_callback_options(rest)  # webhooks: --callback-allow, --callback-secret, --callback-retries, ...
     parser.add_argument("--no-download", action="store_true", default=space.on_space(),
                         help="hide the weight download buttons (default on Hugging Face Spaces: the host adds "
                              "weights with preload_from_hub)")
     args = parser.parse_args()
+    try:
+        callbacks = callback_policy(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds,
@@ -249,7 +226,7 @@ def main() -> None:
     if not args.no_api:  # mounted on Gradio's own FastAPI server at start-up (no second server)
         api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
                       args.api_sync_max_seconds, max_pending=args.queue_size,
-                      callbacks=callback_policy(parser, args))
+                      callbacks=callbacks)
         app_kwargs["lifespan"] = api.lifespan
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port, head=PAGE_HEAD,
                                                 allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)

@@ -24,11 +24,14 @@ could be forged by anyone who learns the URL, and a receiver could not tell.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+
 import hmac
 import http.client
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
@@ -282,3 +285,31 @@ def deliver(policy: CallbackPolicy, target: CallbackTarget, payload: dict, log: 
         if not retry or attempt > policy.retries or stop.wait(policy.backoff * 2 ** (attempt - 1)):
             return False
     return False
+
+
+# --- the server's options -----------------------------------------------------------------------------------
+
+
+def add_callback_options(group) -> None:
+    """The webhook options of a server's argument parser (or one of its groups)."""
+    group.add_argument("--callback-allow", action="append", metavar="HOST[:PORT]|ADDRESS|CIDR",
+                       default=os.environ.get("LATENTSYNC_CALLBACK_ALLOW", "").replace(",", " ").split(),
+                       help="a destination jobs may call back (repeat it; *.domain and * match names; private, "
+                            "loopback and link-local addresses only when listed themselves). Default: none "
+                            "(env LATENTSYNC_CALLBACK_ALLOW, comma-separated)")
+    group.add_argument("--callback-secret", default=os.environ.get("LATENTSYNC_CALLBACK_SECRET"),
+                       help="the HMAC-SHA256 key that signs every callback; required with --callback-allow. Prefer "
+                            "the env LATENTSYNC_CALLBACK_SECRET (a command line is visible to other users)")
+    group.add_argument("--callback-retries", type=int, default=3, help="retries after a failed delivery")
+    group.add_argument("--callback-backoff", type=float, default=1.0,
+                       help="seconds before the first retry, doubled for each next one")
+
+
+def callback_policy(args: argparse.Namespace) -> CallbackPolicy:
+    """The policy the options ask for; ValueError (a start-up error) for a malformed entry, or an allow list
+    without a secret: the server would accept callbacks it could only send unsigned."""
+    if args.callback_allow and not args.callback_secret:
+        raise ValueError("--callback-allow needs a signing secret: set LATENTSYNC_CALLBACK_SECRET (or "
+                         "--callback-secret); unsigned callbacks could be forged by anyone who learns a callback URL")
+    return CallbackPolicy(tuple(args.callback_allow), args.callback_secret, args.callback_retries,
+                          args.callback_backoff)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+import argparse
 import datetime
 import socket
 import ssl
@@ -25,7 +26,8 @@ from test_rest_jobs import ScriptedService
 from latentsync_demo.errors import InputError
 from latentsync_demo.rest import JobManager, RestAPI
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
-from latentsync_demo.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackPolicy, verify
+from latentsync_demo.webhooks import (SIGNATURE_HEADER, TIMESTAMP_HEADER, CallbackPolicy, add_callback_options,
+                                      callback_policy, verify)
 
 SECRET = "hook-secret"
 
@@ -315,3 +317,22 @@ def test_sync_takes_no_callback(tiny_service, tmp_path, clip):
         answer = client.post("/sync", files=clip, data={"consent": "true", "callback_url": "https://example.org/"})
     assert answer.status_code == 400 and "POST /api/v1/jobs" in answer.json()["error"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_server_options_refuse_an_allow_list_without_a_secret(monkeypatch):
+    monkeypatch.delenv("LATENTSYNC_CALLBACK_SECRET", raising=False)
+    monkeypatch.setenv("LATENTSYNC_CALLBACK_ALLOW", "hooks.example.org, 10.1.0.0/16")
+    parser = argparse.ArgumentParser()
+    add_callback_options(parser)
+    with pytest.raises(ValueError, match="--callback-allow needs a signing secret: set LATENTSYNC_CALLBACK_SECRET"):
+        callback_policy(parser.parse_args([]))
+    with pytest.raises(ValueError, match="callback allow entry 'a b'"):
+        callback_policy(parser.parse_args(["--callback-secret", "s", "--callback-allow", "a b"]))
+    policy = callback_policy(parser.parse_args(["--callback-secret", "s", "--callback-allow", "127.0.0.1:9",
+                                                "--callback-retries", "5", "--callback-backoff", "0.5"]))
+    assert policy.allow == ("hooks.example.org", "10.1.0.0/16", "127.0.0.1:9") and policy.secret == "s"
+    assert (policy.retries, policy.backoff) == (5, 0.5)
+    monkeypatch.delenv("LATENTSYNC_CALLBACK_ALLOW")
+    parser = argparse.ArgumentParser()
+    add_callback_options(parser)
+    assert callback_policy(parser.parse_args([])).entries == ()  # the default: no destination allowed
