@@ -45,6 +45,8 @@ LENGTH_MODE_LABELS = {"pingpong": "Ping-pong: video plays back and forth to the 
                       "cut": "Cut: the shorter of video and speech decides",
                       "keep-tail": "Keep tail: rest of the video as it was, silent",
                       "pad-silence": "Pad silence: rest of the video with a closed mouth, silent"}
+AUDIO_WINDOW_LABELS = {"Seamless: overlapping windows (default)": "seamless",
+                       "Official: back-to-back 30-s windows": "official"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
 SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
@@ -96,6 +98,10 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                                                  "downloaded, else mediapipe (offline)")
                     deepcache = gr.Checkbox(True, label="DeepCache",
                                             info="Reuse deep features on 2 of 3 steps (~2x faster; the official default)")
+                    audio_windows = gr.Dropdown(list(AUDIO_WINDOW_LABELS.items()), value="seamless",
+                                                label="Audio windows (speech over 30 s)", elem_id="audio-windows",
+                                                info="Seamless reads long speech through overlapping 30-s windows, "
+                                                     "so the lips do not glitch every 30 s; the same up to 30 s")
                 consent = gr.Checkbox(False, label=statement, elem_id="consent")
                 form_note = gr.Markdown(visible=False, elem_id="form-note")  # a user mistake, said here
                 with gr.Row():
@@ -118,7 +124,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
 
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
-                  voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache]
+                  voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
+                  audio_windows]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
