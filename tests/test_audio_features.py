@@ -63,8 +63,8 @@ def test_features_match_reference(reference_dir, ref_encoder, clip):
     assert seamless.shape == features.shape
     if len(audio) <= 30 * 16000:  # one window: the very same computation
         assert torch.equal(seamless, features)
-    else:  # the first 25 s come from the same first window; past it, rows read from the overlapping window
-        assert torch.equal(seamless[:1250], features[:1250]) and not torch.allclose(seamless[1250:], features[1250:])
+    else:  # the first 24 s are the same first window's; from there on, rows come from the overlapping window
+        assert torch.equal(seamless[:1200], features[:1200]) and not torch.allclose(seamless[1200:], features[1200:])
 
 
 # --------------------------------------------------------------------------------- self-contained (tiny model)
@@ -248,9 +248,10 @@ def test_30_seconds_or_less_is_identical_in_both_modes(tiny):
 
 
 def test_seamless_rows_come_from_a_window_centring_them(tiny):
-    """61 s: every row equals the row the encoder gives for the 20-s-hopped 30-s window in which that row sits
-    farthest from an edge (computed here from the mel directly), with >= 5 s of context each side where the clip
-    has it; the row count and chunks are those of the official windows."""
+    """61 s: every row equals the row the encoder gives for the 20-s-hopped 30-s window in which it sits farthest
+    from an edge (computed here from the mel directly), with >= 5 s of context each side where the clip has it;
+    within 1 s of a hand-over (midway through two windows' overlap) it is the linear crossfade of the two windows'
+    rows. The row count and chunks are those of the official windows."""
     audio = synth(61.0, seed=4)
     seamless = tiny.encode(audio, use_cache=False)
     official = tiny.encode(audio, windows="official", use_cache=False)
@@ -265,17 +266,29 @@ def test_seamless_rows_come_from_a_window_centring_them(tiny):
         windows[w, :, : min(3000, mel.shape[1] - s)] = mel[:, s: s + 3000]
     with torch.no_grad():
         states = torch.cat([tiny(windows[w: w + 1]) for w in range(len(starts))])  # one window per forward
-    worst = 0.0
-    for row in range(n_rows):
+
+    def centred(row):  # (window, its row) where the row sits farthest from a window edge
         held = [(min(row - s // 2, s // 2 + 1499 - row), w) for w, s in enumerate(starts)
                 if s // 2 <= row < min(s // 2 + 1500, n_rows)]
-        edge, w = max(held)
+        w = max(held)[1]
         first = starts[w] // 2
         assert row - first >= min(row, 250)  # 5 s before it, or the clip's start
         assert min(first + 1500, n_rows) - 1 - row >= min(n_rows - 1 - row, 250)  # 5 s after it, or the clip's end
-        worst = max(worst, float((seamless[row] - states[w, row - first]).abs().max()))
+        return w, states[w, row - first]
+
+    worst = 0.0
+    hand_overs = [s // 2 + 250 for s in starts[1:]]  # midway through the 10-s overlaps: rows 1250 and 2250
+    for row in range(n_rows):
+        near = [h for h in hand_overs if h - 50 <= row < h + 50]
+        if near:  # weight of the later window: (i + 0.5) / 100 for the i-th row of the 2-s crossfade
+            later = starts.index(2 * (near[0] - 250))
+            t = (row - (near[0] - 50) + 0.5) / 100
+            expected = (1 - t) * states[later - 1, row - starts[later - 1] // 2] + t * states[later, row - near[0] + 250]
+        else:
+            expected = centred(row)[1]
+        worst = max(worst, float((seamless[row] - expected).abs().max()))
     assert worst < 1e-5, worst  # batched vs one-window forwards: float rounding only
-    assert torch.equal(seamless[:1250], official[:1250]) and not torch.allclose(seamless[1250:], official[1250:])
+    assert torch.equal(seamless[:1200], official[:1200]) and not torch.allclose(seamless[1200:], official[1200:])
 
 
 def test_window_plans_cover_every_row_once_and_cost_at_most_1_5x():
@@ -283,7 +296,10 @@ def test_window_plans_cover_every_row_once_and_cost_at_most_1_5x():
         for mode in ("official", "seamless"):
             plan = plan_windows(frames, mode=mode)
             assert plan[0].first_row == 0 and plan[-1].end_row == frames // 2
-            assert all(a.end_row == b.first_row for a, b in zip(plan, plan[1:]))
+            # Neighbours share exactly their crossfade rows, whose weights sum to 1.
+            assert all(b.first_row == a.end_row - a.fade_out and a.fade_out == b.fade_in for a, b in zip(plan, plan[1:]))
+            for a, b in zip(plan, plan[1:]):
+                assert np.allclose(a.weights()[len(a.weights()) - a.fade_out:] + b.weights()[: b.fade_in], 1)
             # (<=: an official 1-frame tail window keeps no row)
             assert all(p.start // 2 <= p.first_row <= p.end_row <= p.start // 2 + 1500 for p in plan)
         seamless, official = plan_windows(frames), plan_windows(frames, mode="official")

@@ -230,14 +230,19 @@ class WhisperAudioEncoder(nn.Module):
         batch = mel.new_zeros(len(plan), self.n_mels, win)
         for w, part in enumerate(plan):
             batch[w, :, : min(win, n_frames - part.start)] = mel[:, part.start: part.start + win]
-        rows = []
+        features = torch.zeros(plan[-1].end_row, self.num_layers + 1, self.feature_dim)
         with torch.inference_mode():
             for b in range(0, len(plan), self.batch_size):
                 states = self(batch[b: b + self.batch_size])
                 for j, part in enumerate(plan[b: b + self.batch_size]):
                     offset = part.start // 2  # clip row -> position in its window
-                    rows.append(states[j, part.first_row - offset: part.end_row - offset].to("cpu", torch.float32))
-        return torch.cat(rows)  # outside inference mode, so the result is an ordinary tensor
+                    rows = states[j, part.first_row - offset: part.end_row - offset].to("cpu", torch.float32)
+                    if part.fade_in or part.fade_out:  # crossfades: weights sum to 1 with the neighbour's
+                        weights = torch.from_numpy(part.weights()).float()[:, None, None]
+                        features[part.first_row: part.end_row] += rows * weights
+                    else:  # every row its own, unscaled: the official features exactly
+                        features[part.first_row: part.end_row] = rows
+        return features.clone()  # outside inference mode, so the result is an ordinary tensor
 
     # -------------------------------------------------------------------------------------------------- chunks
     @staticmethod
