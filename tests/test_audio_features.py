@@ -283,7 +283,8 @@ def test_seamless_rows_come_from_a_window_centring_them(tiny):
         if near:  # weight of the later window: (i + 0.5) / 100 for the i-th row of the 2-s crossfade
             later = starts.index(2 * (near[0] - 250))
             t = (row - (near[0] - 50) + 0.5) / 100
-            expected = (1 - t) * states[later - 1, row - starts[later - 1] // 2] + t * states[later, row - near[0] + 250]
+            earlier_row = states[later - 1, row - starts[later - 1] // 2]
+            expected = (1 - t) * earlier_row + t * states[later, row - starts[later] // 2]
         else:
             expected = centred(row)[1]
         worst = max(worst, float((seamless[row] - expected).abs().max()))
@@ -297,7 +298,8 @@ def test_window_plans_cover_every_row_once_and_cost_at_most_1_5x():
             plan = plan_windows(frames, mode=mode)
             assert plan[0].first_row == 0 and plan[-1].end_row == frames // 2
             # Neighbours share exactly their crossfade rows, whose weights sum to 1.
-            assert all(b.first_row == a.end_row - a.fade_out and a.fade_out == b.fade_in for a, b in zip(plan, plan[1:]))
+            assert all(b.first_row == a.end_row - a.fade_out and a.fade_out == b.fade_in
+                       for a, b in zip(plan, plan[1:]))
             for a, b in zip(plan, plan[1:]):
                 assert np.allclose(a.weights()[len(a.weights()) - a.fade_out:] + b.weights()[: b.fade_in], 1)
             # (<=: an official 1-frame tail window keeps no row)

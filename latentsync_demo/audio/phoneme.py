@@ -3,7 +3,7 @@
 It has the interface the job engine uses of ``WhisperAudioEncoder`` (``encode`` the whole driving audio once,
 then ``frame_chunks`` for the frames of each chunk), so ``pipeline.job`` runs it unchanged:
 
-    features = encoder.encode(waveform, windows="seamless")   # PhonemeFeatures: whisper (L, layers, d), wav2vec (L, d_w)
+    features = encoder.encode(waveform, windows="seamless")  # PhonemeFeatures: whisper (L, layers, d), wav2vec (L, d_w)
     tokens = encoder.frame_chunks(features, fps=25, frame_indices=range(16))   # (16, 50, fused_dim)
 
 The Wav2Vec2 rows are cut/padded to the Whisper row count L (both 50 Hz), so frame i reads both encoders at the
