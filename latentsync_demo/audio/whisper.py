@@ -230,6 +230,7 @@ class WhisperAudioEncoder(nn.Module):
         batch = mel.new_zeros(len(plan), self.n_mels, win)
         for w, part in enumerate(plan):
             batch[w, :, : min(win, n_frames - part.start)] = mel[:, part.start: part.start + win]
+        # Made outside inference mode, so the result is an ordinary tensor (filled in place below).
         features = torch.zeros(plan[-1].end_row, self.num_layers + 1, self.feature_dim)
         with torch.inference_mode():
             for b in range(0, len(plan), self.batch_size):
@@ -242,7 +243,7 @@ class WhisperAudioEncoder(nn.Module):
                         features[part.first_row: part.end_row] += rows * weights
                     else:  # every row its own, unscaled: the official features exactly
                         features[part.first_row: part.end_row] = rows
-        return features.clone()  # outside inference mode, so the result is an ordinary tensor
+        return features
 
     # -------------------------------------------------------------------------------------------------- chunks
     @staticmethod
