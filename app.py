@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from latentsync_demo.app_handlers import (  # noqa: E402
-    LABEL_OF_SAMPLER, PRESET_BY_LABEL, SAMPLER_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
+    GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, SAMPLER_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
 )
 from latentsync_demo.errors import LatentSyncError  # noqa: E402
 from latentsync_demo.face.landmarks import LANDMARK_CHOICES  # noqa: E402
@@ -40,13 +40,15 @@ from latentsync_demo.store import DEFAULT_PRESET, PRESETS  # noqa: E402
 from latentsync_demo.voice import LANGUAGES  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
-LENGTH_MODE_LABELS = {"pingpong": "Ping-pong: video plays back and forth to the speech's length",
-                      "loop": "Loop: video starts over to the speech's length",
-                      "cut": "Cut: the shorter of video and speech decides",
-                      "keep-tail": "Keep tail: rest of the video as it was, silent",
-                      "pad-silence": "Pad silence: rest of the video with a closed mouth, silent"}
-AUDIO_WINDOW_LABELS = {"Seamless: overlapping windows (default)": "seamless",
-                       "Official: back-to-back 30-s windows": "official"}
+# Short enough for a phone's dropdown (390 px wide); LENGTH_MODE_INFO says what each does.
+LENGTH_MODE_LABELS = {"pingpong": "Ping-pong (video back and forth)", "loop": "Loop (video starts over)",
+                      "cut": "Cut (the shorter decides)", "keep-tail": "Keep tail (rest of video, silent)",
+                      "pad-silence": "Pad silence (closed mouth)"}
+LENGTH_MODE_INFO = ("Speech longer than the video: loop repeats the video, cut stops at the video's end, the others "
+                    "play it back and forth. Video longer: it ends with the speech, except with keep tail (the rest "
+                    "as it was, silent) and pad silence (the rest with a closed mouth). The end summary says what "
+                    "was done.")
+AUDIO_WINDOW_LABELS = {"Seamless (default)": "seamless", "Official (30-s windows)": "official"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
 SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
@@ -54,6 +56,25 @@ SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({beh
 SCROLL_TO_NOTE = ("() => { const note = document.getElementById('form-note'); "
                   "if (note && note.offsetParent && note.textContent.trim()) "
                   "note.scrollIntoView({behavior: 'smooth', block: 'center'}); }")
+
+# Gradio's upload boxes refuse a wrong kind of file in the browser, before any handler runs, with "Invalid file
+# type: speech.wav. Only video/x-m4v,video/* allowed." (MIME jargon, fixed in its video component). This says it in
+# the app's words instead, in the same message box, as it appears.
+PAGE_HEAD = """<script>
+(() => {
+  const gradioWords = /^Invalid file types?: (.+)\\. Only (.+) allowed\\.$/;
+  const ourWords = (names, allowed) => allowed.includes("video")
+    ? `${names} is not a video: upload a video of a talking face (MP4, MOV, WebM or MKV).`
+    : allowed.includes("audio")
+    ? `${names} is not an audio file: upload the speech as WAV, MP3, M4A, FLAC or OGG.`
+    : `${names} is not a kind of file this box takes.`;
+  const reword = () => document.querySelectorAll('[data-testid="toast-text"]').forEach(el => {
+    const said = el.textContent.trim().match(gradioWords);
+    if (said) el.textContent = ourWords(said[1], said[2]);
+  });
+  new MutationObserver(reword).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
 
 
 def build_demo(service: LipSyncService, allow_download: bool = True, consent_text: str | None = None) -> gr.Blocks:
@@ -69,6 +90,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         with gr.Row():
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-in")
+                preview_note = gr.Markdown(visible=False, elem_id="preview-note")  # why the video box spins
                 audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
                                     elem_id="audio-in")
                 with gr.Group():
@@ -76,7 +98,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                                           elem_id="voice-mode")
                     script = gr.Textbox(label="Script", lines=3, visible=False,
                                         placeholder="What should the speaker say?")
-                    with gr.Row(visible=False) as voice_options:
+                    with gr.Column(visible=False) as voice_options:  # stacked: side by side left a grey gap
                         language = gr.Dropdown(list(LANGUAGES), value=None, label="Language (empty: detect / en)")
                         voice_reference = gr.Audio(label="Voice sample (optional; default: the video's own audio)",
                                                    sources=["upload", "microphone"], type="filepath")
@@ -87,12 +109,14 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 preset = gr.Radio(list(PRESET_BY_LABEL), value=PRESETS[DEFAULT_PRESET].label, label="Model")
                 sampler = gr.Radio(list(SAMPLER_LABELS), value=LABEL_OF_SAMPLER["ddim"], label="Sampler")
                 steps = gr.Slider(1, 50, value=20, step=1, label="Steps")
-                guidance = gr.Slider(1.0, 3.0, value=1.5, step=0.1, label="Audio guidance")
+                guidance = gr.Slider(1.0, 3.0, value=1.5, step=0.1, label="Audio guidance", info=GUIDANCE_INFO,
+                                     elem_id="guidance")
                 seed = gr.Number(value=1247, precision=0, label="Seed")
                 with gr.Accordion("Advanced", open=False):
                     face_index = gr.Number(value=0, precision=0, label="Face index (0 = the largest in frame)")
                     length_mode = gr.Dropdown([(LENGTH_MODE_LABELS[m], m) for m in LENGTH_MODES], value="pingpong",
-                                              label="When speech and video lengths differ", elem_id="length-mode")
+                                              label="When speech and video lengths differ", info=LENGTH_MODE_INFO,
+                                              elem_id="length-mode")
                     landmarks = gr.Dropdown(list(LANDMARK_CHOICES), value="auto", label="Face landmarks",
                                             info="auto: insightface (as the official code) when its files are "
                                                  "downloaded, else mediapipe (offline)")
@@ -102,6 +126,10 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                                                 label="Audio windows (speech over 30 s)", elem_id="audio-windows",
                                                 info="Seamless reads long speech through overlapping 30-s windows, "
                                                      "so the lips do not glitch every 30 s; the same up to 30 s")
+                    want_score = gr.Checkbox(False, label="Lip-sync score", elem_id="score",
+                                             info="SyncNet's confidence for the result and the original, as in the "
+                                                  "paper (its weights, about 150 MB, download when you tick this)")
+                    score_note = gr.Markdown(visible=False, elem_id="score-note")
                 consent = gr.Checkbox(False, label=statement, elem_id="consent")
                 form_note = gr.Markdown(visible=False, elem_id="form-note")  # a user mistake, said here
                 with gr.Row():
@@ -114,8 +142,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 compare_out = gr.Video(label="Original | lip-synced (one player, always in sync)", interactive=False,
                                        elem_id="compare-out")
                 result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
-                sync_md = gr.Markdown(elem_id="sync-score")
-                sync_download_btn = gr.Button("Download lip-sync scoring weights", visible=False)
+                sync_md = gr.Markdown(visible=False, elem_id="sync-score")
                 download_out = gr.File(label="Download", elem_id="download-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
@@ -135,11 +162,15 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         job = run_btn.click(on.lipsync, inputs, outputs, api_name="lipsync", concurrency_limit=1,
                             show_progress="hidden", show_progress_on=[sources])
         job.then(None, js=SCROLL_TO_NOTE)
-        job.success(on.score_result, [video_in, audio_in, result_out, sources], [sync_md, sync_download_btn],
+        job.success(on.score_result, [status, video_in, audio_in, result_out, sources, want_score], sync_md,
                     api_visibility="private")
-        sync_download_btn.click(on.download_metric, None, [sync_md, sync_download_btn], api_visibility="private")
+        # .input, not .change: unticking the box after a failed download must not hide the note saying why
+        want_score.input(on.score_option, want_score, [want_score, score_note], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")
-        video_in.upload(on.show_upload, [video_in, sources], [video_in, sources], api_visibility="private")
+        video_in.upload(on.preview_notice, video_in, preview_note, queue=False, show_progress="hidden",
+                        api_visibility="private").then(on.show_upload, [video_in, sources],
+                                                       [video_in, sources, preview_note], show_progress_on=video_in,
+                                                       api_visibility="private")
         weights_outputs = [weights_md, download_btn, run_btn]
         preset.change(on.weights_note, preset, weights_outputs, api_visibility="private")
         download_btn.click(on.download, preset, weights_outputs, api_visibility="private")
@@ -196,7 +227,7 @@ def main() -> None:
         api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
                       args.api_sync_max_seconds, max_pending=args.queue_size)
         app_kwargs["lifespan"] = api.lifespan
-    demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port,
+    demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port, head=PAGE_HEAD,
                                                 allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)
 
 

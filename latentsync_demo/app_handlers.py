@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .errors import LatentSyncError, user_message
+from .errors import LatentSyncError, as_sentence, user_message
 from .media.preview import browser_preview, needs_preview
 from .pipeline import SAMPLERS
 from .provenance.consent import ConsentError
@@ -39,6 +39,12 @@ VOICE_OFF = next(iter(VOICE_LABELS))
 TINY_WEIGHTS_NOTE = ("To try the app offline without them, the host can write tiny random weights "
                      "(`python -m latentsync_demo.testing.tiny_checkpoints checkpoints/tiny`) and restart with "
                      "`--checkpoints checkpoints/tiny` (results are noise, every step runs).")
+GUIDANCE_INFO = "How closely the mouth follows the speech: 1 = no guidance, 1.5 = the official setting."
+GUIDANCE_BUILT_IN = ("Not used by {}: its distilled model has the guidance built in (one pass per step instead of "
+                     "two), so this setting has no effect.")
+PREVIEW_NOTE = "Making a preview your browser can play (phone videos are HEVC); the job uses your original file."
+SCORE_WEIGHTS_GONE = ("The lip-sync score needs the SyncNet weights, which this server does not have (the host "
+                      "adds them: `python -m latentsync_demo.download --metric`).")
 CONSENT_NOTE = ("**Tick the consent box above first.** Lip sync needs the consent of the person shown (and of the "
                 "voice's owner when cloning a voice).")
 # Stages before the first chunk: stopping there leaves nothing to keep.
@@ -162,16 +168,14 @@ def log_user_error(what: str, exc: LatentSyncError) -> None:
 def user_error(exc: LatentSyncError) -> gr.Error:
     """The message box for a LatentSyncError outside a job (a download): logged as one line, no traceback."""
     log_user_error("download", exc)
-    return gr.Error(user_message(exc), duration=None, print_exception=False)
+    return gr.Error(as_sentence(user_message(exc)), duration=None, print_exception=False)
 
 
 def form_note(exc: LatentSyncError, names: dict[str, str] | None = None) -> str:
     """A user mistake as the note under the consent box says it (the web's words, starting with a capital)."""
     if isinstance(exc, ConsentError):
         return CONSENT_NOTE  # its own text names API flags a web user has no use for
-    text = user_message(exc, names)
-    first_word = text.split(" ", 1)[0]
-    return text[:1].upper() + text[1:] if first_word.isalpha() else text  # "clip.MOV is ..." keeps its name
+    return as_sentence(user_message(exc, names))
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,8 @@ class DemoHandlers:
         info = None if lcm_ready else "4-step LCM needs a distilled student in the checkpoints' lcm/ folder."
         return (gr.update(choices=choices, value=LABEL_OF_SAMPLER[name], info=info),
                 gr.update(value=spec.default_steps, minimum=spec.min_steps, maximum=min(spec.max_steps, 50)),
-                gr.update(interactive=spec.uses_guidance))
+                gr.update(interactive=spec.uses_guidance,
+                          info=GUIDANCE_INFO if spec.uses_guidance else GUIDANCE_BUILT_IN.format(name.upper())))
 
     def voice_widgets(self, voice_label: str):
         """Script box, voice options and output only for a voice mode; what is missing shown before running."""
@@ -289,26 +294,35 @@ class DemoHandlers:
             raise user_error(exc) from exc
         return ("Voice models are ready.", *self.voice_widgets(voice_label)[2:5])
 
+    def preview_notice(self, video):
+        """Said under the video at once, while ``show_upload`` makes the preview behind its spinner."""
+        try:
+            making = bool(video) and needs_preview(video)
+        except LatentSyncError:  # show_upload says what is wrong with it
+            making = False
+        return gr.update(value=PREVIEW_NOTE, visible=making)
+
     def show_upload(self, video, sources: dict | None, request: gr.Request):
         """Phone clips (HEVC) do not play in Chromium: show an H.264 copy, remember the original for the job.
 
         The map and the widget change in one event, and the map is keyed by the preview's content, so a job
         reads the original whether it starts before the preview replaced the upload or after (from Gradio's
-        cached copy of the preview)."""
-        sources = dict(sources or {})
+        cached copy of the preview). An unreadable video is taken out of the widget (its player could only show
+        "NaN:NaN"), and a message says why."""
+        sources, no_notice = dict(sources or {}), gr.update(value="", visible=False)
         if not video:
-            return gr.update(), sources
+            return gr.update(), sources, no_notice
         try:
             if not needs_preview(video):
-                return gr.update(), sources
+                return gr.update(), sources, no_notice
             preview = browser_preview(video, self.service.new_output_path(name=Path(video).stem),
                                       max_height=self.preview_max_height)
-        except LatentSyncError as exc:  # a message, not an error badge on the video: the job repeats it if run
+        except LatentSyncError as exc:  # a message, not an error badge on the video
             log_user_error("browser preview", exc)
             gr.Warning(form_note(exc, {video: Path(video).name}), duration=None)
-            return gr.update(), sources
+            return None, sources, no_notice
         sources[str(preview)] = sources[content_key(preview)] = video
-        return str(preview), sources
+        return str(preview), sources, no_notice
 
     # --- the job: start, stop, stream ---------------------------------------------------------------------------
     def arm(self, request: gr.Request):
@@ -407,28 +421,37 @@ class DemoHandlers:
             speech = str(event.audio) if event.audio is not None else keep
             yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech
 
-    # --- lip-sync score ---------------------------------------------------------------------------------------
-    def score_result(self, video, audio, result, sources=None):
-        """After a job: "Lip sync: confidence X (original clip: Y), offset Z frames" (SyncNet, as the paper)."""
-        video = original_upload(video, sources)
-        missing = self.service.metric_files_missing()
-        if any(path.name == "syncnet_v2.model" for path in missing):
-            return ("Lip-sync score: download the SyncNet and face-detector weights (about 150 MB, once) to see "
-                    "the paper's confidence number here.", gr.update(visible=self.allow_download))
-        offer_download = gr.update(visible=bool(missing) and self.allow_download)
-        if not result:
-            return "", offer_download
-        try:
-            return self.service.score_job(result, video, audio or None), offer_download
-        except LatentSyncError as exc:
-            return f"Lip sync not scored: {user_message(exc)}", offer_download
-        except Exception as exc:  # the video is already there: a failed score must not look like a failed job
-            log.exception("lip-sync scoring failed")
-            return f"Lip sync not scored ({type(exc).__name__}).", gr.update()
-
-    def download_metric(self, progress=gr.Progress(track_tqdm=True)):
+    # --- lip-sync score (an option under Advanced) ---------------------------------------------------------------
+    def score_option(self, wanted: bool, progress=gr.Progress(track_tqdm=True)):
+        """(the Score box, its note): asking for a score is what fetches the scoring weights (about 150 MB, once);
+        where they cannot be had the box is unticked and the note says why."""
+        missing = self.service.metric_files_missing() if wanted else []
+        if not missing:
+            return gr.update(), gr.update(value="", visible=False)
+        needs_syncnet = any(path.name == "syncnet_v2.model" for path in missing)
+        if not self.allow_download:  # S3FD alone missing: faces come from the landmark detector, still a score
+            return (gr.update(value=False), gr.update(value=SCORE_WEIGHTS_GONE, visible=True)) if needs_syncnet \
+                else (gr.update(), gr.update(value="", visible=False))
         try:
             self.service.download_metric_weights()
         except LatentSyncError as exc:
-            raise user_error(exc) from exc
-        return "Lip-sync scoring weights are ready: the next job shows its score.", gr.update(visible=False)
+            log_user_error("scoring weights download", exc)
+            return gr.update(value=False), gr.update(value=f"**No lip-sync score:** {form_note(exc)}", visible=True)
+        return gr.update(), gr.update(value="Scoring weights downloaded: each finished job now shows its score.",
+                                      visible=True)
+
+    def score_result(self, status, video, audio, result, sources=None, wanted=False):
+        """After a finished job, when asked for: "Lip sync: confidence X (original clip: Y), offset Z frames"
+        (SyncNet, as the paper). Nothing for a refused or stopped job, nor when the score was not asked for."""
+        if not (wanted and result and str(status or "").startswith("**Done**")):
+            return gr.update(value="", visible=False)
+        if any(path.name == "syncnet_v2.model" for path in self.service.metric_files_missing()):
+            return gr.update(value=SCORE_WEIGHTS_GONE, visible=True)
+        try:
+            return gr.update(value=self.service.score_job(result, original_upload(video, sources), audio or None),
+                             visible=True)
+        except LatentSyncError as exc:
+            return gr.update(value=f"Lip sync not scored: {user_message(exc)}", visible=True)
+        except Exception as exc:  # the video is already there: a failed score must not look like a failed job
+            log.exception("lip-sync scoring failed")
+            return gr.update(value=f"Lip sync not scored ({type(exc).__name__}).", visible=True)

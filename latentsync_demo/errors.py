@@ -46,3 +46,11 @@ def user_message(exc: BaseException, names: Mapping[str, str] | None = None) -> 
         if path:
             text = text.replace(str(path), name)
     return _SERVER_PATH.sub(r"\1", text)
+
+
+def as_sentence(text: str) -> str:
+    """A message as a page or an API answer shows it on its own: starting with a capital letter, unless it starts
+    with a file name ("clip.MOV is ..." keeps the name as uploaded). The messages themselves stay lower-case
+    where they follow "error: " on the command line."""
+    first_word = text.split(" ", 1)[0].rstrip(":,;")
+    return text[:1].upper() + text[1:] if first_word.isalpha() else text

@@ -84,7 +84,7 @@ def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -
     if spec is None:
         raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if not spec.min_steps <= settings.num_inference_steps <= spec.max_steps:
-        raise InputError(f"{spec.name} takes {spec.min_steps} to {spec.max_steps} steps, "
+        raise InputError(f"the {spec.name.upper()} sampler takes {spec.min_steps} to {spec.max_steps} steps, "
                          f"not {settings.num_inference_steps}")
     if spec.name == "lcm":
         resolve(preset, checkpoints).require_lcm()

@@ -44,7 +44,7 @@ def check_voice(voice, video, audio) -> str:
 
 
 def check_voice_reference(reference) -> MediaInfo:
-    info = probe(reference)
+    info = probe(reference, "speech")
     if not info.has_audio:
         raise InputError(f"the voice sample {Path(reference).name} has no sound: upload a recording of the "
                          "speaker, or leave it empty to use the video's own audio.")
@@ -126,7 +126,7 @@ def check_output(out: str | os.PathLike, inputs: tuple[str | os.PathLike | None,
 def check_video(video: str | os.PathLike, max_seconds: float | None = None,
                 max_pixels: int | None = None) -> MediaInfo:
     """Probe the input video once: readable, has a picture, not too long or too large."""
-    info = probe(video)
+    info = probe(video, "video")
     if not info.has_video:
         raise InputError(f"{Path(video).name} has no video stream: upload a video of a talking face.")
     if max_pixels is not None and info.width * info.height > max_pixels:
@@ -141,7 +141,7 @@ def check_video(video: str | os.PathLike, max_seconds: float | None = None,
 
 def check_audio(audio: str | os.PathLike, max_seconds: float | None = None) -> MediaInfo:
     """Probe the speech once: readable, has sound, not too long, float samples finite."""
-    info = probe(audio)
+    info = probe(audio, "speech")
     check_duration(info, max_seconds)
     if not info.has_audio:
         raise InputError(f"{Path(audio).name} has no sound: upload the speech as WAV, MP3, M4A, FLAC or OGG, "

@@ -243,6 +243,32 @@ def _in_viewport(page, selector: str) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
 
 
+def _wrong_kind_of_file_is_said_in_the_apps_words(page, audio: Path) -> None:
+    """Gradio's video box refuses other files in the browser with "Only video/x-m4v,video/* allowed."."""
+    page.locator("#video-in input[type=file]").set_input_files(str(audio))
+    toast = page.get_by_test_id("toast-text").first
+    toast.wait_for(timeout=10_000)
+    page.wait_for_timeout(300)
+    assert toast.inner_text() == f"{audio.name} is not a video: upload a video of a talking face (MP4, MOV, WebM " \
+        "or MKV).", toast.inner_text()
+    page.get_by_test_id("toast-close").first.click()
+
+
+def _length_modes_fit_the_phone(page) -> None:
+    """Every length mode's label shows whole in its dropdown at a phone's width."""
+    page.get_by_text("Advanced").first.click()
+    field = page.locator("#length-mode input")
+    field.click()
+    labels = [text.replace("✓", "").strip() for text in page.get_by_role("option").all_inner_texts()]
+    assert len(labels) == 5, labels
+    for label in labels:
+        page.get_by_role("option", name=label).click()
+        assert field.evaluate("e => e.scrollWidth <= e.clientWidth"), label
+        field.click()
+    page.get_by_role("option", name=labels[0]).click()  # back to the default, ping-pong
+    page.get_by_text("Advanced").first.click()
+
+
 def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_path):
     """Issue 21: an HEVC upload is shown as a 720p H.264 preview; the job must still read the upload."""
     browser_path = _browser_or_skip()
@@ -254,8 +280,11 @@ def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_pat
         browser = _launch(p, browser_path)
         page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
         page.goto(app)
+        _wrong_kind_of_file_is_said_in_the_apps_words(page, media["speech"])
+        _length_modes_fit_the_phone(page)
         page.locator("#video-in input[type=file]").set_input_files(str(upload))
         page.locator("#video-in video[src$='phone.mp4']").wait_for(timeout=60_000)  # the preview replaced it
+        page.locator("#preview-note").wait_for(state="hidden", timeout=10_000)  # its explanation goes with it
         page.locator("#audio-in input[type=file]").set_input_files(str(media["speech"]))
         page.wait_for_timeout(1000)
         # Consent not ticked: one note at the box, scrolled into view, no error badges on the result panels.
@@ -278,6 +307,9 @@ def test_browser_phone_clip_is_lip_synced_at_full_resolution(app, media, tmp_pat
             page.wait_for_timeout(200)
         assert done.is_visible() and overlays == [], overlays
         assert not note.is_visible()  # the note goes with the next run
+        page.wait_for_timeout(1000)  # the score's own event: not asked for, so nothing shows (no download button)
+        assert page.get_by_text("scoring weights", exact=False).count() == 0
+        assert not page.locator("#sync-score").is_visible()
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         src = page.locator("#result-out video").get_attribute("src")
         browser.close()

@@ -13,8 +13,10 @@ import pytest
 
 from latentsync_demo import space
 from latentsync_demo.app_handlers import (
-    DemoHandlers, LipSyncForm, collect_settings, lipsync_gpu_seconds, progress_line,
+    GUIDANCE_INFO, SCORE_WEIGHTS_GONE, DemoHandlers, LipSyncForm, collect_settings, lipsync_gpu_seconds,
+    progress_line,
 )
+from latentsync_demo.errors import CheckpointError
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 
@@ -181,6 +183,49 @@ def test_lcm_sampler_sets_its_steps_and_turns_guidance_off(tiny_service):
                                                                           "LCM · 4 steps (speed)")
     assert sampler["value"] == "LCM · 4 steps (speed)" and len(sampler["choices"]) == 4
     assert (steps["value"], steps["maximum"], guidance["interactive"]) == (4, 8, False)
+    assert guidance["info"].startswith("Not used by LCM: its distilled model has the guidance built in")  # why grey
+    assert DemoHandlers(tiny_service).sampler_widgets("LatentSync 1.5 · 256 px", "DDIM (quality)")[2] == gr.update(
+        interactive=True, info=GUIDANCE_INFO)
+
+
+def test_an_unreadable_video_leaves_the_player_with_advice_for_a_video(tiny_service, media):
+    """Issue 21: a corrupt upload was told to re-export "as MP4 or WAV", and its player showed NaN:NaN."""
+    with pytest.warns(UserWarning) as said:  # gr.Warning outside a running app
+        video, sources, notice = DemoHandlers(tiny_service).show_upload(str(media["text"]), {}, _session())
+    assert video is None and sources == {} and notice["visible"] is False  # taken out of the player
+    text = next(str(w.message) for w in said if "notes.mp4" in str(w.message))
+    assert text.startswith("notes.mp4 is not a video or audio file") and "Export it again as MP4 and" in text
+    assert "WAV" not in text
+
+
+def test_the_score_is_asked_for_under_advanced_and_its_weights_fetched_then(tiny_service, monkeypatch):
+    """Issue 21: no download button after every job; ticking the score is what fetches its weights."""
+    handlers = DemoHandlers(tiny_service)
+    missing = tiny_service.metric_files_missing()
+    assert any(path.name == "syncnet_v2.model" for path in missing)  # the tiny set has no scoring weights
+    done = "**Done** · 20 frames"
+    # Not asked for (the default), or the job did not finish: no score and nothing said.
+    assert handlers.score_result(done, "v.mp4", "a.wav", "r.mp4", {}, False) == gr.update(value="", visible=False)
+    assert handlers.score_result("Results appear here.", "v.mp4", "a.wav", "r.mp4", {}, True)["visible"] is False
+    fetched = []
+    monkeypatch.setattr(tiny_service, "download_metric_weights", lambda: fetched.append(True))
+    assert handlers.score_option(False) == (gr.update(), gr.update(value="", visible=False)) and fetched == []
+    box, note = handlers.score_option(True)
+    assert fetched == [True] and box == gr.update() and "Scoring weights downloaded" in note["value"]
+
+    def offline():
+        raise CheckpointError("could not download syncnet_v2.model: offline",
+                              web="could not download syncnet_v2.model (this server is offline).")
+
+    monkeypatch.setattr(tiny_service, "download_metric_weights", offline)
+    box, note = handlers.score_option(True)
+    assert box == gr.update(value=False)  # unticked, and the note says why
+    assert note["value"] == "**No lip-sync score:** Could not download syncnet_v2.model (this server is offline)."
+    box, note = DemoHandlers(tiny_service, allow_download=False).score_option(True)
+    assert box == gr.update(value=False) and note["value"] == SCORE_WEIGHTS_GONE
+    # Asked for, weights still missing: the score's place says so instead of a number.
+    assert handlers.score_result(done, "v.mp4", "a.wav", "r.mp4", {}, True) == gr.update(value=SCORE_WEIGHTS_GONE,
+                                                                                      visible=True)
 
 
 @pytest.mark.parametrize("click", ["before the preview", "on the preview's path", "on Gradio's cached copy"])
@@ -193,7 +238,9 @@ def test_the_job_reads_the_original_upload_behind_a_browser_preview(tiny_service
                                     video_codec="libx265")
     handlers = DemoHandlers(tiny_service)
     handlers.preview_max_height = 64  # as the 720p preview of a 1080x1920 clip: smaller than the upload
-    preview, sources = handlers.show_upload(str(upload), {}, _session())
+    assert handlers.preview_notice(str(upload))["visible"] is True  # the spinner is explained at once
+    preview, sources, notice = handlers.show_upload(str(upload), {}, _session())
+    assert notice["visible"] is False  # and the words go with it
     assert (probe(preview).width, probe(preview).height) == (48, 64)
     # What the next event receives as the widget's value: Gradio serves the preview from its cache (a copy at
     # another path), which is what the browser then sends back.

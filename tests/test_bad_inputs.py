@@ -20,7 +20,7 @@ import scipy.io.wavfile
 from gradio_client import Client, handle_file
 
 from latentsync_demo.cli import main as cli_main
-from latentsync_demo.errors import InputError, LatentSyncError, user_message
+from latentsync_demo.errors import InputError, LatentSyncError, as_sentence, user_message
 from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
@@ -192,6 +192,13 @@ def test_user_message_shows_uploaded_names_not_server_paths():
         "file not found: My clip.mp4. Check; see https://coqui.ai/cpml")
     assert user_message(InputError("no audio in /srv/x/y/speech.wav.")) == "no audio in speech.wav."
     assert user_message(LatentSyncError("run python -m x --flag", web="press the button")) == "press the button"
+
+
+def test_messages_shown_on_their_own_start_with_a_capital_but_keep_file_names():
+    assert as_sentence("no speech given: upload it.") == "No speech given: upload it."
+    assert as_sentence("video: unsupported file type '.exe'") == "Video: unsupported file type '.exe'"
+    assert as_sentence("clip.MOV is not a video") == "clip.MOV is not a video"  # the name as uploaded
+    assert as_sentence("/sync takes clips up to 20 s") == "/sync takes clips up to 20 s"
 
 
 @pytest.fixture(scope="module")

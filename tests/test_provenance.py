@@ -10,6 +10,7 @@ import pytest
 
 from latentsync_demo import verify
 from latentsync_demo.provenance.manifest import DIGITAL_SOURCE_TYPE, read_metadata, sha256, sidecar_path
+from latentsync_demo.provenance.watermark import job_number
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.watermark_corpus import attack
 
@@ -41,6 +42,10 @@ def test_container_metadata_says_ai_generated_with_tool_preset_sampler_settings(
     settings = json.loads(tags["settings"])
     assert settings["num_inference_steps"] == 1 and settings["guidance_scale"] == 1.5 and settings["seed"] == 1247
     assert tags["job_id"] and job["manifest"]["instance_id"].endswith(tags["job_id"])
+    # The watermark's job number in one form, hex, as verify prints it (issue 21: it was also in the settings,
+    # in decimal).
+    assert tags["watermark"] == f"{job_number(tags['job_id']):04x}" and tags["job_id"].startswith(tags["watermark"])
+    assert not any("watermark" in key for key in settings) and [k for k in tags if "watermark" in k] == ["watermark"]
     assert read_metadata(job["video"]).get("ai_generated") is None  # the input is not tagged
 
 

@@ -1,6 +1,7 @@
 """The REST API, end to end against the real app (tiny checkpoints) on 127.0.0.1, with httpx."""
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_app import SERVER_LOGS, _start_app
+from test_app import SERVER_LOGS, _browser_or_skip, _launch, _start_app
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.provenance.manifest import read_metadata
@@ -71,6 +72,7 @@ def _error(response, status: int, *words: str) -> str:
     assert response.status_code == status, response.text
     message = response.json()["error"]
     assert all(w in message for w in words), message
+    assert message[:1].isupper() or re.match(r"[\w-]+\.\w+ ", message), message  # a sentence, or a file's name
     return message
 
 
@@ -90,8 +92,11 @@ def test_submit_poll_fetch_and_delete(api, media, tmp_path):
     out = tmp_path / "result.mp4"
     out.write_bytes(result.content)
     assert count_frames(out) == 20 and probe(out).has_audio  # keep-tail: the whole 0.8 s video
+    # What the length mode did is told, as the app's end summary tells it.
+    assert status["notes"] == "Kept: the video's last 0.2 s after the 0.6 s of speech pass through unchanged, " \
+        "silent.", status
     assert api.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "status": "deleted"}
-    _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "no job")
+    _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "No job")
 
 
 def test_cancel_queued_and_running_jobs(api, media):
@@ -100,7 +105,7 @@ def test_cancel_queued_and_running_jobs(api, media):
     assert api.delete(f"/api/v1/jobs/{second['id']}").json()["status"] == "cancelling"  # still queued
     assert api.delete(f"/api/v1/jobs/{first['id']}").json()["status"] == "cancelling"  # queued or running
     assert _wait(api, first["id"])["status"] == "cancelled"
-    assert _wait(api, second["id"])["message"] == "cancelled before it started"
+    assert _wait(api, second["id"])["message"] == "Cancelled before it started"
     _error(api.get(first["result_url"]), 409, "cancelled")
 
 
@@ -117,24 +122,25 @@ def test_sync_answers_with_the_video(api, media, tmp_path):
 def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     server_log = SERVER_LOGS[f"{api.base_url}/"]
     logged = server_log.read_text()
-    _error(_submit(api, media["exe"], media["speech"]), 415, "video", "'.exe'", ".mp4")
-    _error(_submit(api, media["text"], media["speech"]), 400, "not a video or audio file")
+    _error(_submit(api, media["exe"], media["speech"]), 415, "Video", "'.exe'", ".mp4")
+    _error(_submit(api, media["text"], media["speech"]), 400, "Not a video or audio file")
     _error(_submit(api, media["video"], media["too_long"]), 400, "accepts up to 3 s")
-    _error(_submit(api, media["video"], media["big"]), 413, "audio", "1 MB")
-    _error(_submit(api, media["video"], media["speech"], length_mode="bounce"), 400, "unknown length mode 'bounce'")
+    _error(_submit(api, media["video"], media["big"]), 413, "Audio", "1 MB")
+    _error(_submit(api, media["video"], media["speech"], length_mode="bounce"), 400, "Unknown length mode 'bounce'")
     _error(_submit(api, media["video"], media["speech"], steps="many"), 422, "steps")
-    _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400, "lcm takes 1 to 8 steps")
+    _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400,
+           "The LCM sampler takes 1 to 8 steps")
     _error(_submit(api, media["video"], media["speech"], window_frames="999"), 400, "999")
     _error(_submit(api, media["video"], media["speech"], audio_windows="centred"), 400, "unknown audio windows",
            "seamless, official")
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
-    _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "no speech given")
+    _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "No speech given")
     _error(_submit(api, media["video"], media["speech"], consent="false"), 400, "consent of the person shown")
     assert api.get("/api/v1/jobs/../../etc/passwd").status_code == 404  # normalised to /etc/passwd: not served
     _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "Not Found", "/docs")
-    _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "no job 'not-a-job-id'")
+    _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "No job 'not-a-job-id'")
     _error(api.put("/api/v1/jobs"), 405, "Method Not Allowed")
-    _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "no job")
+    _error(api.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/result"), 404, "No job")
     # The server's log: one line per refused request, no traceback (issue 21, item 7).
     new_lines = server_log.read_text()[len(logged):].splitlines()
     assert "Traceback" not in "\n".join(new_lines) and len(new_lines) >= 12, new_lines
@@ -148,9 +154,50 @@ def test_token_docs_and_the_web_app_side_by_side(api, media):
                      headers={"Authorization": "Bearer wrong"}), 401, "token")
     docs = bare.get("/docs", follow_redirects=True)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    _docs_are_served_from_this_server(bare, docs.text)
     paths = bare.get("/api/v1/openapi.json").json()["paths"]
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result", "/sync"} <= set(paths)
     assert bare.get("/").status_code == 200 and "LatentSync" in bare.get("/").text  # the Gradio app still serves
+
+
+def _docs_are_served_from_this_server(client: httpx.Client, page: str) -> None:
+    """Issue 21, item 5: the docs page names no other host, and its script and styles are served here."""
+    urls = set(re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page))
+    assert not re.findall(r"https?://", page), page  # no CDN (nor any other host)
+    assert all(url.startswith("/api/v1/") for url in urls), urls
+    kinds = {}
+    for url in urls:
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        kinds[url.rsplit(".", 1)[-1]] = (answer.headers["content-type"], len(answer.content))
+    assert "javascript" in kinds["js"][0] and kinds["js"][1] > 500_000  # the Swagger UI bundle
+    assert kinds["css"][0].startswith("text/css") and kinds["css"][1] > 50_000
+    assert kinds["json"][0] == "application/json"  # the API description it renders
+
+
+def test_docs_render_the_operations_with_every_other_host_blocked(api):
+    """The docs page in a real browser that can reach nothing but this server (an offline host)."""
+    browser_path = _browser_or_skip()
+    from playwright import sync_api as playwright
+
+    outside = []
+
+    def local_only(route):
+        if route.request.url.startswith(str(api.base_url)):
+            return route.continue_()
+        outside.append(route.request.url)
+        return route.abort()
+
+    with playwright.sync_playwright() as p:
+        browser = _launch(p, browser_path)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.route("**/*", local_only)
+        page.goto(f"{api.base_url}/docs")
+        page.locator(".opblock-summary-path", has_text="/jobs/{job_id}/result").wait_for(timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        browser.close()
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/result", "/sync"} <= {p.replace("\u200b", "") for p in paths}
+    assert outside == []
 
 
 def _readme_curl_commands() -> list[list[str]]:

@@ -214,7 +214,7 @@ def test_sampler_errors_are_clear(tmp_path, media):
 
     shutil.rmtree(bare / "lcm")
     service = LipSyncService(checkpoints=bare, device="cpu")
-    with pytest.raises(InputError, match="lcm takes 1 to 8 steps"):
+    with pytest.raises(InputError, match="LCM sampler takes 1 to 8 steps"):
         list(service.lipsync(media["clip"], media["speech_short"], tmp_path / "o.mp4", sampler="lcm",
                              num_inference_steps=20, consent=True))
     with pytest.raises(Exception, match="distilled student") as info:

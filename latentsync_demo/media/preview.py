@@ -24,7 +24,7 @@ BROWSER_CONTAINERS = ("mov", "webm", "matroska", "ogg")  # ffmpeg's names; "mov"
 
 def needs_preview(path: str | os.PathLike) -> bool:
     """Whether a browser cannot play ``path`` as it is (HEVC, ProRes, MPEG-4 part 2, AVI, ...)."""
-    info = probe(path)
+    info = probe(path, "video")
     return info.has_video and (info.video_codec not in BROWSER_CODECS
                                or not info.container.startswith(BROWSER_CONTAINERS)
                                or Path(path).suffix.lower() in (".avi", ".flv", ".wmv", ".ts"))

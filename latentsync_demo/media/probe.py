@@ -63,8 +63,18 @@ def check_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def probe(path: str | os.PathLike) -> MediaInfo:
-    """Read the stream layout of `path`; raises InputError for missing, empty or non-media files."""
+# How to export a file again, by what it was meant to be (a video must keep its picture: never "as WAV").
+EXPORT_ADVICE = {"video": ("Re-export it as MP4 (H.264/AAC) and try again.", "Export it again as MP4 and upload it "
+                           "again."),
+                 "speech": ("Re-export it as WAV (or MP4 with sound) and try again.", "Export it again as WAV or "
+                            "MP3 and upload it again."),
+                 None: ("Re-export it as MP4 (H.264/AAC) or WAV and try again.", "Export it again (a video as MP4, "
+                        "speech as WAV) and upload it again.")}
+
+
+def probe(path: str | os.PathLike, kind: str | None = None) -> MediaInfo:
+    """Read the stream layout of `path`; raises InputError for missing, empty or non-media files. ``kind``
+    ("video" or "speech"): what the file is meant to be, so that the advice for an unreadable one fits it."""
     p = check_file(path)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", fs_path(p)]
     # Without an output ffmpeg always exits non-zero; success is recognised by the "Input #0" summary.
@@ -73,11 +83,11 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     if "Input #0" not in text:
         # Keep the demuxer's reason ("moov atom not found"), not the generic "Error opening input file" lines.
         reason = stderr_tail("\n".join(x for x in text.splitlines() if "Error opening input file" not in x), 2)
+        advice, web_advice = EXPORT_ADVICE.get(kind, EXPORT_ADVICE[None])
         raise InputError(
-            f"not a video or audio file, or unreadable (corrupt or truncated?): {p.name} [{reason}]. "
-            "Re-export it as MP4 (H.264/AAC) or WAV and try again.",
+            f"not a video or audio file, or unreadable (corrupt or truncated?): {p.name} [{reason}]. {advice}",
             web=f"{p.name} is not a video or audio file this app can read (it may be incomplete or damaged). "
-                "Export it again as MP4 or WAV and upload it again.",
+                f"{web_advice}",
         )
     container = text.split("Input #0, ", 1)[1].split(",", 1)[0] if "Input #0, " in text else "unknown"
     video, audio = _first_streams(text)

@@ -11,6 +11,7 @@ seconds after the job ends, or when it is deleted.
     request = service.prepare(folder / "video.mp4", folder / "audio.wav", folder / Job.OUTPUT_NAME, consent=True)
     job = manager.submit(job_id, folder, request)
     manager.get(job.id).status  # queued | running | done | failed | cancelled
+    manager.get(job.id).notes  # e.g. "Looped: the 0.2 s video ..." once done
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LatentSyncError
+from ..errors import LatentSyncError, as_sentence
 from ..request import PreparedRequest
 from ..service import LipSyncService
 
@@ -43,6 +44,7 @@ class Job:
     stage: str = "queued"
     progress: float = 0.0  # 0..1
     message: str = "waiting for the worker"
+    notes: str = ""  # what the client should know: silent speech (before the work), what was looped/cut/padded
     error: str | None = None
     client_error: bool = True  # a failure caused by the input (vs. the server's own)
     created: float = field(default_factory=time.time)
@@ -59,7 +61,9 @@ class Job:
     def summary(self) -> dict:
         """The JSON body of ``GET /api/v1/jobs/{id}``."""
         return {"id": self.id, "status": self.status, "stage": self.stage, "progress": round(self.progress, 4),
-                "message": self.message, "error": self.error, "created": self.created, "finished": self.finished}
+                "message": as_sentence(self.message), "notes": self.notes,
+                "error": as_sentence(self.error) if self.error else None, "created": self.created,
+                "finished": self.finished}
 
 
 def is_job_id(text: str) -> bool:
@@ -173,6 +177,7 @@ class JobManager:
                         cancelled_while = event.stage
                         break
                     job.stage, job.progress, job.message = event.stage, event.fraction, event.message
+                    job.notes = event.notes or job.notes  # the end event repeats the warning with what it did
             finally:
                 events.close()  # a cancelled job: stops ffmpeg, releases the lock, removes temp folders
             if cancelled_while is not None:

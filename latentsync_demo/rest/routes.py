@@ -1,13 +1,14 @@
 """The REST API: a FastAPI sub-application mounted at ``/api/v1`` on the server Gradio runs.
 
     POST   /api/v1/jobs               multipart video + audio (or voice=script + text), settings as fields -> id
-    GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, error
+    GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, notes, error
     GET    /api/v1/jobs/{id}/result   the mp4 once the job is done
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
 
-Docs at ``/api/v1/docs`` (``/docs`` redirects there). Every error is JSON ``{"error": "..."}``: 4xx names the
-problem with the request, 5xx is the server's. With a token set, every call needs ``Authorization: Bearer``.
+Docs at ``/api/v1/docs`` (``/docs`` redirects there), with their assets served from this server (``docs``: they
+work offline). Every error is JSON ``{"error": "..."}``: 4xx names the problem with the request, 5xx is the
+server's. With a token set, every call needs ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from ..errors import LatentSyncError
+from ..errors import LatentSyncError, as_sentence
 from ..pipeline.length import DEFAULT_LENGTH_MODE, LENGTH_MODES
 from ..pipeline.samplers import SAMPLERS
 from ..provenance.consent import require_consent
@@ -35,6 +36,7 @@ from ..request import PreparedRequest, settings_from
 from ..service import LipSyncService
 from ..settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
 from ..store import DEFAULT_PRESET, PRESETS
+from .docs import add_offline_docs
 from .jobs import Job, JobManager, hide_folder
 from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
 
@@ -82,7 +84,8 @@ class RestAPI:
     def _build(self) -> FastAPI:
         app = FastAPI(title="LatentSync REST API", version="1",
                       description="Lip-sync a talking-head video to speech. Jobs share the web app's GPU queue.",
-                      dependencies=[Depends(self._authorize)])
+                      dependencies=[Depends(self._authorize)], docs_url=None, redoc_url=None)
+        add_offline_docs(app)  # Swagger UI and ReDoc from this server, not a CDN: the docs work offline
         app.add_exception_handler(RequestError, _request_error)
         app.add_exception_handler(LatentSyncError, _user_error)
         app.add_exception_handler(RequestValidationError, _validation_error)
@@ -96,7 +99,8 @@ class RestAPI:
             return {**job.summary(), "status_url": f"{PREFIX}/jobs/{job.id}",
                     "result_url": f"{PREFIX}/jobs/{job.id}/result"}
 
-        @app.get("/jobs/{job_id}", summary="A job's status, stage and progress")
+        @app.get("/jobs/{job_id}", summary="A job's status, stage, progress and notes",
+                 description="notes: a warning about silent speech, then what the length mode looped, cut or padded")
         def job_status(job_id: str) -> dict:
             return self._job(job_id).summary()
 
@@ -224,7 +228,7 @@ class RestAPI:
 
 
 def _json(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": as_sentence(message)}, status_code=status, headers=headers)
 
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
