@@ -131,7 +131,7 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400,
            "The LCM sampler takes 1 to 8 steps")
     _error(_submit(api, media["video"], media["speech"], window_frames="999"), 400, "999")
-    _error(_submit(api, media["video"], media["speech"], audio_windows="centred"), 400, "unknown audio windows",
+    _error(_submit(api, media["video"], media["speech"], audio_windows="centred"), 400, "audio windows 'centred'",
            "seamless, official")
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
     _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "No speech given")
