@@ -146,6 +146,8 @@ def test_stage1_lowers_the_simple_loss_and_saves_the_official_format(setup):
     assert after < 0.9 * before
     assert all(torch.equal(p, q) for p, q in zip(trained.state_dict().values(), saved["state_dict"].values()))
     assert (final / "sd-vae-ft-mse").is_symlink()  # the folder works as --checkpoints
+    # The set records the Whisper windows of its training data (a cache written without the record: official).
+    assert json.loads((final / "training_data.json").read_text()) == {"audio_windows": "official"}
 
 
 def test_stage2_trains_only_the_official_modules_and_resumes_exactly(setup):
