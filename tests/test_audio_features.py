@@ -59,7 +59,7 @@ def test_features_match_reference(reference_dir, ref_encoder, clip):
     chunks = WhisperAudioEncoder.frame_chunks(features, 25, frame_indices=fx["chunks_subset_index"])
     assert (chunks - fx["chunks_subset"]).abs().max() < 1e-3
 
-    seamless = ref_encoder.encode(audio, use_cache=False)
+    seamless = ref_encoder.encode(audio, windows="seamless", use_cache=False)
     assert seamless.shape == features.shape
     if len(audio) <= 30 * 16000:  # one window: the very same computation
         assert torch.equal(seamless, features)
@@ -253,7 +253,7 @@ def test_seamless_rows_come_from_a_window_centring_them(tiny):
     within 1 s of a hand-over (midway through two windows' overlap) it is the linear crossfade of the two windows'
     rows. The row count and chunks are those of the official windows."""
     audio = synth(61.0, seed=4)
-    seamless = tiny.encode(audio, use_cache=False)
+    seamless = tiny.encode(audio, windows="seamless", use_cache=False)
     official = tiny.encode(audio, windows="official", use_cache=False)
     mel = log_mel_spectrogram(torch.from_numpy(audio))
     n_rows = mel.shape[1] // 2
@@ -320,7 +320,7 @@ def test_cache_keys_differ_per_windows_mode(tiny_ckpt, tmp_path):
     assert enc.cache_fingerprint("official") == f"{enc.fingerprint}|{enc.dtype}"  # the key used before the modes
     assert enc.cache_fingerprint("seamless") != enc.cache_fingerprint("official")
     official = enc.encode(audio, windows="official")
-    seamless = enc.encode(audio)
+    seamless = enc.encode(audio, windows="seamless")
     assert len(calls) == 2 and len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
     assert torch.equal(official, seamless)  # one window: the same features, each mode under its own key
     enc.encode(audio, windows="official"), enc.encode(audio, windows="seamless")

@@ -48,7 +48,7 @@ class PhonemeAwareAudioEncoder(nn.Module):
         """Width of the tokens the UNet hears (its cross_attention_dim)."""
         return self.fusion.config.fused_dim
 
-    def encode(self, waveform: np.ndarray | torch.Tensor, *, windows: str = "seamless") -> PhonemeFeatures:
+    def encode(self, waveform: np.ndarray | torch.Tensor, *, windows: str = "official") -> PhonemeFeatures:
         """(N,) 16 kHz mono in [-1, 1] -> both encoders' 50 Hz features, time-aligned row for row.
 
         ``windows`` is the Whisper windows mode (``audio.windows``); it changes which window a Whisper row is

@@ -6,9 +6,12 @@ n_layer + 1 hidden states (conv stem + positions, then every block's output; `ln
 floor(frames / 2) positions. That gives `features` (L, n_layer + 1, d) at 50 rows per second, from which each
 video frame takes a chunk of 10 neighbouring rows.
 
-That back-to-back cutting makes the features jump every 30 s; ``encode(..., windows="seamless")`` (the default)
-reads clips over 30 s from overlapping windows instead, ``windows="official"`` reproduces the official features
-exactly (``audio.windows`` explains both; clips of 30 s or less are the same, bit for bit, in both).
+That back-to-back cutting makes the features jump every 30 s; ``encode(..., windows="seamless")`` reads clips over
+30 s from overlapping windows instead, ``windows="official"`` reproduces the official features exactly
+(``audio.windows`` explains both; clips of 30 s or less are the same, bit for bit, in both). The encoder itself
+defaults to "official", since it is the official component and code written against it before the modes existed
+expects its features; every job chooses explicitly from ``GenerationSettings.audio_windows``, which defaults to
+"seamless".
 
 Shapes: whisper tiny -> features (L, 5, 384), chunks (n_frames, 50, 384); small -> (L, 13, 768), (n_frames, 130, 768).
 """
@@ -197,12 +200,13 @@ class WhisperAudioEncoder(nn.Module):
         out = self.encoder(mel_windows.to(self.device, self.dtype), output_hidden_states=True)
         return torch.stack(out.hidden_states, dim=2)  # [h0 = stem + positions, block 1 .. block n]
 
-    def encode(self, waveform: np.ndarray | torch.Tensor, *, windows: str = "seamless",
+    def encode(self, waveform: np.ndarray | torch.Tensor, *, windows: str = "official",
                use_cache: bool = True) -> torch.Tensor:
         """(N,) float mono 16 kHz waveform in [-1, 1] -> features (L, num_layers + 1, d) float32 CPU.
 
-        L = floor(N / 320) rows (50 per second) in either ``windows`` mode: "seamless" (default; overlapping
-        windows past 30 s) or "official" (back-to-back 30-s windows, the official features); see ``audio.windows``.
+        L = floor(N / 320) rows (50 per second) in either ``windows`` mode: "official" (default here:
+        back-to-back 30-s windows, the official features) or "seamless" (overlapping windows past 30 s; the
+        default of a job's settings); see ``audio.windows``.
         """
         check_audio_windows(windows)
         audio = _as_waveform(waveform)
