@@ -49,6 +49,7 @@ LENGTH_MODE_INFO = ("Speech longer than the video: loop repeats the video, cut s
                     "play it back and forth. Video longer: it ends with the speech, except with keep tail (the rest "
                     "as it was, silent) and pad silence (the rest with a closed mouth). The end summary says what "
                     "was done.")
+AUDIO_WINDOW_LABELS = {"Seamless (default)": "seamless", "Official (30-s windows)": "official"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
 SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
@@ -122,6 +123,10 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                                                  "downloaded, else mediapipe (offline)")
                     deepcache = gr.Checkbox(True, label="DeepCache",
                                             info="Reuse deep features on 2 of 3 steps (~2x faster; the official default)")
+                    audio_windows = gr.Dropdown(list(AUDIO_WINDOW_LABELS.items()), value="seamless",
+                                                label="Audio windows (speech over 30 s)", elem_id="audio-windows",
+                                                info="Seamless reads long speech through overlapping 30-s windows, "
+                                                     "so the lips do not glitch every 30 s; the same up to 30 s")
                     want_score = gr.Checkbox(False, label="Lip-sync score", elem_id="score",
                                              info="SyncNet's confidence for the result and the original, as in the "
                                                   "paper (its weights, about 150 MB, download when you tick this)")
@@ -147,7 +152,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
 
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
-                  voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache]
+                  voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
+                  audio_windows]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")

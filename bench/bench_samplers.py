@@ -1,6 +1,11 @@
 """Benchmark: UNet evaluations and wall time per generated second of video, DDIM-20 (+CFG) vs LCM-4.
 
     python bench/bench_samplers.py [--seconds 2] [--device cpu] [--full]
+    python bench/bench_samplers.py --closeness
+
+``--closeness`` prints instead how close each few-step solver's latents come to DDIM-50's (mean squared
+difference of the final latents, tiny random models, 8 frames at 32 px, guidance 1.5, seeds 0-2: the case
+``tests/test_fast_samplers.py`` asserts DPM++-8 and UniPC-8 beat DDIM-8 on), the figures README quotes.
 
 Default: the tiny random models at 64 px on the chosen device (runs anywhere). ``--full`` adds the full-size
 stage-2 architecture (random weights, ``models.configs.STAGE2_UNET_CONFIG``, an sd-vae-ft-mse-shaped VAE) at
@@ -60,6 +65,33 @@ def report(title: str, results: dict[str, tuple], frames: int) -> None:
     print(f"  LCM-4 speed-up over DDIM-20+CFG: x{ddim / lcm:.1f}")
 
 
+CLOSENESS = {"DDIM-8": ("ddim", 8, False), "DPM++-8": ("dpmpp", 8, False), "UniPC-8": ("unipc", 8, False),
+             "DPM++-8 + DeepCache": ("dpmpp", 8, True), "DDIM-20": ("ddim", 20, False),
+             "DDIM-20 + DeepCache": ("ddim", 20, True)}
+
+
+def closeness(seeds: int = 3) -> None:
+    """Latent MSE to DDIM-50 per solver, on the windows of tests/test_fast_samplers.py (tiny models, CPU)."""
+    unet, vae = tiny_unet(), tiny_vae()
+    rows = {name: [] for name in CLOSENESS}
+    for seed in range(seeds):
+        gen = torch.Generator().manual_seed(100 + seed)  # as the test's _window(seed)
+        faces = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=gen)
+        audio = torch.randn(8, 50, TINY_AUDIO_DIM, generator=gen)
+
+        def run(sampler, steps, deepcache):
+            pipe = LipSyncPipeline(unet, vae, make_scheduler(sampler))
+            return pipe(faces, audio, steps, guidance_scale=1.5, seed=seed, output_type="latent", deepcache=deepcache)
+
+        ref = run("ddim", 50, False)
+        for name, args in CLOSENESS.items():
+            rows[name].append((run(*args) - ref).square().mean().item())
+    print(f"latent MSE to DDIM-50 (tiny random models, CPU, 8 frames at 32 px, guidance 1.5, "
+          f"mean of seeds 0-{seeds - 1}):")
+    for name, values in rows.items():
+        print(f"  {name:<22} {sum(values) / len(values):6.1f}   (per seed: {', '.join(f'{v:.1f}' for v in values)})")
+
+
 def full_size(resolution: int, dtype: torch.dtype, device: torch.device):
     with torch.device(device):
         unet = UNet3DConditionModel.from_config(STAGE2_UNET_CONFIG).to(dtype).eval()
@@ -76,7 +108,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="video length for the tiny models")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--full", action="store_true", help="also the full-size UNet at 256/512 px on CUDA")
+    parser.add_argument("--closeness", action="store_true", help="latent distance of each solver to DDIM-50 instead")
     args = parser.parse_args()
+    if args.closeness:
+        closeness()
+        return
 
     device = torch.device(args.device)
     frames = max(1, int(round(args.seconds * FPS)))

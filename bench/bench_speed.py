@@ -2,6 +2,7 @@
 
     python bench/bench_speed.py --device cuda [--seconds 10] [--resolutions 256 512] [--compile]
     python bench/bench_speed.py --device cpu --tiny          # tiny random models; a few minutes on 2 cores
+    python bench/bench_speed.py --flops                      # UNet FLOPs per call only (meta device, any machine)
 
 Full size: the LatentSync stage-2 UNet (1.5 = 256 px, 1.6 = 512 px; same architecture) and an sd-vae-ft-mse
 shaped VAE with random weights (timing does not need trained weights), a random whisper-tiny, on a generated
@@ -223,7 +224,14 @@ def main() -> None:
     parser.add_argument("--video", help="use this clip instead of a generated one")
     parser.add_argument("--audio", help="and this speech")
     parser.add_argument("--configs", nargs="*", help="only configurations whose name starts with these")
+    parser.add_argument("--flops", action="store_true", help="only print the UNet FLOPs per call (meta device, no GPU)")
     args = parser.parse_args()
+    if args.flops:
+        for resolution in args.resolutions:
+            full, cached = unet_flops(STAGE2_UNET_CONFIG, resolution)
+            print(f"UNet FLOPs per call (2 x 16 frames, {resolution} px): full {full / 1e12:.2f} T, "
+                  f"DeepCache-cached {cached / 1e12:.2f} T ({cached / full:.1%} of full)")
+        return
     device = torch.device(args.device)
     seconds = args.seconds or (2.0 if args.tiny else 10.0)
     width, height = map(int, (args.size or ("480x270" if args.tiny else "1920x1080")).split("x"))

@@ -52,13 +52,14 @@ EARLY_STAGES = ("voice", "loading models", "reading", "detecting faces", "encodi
 
 
 def collect_settings(steps, guidance, seed, face_index, length_mode, sampler_label, landmarks,
-                     deepcache=True) -> GenerationSettings:
+                     deepcache=True, audio_windows="seamless") -> GenerationSettings:
     """Widget values -> GenerationSettings. Values pass through as given (validation refuses bad ones with a
     message); only the UI's float-typed numbers become ints when they are whole."""
     return GenerationSettings(sampler=SAMPLER_LABELS.get(sampler_label, sampler_label),
                               num_inference_steps=_whole(steps), guidance_scale=guidance, seed=_whole(seed),
                               face_index=_whole(face_index), length_mode=length_mode or None,
-                              landmarks=landmarks or "auto", deepcache=bool(deepcache))
+                              landmarks=landmarks or "auto", deepcache=bool(deepcache),
+                              audio_windows=audio_windows or "seamless")
 
 
 def _whole(value):
@@ -198,6 +199,7 @@ class LipSyncForm:
     sources: dict | None = None  # browser preview (its content_key) -> the uploaded original
     consent: bool = False
     deepcache: bool = True
+    audio_windows: str = "seamless"
 
     @property
     def source(self) -> str | None:
@@ -341,7 +343,7 @@ class DemoHandlers:
         its settings, the preset name)."""
         preset = PRESET_BY_LABEL.get(form.preset_label, form.preset_label)
         settings = collect_settings(form.steps, form.guidance, form.seed, form.face_index, form.length_mode,
-                                    form.sampler_label, form.landmarks, form.deepcache)
+                                    form.sampler_label, form.landmarks, form.deepcache, form.audio_windows)
         voice = VoiceRequest(VOICE_LABELS.get(form.voice_label, form.voice_label), form.script or None,
                              form.language or None, form.voice_reference)
         stem = Path(form.source).stem if form.source else "video"
@@ -353,13 +355,14 @@ class DemoHandlers:
 
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
-                 sources=None, consent=False, deepcache=True, request: gr.Request = None, progress=gr.Progress()):
+                 sources=None, consent=False, deepcache=True, audio_windows="seamless", request: gr.Request = None,
+                 progress=gr.Progress()):
         # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note) updates.
         # A user mistake is the note by the consent box and leaves the results alone (no error badges); only
         # real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
-                           consent, deepcache)
+                           consent, deepcache, audio_windows)
         keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()

@@ -6,7 +6,7 @@ One manifest row per job. Columns (CSV header or JSON keys; only ``video`` is re
     video        talking-head video; relative paths are relative to the manifest's folder
     audio        speech; may be left out when ``text`` is given (the speaker says it, voice cloning)
     text         script for voice=script; language: its language code
-    preset, sampler, steps, guidance, seed, face_index, length_mode: as on the command line
+    preset, sampler, steps, guidance, seed, face_index, length_mode, audio_windows: as on the command line
 
 The models are loaded once (one LipSyncService) and the rows run one after another under a tqdm bar.
 Every attempt appends a row to DIR/results.part-<process>.csv (id, status, output, duration, wall_time,
@@ -34,11 +34,12 @@ from .media import MODEL_FPS
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
 from .request import settings_from
-from .settings import VoiceRequest
+from .settings import AUDIO_WINDOW_MODES, VoiceRequest
 from .store import DEFAULT_PRESET, PRESETS
 
 RESULT_FIELDS = ("id", "status", "output", "duration", "wall_time", "error")
-_SETTINGS = {"sampler": str, "steps": int, "guidance": float, "seed": int, "face_index": int, "length_mode": str}
+_SETTINGS = {"sampler": str, "steps": int, "guidance": float, "seed": int, "face_index": int, "length_mode": str,
+             "audio_windows": str}
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
             raise InputError(f"a setting is not a number: {exc}") from exc
         settings = settings_from(values.get("sampler", "ddim"), values.get("steps"),
                                  guidance_scale=values.get("guidance"), seed=values.get("seed"),
-                                 face_index=values.get("face_index"), length_mode=values.get("length_mode"))
+                                 face_index=values.get("face_index"), length_mode=values.get("length_mode"),
+                                 audio_windows=values.get("audio_windows"))
         voice = VoiceRequest("script", row.text, row.language) if row.text else None
         request = service.prepare(row.video, row.audio, out, row.preset or defaults.preset, settings, voice,
                                   consent=True)  # main() refused to start without consent
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--face-index", type=int, default=None)
     parser.add_argument("--length-mode", choices=LENGTH_MODES, default=None)
+    parser.add_argument("--audio-windows", choices=AUDIO_WINDOW_MODES, default=None,
+                        help="Whisper windows of speech over 30 s (default seamless; official: the official features)")
     parser.add_argument("--consent", action="store_true", help="confirm the consent of every person shown "
                         "(and of the voices' owners); also LATENTSYNC_CONSENT=1. Required")
     return parser

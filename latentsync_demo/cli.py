@@ -14,7 +14,7 @@ from .errors import InputError, LatentSyncError
 from .face.landmarks import LANDMARK_CHOICES
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
-from .settings import GenerationSettings, VoiceRequest
+from .settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
 from .provenance.consent import consent_from_env, consent_statement
 from .provenance.manifest import sidecar_path
 from .store import DEFAULT_PRESET, PRESETS
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--deepcache", action=argparse.BooleanOptionalAction, default=defaults.deepcache,
                         help="reuse deep UNet features on 2 of every 3 steps, as the official app (default: on)")
+    parser.add_argument("--audio-windows", choices=AUDIO_WINDOW_MODES, default=defaults.audio_windows,
+                        help="Whisper windows for speech over 30 s: seamless (default: overlapping windows, no "
+                        "glitch every 30 s) or official (the official features exactly); the same up to 30 s")
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     parser.add_argument("--chunk-batch", type=int, default=defaults.chunk_batch,
                         help="16-frame chunks per UNet batch (default 0: from free GPU memory; 1 on CPU)")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(
         args.sampler, args.steps, guidance_scale=args.guidance, seed=args.seed, face_index=args.face_index,
         landmarks=args.landmarks, length_mode=length_mode, deepcache=args.deepcache, chunk_batch=args.chunk_batch,
-        window_frames=args.window_frames,
+        window_frames=args.window_frames, audio_windows=args.audio_windows,
     )
     try:
         _make_output_folder(args.out)

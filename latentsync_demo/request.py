@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audio.windows import check_audio_windows
 from .errors import InputError
 from .face.landmarks import LANDMARK_CHOICES
 from .media import MediaInfo
@@ -73,14 +74,15 @@ def settings_from(sampler: str = "ddim", steps: int | None = None, **values) -> 
 
 
 def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -> str:
-    """Refuse settings no sampler can run, an unknown preset, sampler or landmark backend, steps out of the
-    sampler's range, LCM without its student; returns the resolved length mode."""
+    """Refuse settings no sampler can run, an unknown preset, sampler, landmark backend or audio windows mode,
+    steps out of the sampler's range, LCM without its student; returns the resolved length mode."""
     check_settings(settings)
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if settings.landmarks not in LANDMARK_CHOICES:
         raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
                          f"choose one of {', '.join(LANDMARK_CHOICES)}")
+    check_audio_windows(settings.audio_windows)
     spec = SAMPLERS.get(settings.sampler)
     if spec is None:
         raise InputError(f"unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}")

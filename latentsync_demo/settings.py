@@ -15,6 +15,9 @@ import numpy as np
 
 OFFICIAL_SEED = 1247  # the official app's and inference.sh's seed
 OFFICIAL_GUIDANCE = 1.5  # the official audio guidance (classifier-free guidance scale)
+# How a clip longer than 30 s is cut into Whisper windows (``audio.windows``): seamless = overlapping windows, no
+# feature jump every 30 s (the default); official = the official back-to-back windows, exactly. Same for <= 30 s.
+AUDIO_WINDOW_MODES = ("seamless", "official")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class GenerationSettings:
     deepcache: bool = True  # reuse deep UNet features on 2 of 3 steps (official app/inference.sh default)
     chunk_batch: int = 0  # 16-frame chunks per UNet/VAE batch; 0 = from free device memory (1 on a CPU)
     window_frames: int = 0  # frames per generated chunk; 0 = automatic (16, longer for hierarchical checkpoints)
+    audio_windows: str = "seamless"  # an AUDIO_WINDOW_MODES name: Whisper windows of clips over 30 s
 
 
 @dataclass(frozen=True)

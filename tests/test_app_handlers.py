@@ -74,7 +74,7 @@ def test_gpu_seconds_follows_clip_length_sampler_steps_and_preset(media):
 def test_gpu_seconds_reads_the_lipsync_handlers_own_arguments(media, tiny_service):
     """ZeroGPU calls the duration function with every argument of the handler (labels, not names)."""
     args = (str(media["video"]), str(media["four_s"]), "LatentSync 1.6 · 512 px", "DDIM (quality)", 20, 1.5, 1247,
-            0, "pingpong", "Off: use the uploaded speech", None, None, None, "auto", {}, True, True)
+            0, "pingpong", "Off: use the uploaded speech", None, None, None, "auto", {}, True, True, "seamless")
     inspect.signature(DemoHandlers(tiny_service).lipsync).bind(*args, request=None)  # the handler's arity
     assert lipsync_gpu_seconds(*args, request=None) == space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", 20)
     # The sampler's label decides the default steps and guidance (UniPC: 8, DDIM: 20).

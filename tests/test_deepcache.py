@@ -103,6 +103,20 @@ def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), k).reshape(*x.shape[:-2], x.shape[-2] // k, -1)
 
 
+# Max |diff| bounds at 3-5x what was measured (float32 CPU, 2 threads, `python bench/bench_conformance.py --only e2e`):
+#   on:  step latents (pooled 4) 1.1e-5, final latents 3.6e-5, faces (pooled 8) 3.0e-6, faces 0 and 22 5.3e-6,
+#        per-face mean |value| 6.0e-8;
+#   off: 7.8e-6, 2.8e-5, 2.2e-6, 4.7e-6 and 8.9e-8.
+# (The reference README's own float32-vs-float64 spread for such cases is up to 3.3e-5; a wrong DeepCache schedule
+# or branch moves the faces by >= 0.1.)
+E2E_BOUNDS = {
+    "on": {"step_latents_pool4": 5e-5, "final_latents": 1.5e-4, "out_pool8": 1.4e-5, "out_full": 2.5e-5,
+           "out_mean_abs": 2.9e-7},
+    "off": {"step_latents_pool4": 3.8e-5, "final_latents": 1.3e-4, "out_pool8": 1.1e-5, "out_full": 2.3e-5,
+            "out_mean_abs": 4e-7},
+}
+
+
 @pytest.mark.parametrize("mode", ["on", "off"])
 def test_reproduces_official_e2e_with_and_without_deepcache(official_case, reference_dir, mode):
     pipeline, faces, inputs = official_case
@@ -121,8 +135,10 @@ def test_reproduces_official_e2e_with_and_without_deepcache(official_case, refer
     assert torch.tensor(full_steps).reshape(2, 5).tolist() == expected["unet_full_step"].tolist()
     recorded = pipeline.scheduler.recorded  # chunk 0 steps 0..4, then chunk 1 steps 0..4
     steps = torch.stack([torch.cat([recorded[j], recorded[5 + j]], dim=2)[0] for j in range(5)])  # (5, 4, 23, 32, 32)
-    torch.testing.assert_close(_pool(steps, 4), expected["step_latents_pool4"], rtol=0, atol=1e-3)
-    torch.testing.assert_close(steps[-1][None], expected["final_latents"], rtol=0, atol=1e-3)
-    torch.testing.assert_close(_pool(out, 8), expected["out_pool8"], rtol=0, atol=1e-3)
-    torch.testing.assert_close(out[expected["out_full_index"]], expected["out_full"], rtol=0, atol=1e-3)
-    torch.testing.assert_close(out.abs().mean(dim=(1, 2, 3)), expected["out_mean_abs"], rtol=0, atol=1e-4)
+    bound = E2E_BOUNDS[mode]
+    torch.testing.assert_close(_pool(steps, 4), expected["step_latents_pool4"], rtol=0, atol=bound["step_latents_pool4"])
+    torch.testing.assert_close(steps[-1][None], expected["final_latents"], rtol=0, atol=bound["final_latents"])
+    torch.testing.assert_close(_pool(out, 8), expected["out_pool8"], rtol=0, atol=bound["out_pool8"])
+    torch.testing.assert_close(out[expected["out_full_index"]], expected["out_full"], rtol=0, atol=bound["out_full"])
+    torch.testing.assert_close(out.abs().mean(dim=(1, 2, 3)), expected["out_mean_abs"], rtol=0,
+                               atol=bound["out_mean_abs"])

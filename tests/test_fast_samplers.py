@@ -85,6 +85,22 @@ def test_service_runs_fast_solvers_on_the_official_weights_without_a_student(tmp
     folder = write_tiny_checkpoints(tmp_path / "ckpt")
     shutil.rmtree(folder / "lcm")  # only the downloadable weights
     service = LipSyncService(checkpoints=folder, device="cpu")
-    for name in FAST:
-        pipe = service.pipeline("latentsync-1.5", name)
-        assert pipe.unet is service.models().unet and pipe.sampler == name
+    models = service.models()
+    r = models.resolution
+    gen = torch.Generator().manual_seed(5)
+    faces = torch.randint(0, 256, (4, 3, r, r), dtype=torch.uint8, generator=gen)
+    audio = torch.randn(4, 50, models.unet.config.cross_attention_dim, generator=gen)
+    calls = []
+    hook = models.unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        ddim = service.pipeline("latentsync-1.5", "ddim")(faces, audio, 4, seed=3)
+        for name in FAST:
+            pipe = service.pipeline("latentsync-1.5", name)
+            assert pipe.unet is models.unet and pipe.sampler == name
+            calls.clear()
+            out = pipe(faces, audio, 4, seed=3)  # generates with the official UNet: no student anywhere
+            assert len(calls) == 4  # one guided UNet batch per step
+            assert out.shape == (4, 3, r, r) and torch.isfinite(out).all()
+            assert (out - ddim).abs().max() > 1e-3  # its own solver ran, not DDIM's
+    finally:
+        hook.remove()

@@ -187,6 +187,7 @@ def test_training_cache_pairs_wav2vec_with_whisper_as_inference_does(sets, media
     clip = load_file(str(files[0]))
     with safe_open(str(files[0]), "pt") as f:
         first = int(f.metadata()["first_frame"])
+        assert f.metadata()["audio_windows"] == "seamless"  # the default, as at inference
     n = len(clip["faces"])
     assert clip["wav2vec"].shape == (n, 10, TINY_WAV2VEC_DIM)
     inference = encoder.frame_chunks(encoder.encode(load_audio(media["clip"])), frame_indices=range(first, first + n))

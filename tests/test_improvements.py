@@ -228,12 +228,13 @@ def test_all_improvements_train_resume_exactly_and_save_apart(setup):
     logs = [[{k: v for k, v in json.loads(line).items() if k != "sec_per_step"}
              for line in (root / r / "log.jsonl").read_text().splitlines()] for r in ("all", "allr")]
     assert logs[1] == logs[0][2:] and logs[0][-1]["adv"] != 0 and logs[0][-1]["disc"] > 0
-    for name in ("latentsync_unet.pt", "audio_fusion/diffusion_pytorch_model.safetensors",
-                 "discriminator/diffusion_pytorch_model.safetensors"):
-        a, b = straight / name, resumed / name
-        assert a.read_bytes() == b.read_bytes() if name.endswith("safetensors") else True
-    sa, sb = (torch.load(f / "latentsync_unet.pt", weights_only=True)["state_dict"] for f in (straight, resumed))
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    for name in ("audio_fusion/diffusion_pytorch_model.safetensors", "discriminator/diffusion_pytorch_model.safetensors"):
+        assert (straight / name).read_bytes() == (resumed / name).read_bytes(), name
+    # The UNet file is a torch pickle (its bytes need not repeat): compare what it holds.
+    ua, ub = (torch.load(f / "latentsync_unet.pt", weights_only=True) for f in (straight, resumed))
+    assert ua["global_step"] == ub["global_step"] == 4
+    sa, sb = ua["state_dict"], ub["state_dict"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not any("discriminator" in k for k in sa)  # never part of the UNet
     unet, fusion = load_improved_unet(straight / "latentsync_unet.pt", setup["ckpt"].unet_config,
                                       Improvements.load(straight))

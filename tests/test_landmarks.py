@@ -54,14 +54,25 @@ def test_no_face_gives_empty_list(detector):
     assert detector.detect(np.full((240, 320, 3), 90, np.uint8)) == []
 
 
+# Largest anchor error per fixture frame, in brow distances (|brow-left - brow-right| of the fixture, 85-90 px).
+# Measured with `python bench/bench_landmarks.py` (its fixture table): 0.150, 0.187, 0.259, 0.318, 0.480; the
+# bounds are 1.25x that. The fixture's anchors are hand-placed: one base point set plus +-3 px of jitter for all 5
+# frames (reference README section 4), which sits on the face in frames 0-1; over frames 2-4 the head turns
+# and closes its eyes while the hand-placed points stay put, so mediapipe (which follows the head) drifts
+# 23-41 px away from them. Those three bounds guard against a regression, they do not measure accuracy.
+FIXTURE_BOUNDS = (0.19, 0.23, 0.32, 0.40, 0.60)
+
+
 def test_mediapipe_anchors_close_to_reference_anchors(reference_dir, detector):
-    """The fixture's hand-placed anchors stand for insightface's; ours must land near them."""
+    """The fixture's hand-placed anchors stand for insightface's; ours must land near them, in every frame."""
     fixture = np.load(reference_dir / "affine_fixture.npz")
-    for frame, expected in zip(fixture["frames"][:2], fixture["landmarks"][:2]):
+    assert len(fixture["frames"]) == len(FIXTURE_BOUNDS)
+    for i, (frame, expected) in enumerate(zip(fixture["frames"], fixture["landmarks"])):
         faces = detector.detect(frame)
-        assert faces, "face not found in the fixture frame"
-        error = np.linalg.norm(select_face(faces).anchors - expected, axis=1)
-        assert error.max() < 20, error  # brow-to-brow distance here is ~90 px
+        assert faces, f"face not found in fixture frame {i}"
+        brow = np.linalg.norm(expected[1] - expected[0])
+        error = np.linalg.norm(select_face(faces).anchors - expected, axis=1) / brow
+        assert error.max() < FIXTURE_BOUNDS[i], f"frame {i}: errors {error.round(3)} brow distances"
 
 
 def test_unknown_and_unavailable_backends():

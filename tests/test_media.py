@@ -336,17 +336,18 @@ def test_truncated_mp4(clip, media_dir):
         read_frames(cut)
 
 
-def test_truncated_faststart_mp4_decodes_what_is_there_or_fails_clearly(clip, media_dir):
+def test_truncated_faststart_mp4_is_refused_not_shortened(clip, media_dir):
+    """With the index up front the cut file still probes as 2 s; ffmpeg decodes the first ~23 frames and exits 0.
+    Passing those on would turn a broken upload into a silently shorter video, so decoding refuses it."""
     fast = media_dir / "fast.mp4"
     _ffmpeg("-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(fast))
     cut = media_dir / "fast_cut.mp4"
     cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
-    try:
-        frames = read_frames(cut)
-    except InputError as e:
-        assert "could not decode" in str(e)
-    else:
-        assert 0 < len(frames) <= 50
+    assert probe(cut).duration == pytest.approx(2.0, abs=0.1)  # the index still promises the whole clip
+    with pytest.raises(InputError, match=r"is truncated: its data ends after \d+ frames") as e:
+        read_frames(cut)
+    assert "cut off" in e.value.web and "/" not in e.value.web
+    assert len(read_frames(fast)) == 50  # the whole file decodes in full
 
 
 def test_audio_file_passed_as_video(media_dir):

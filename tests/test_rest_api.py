@@ -14,6 +14,7 @@ from test_app import SERVER_LOGS, _browser_or_skip, _launch, _start_app
 from test_webhooks import Receiver
 
 from latentsync_demo.media import count_frames, probe
+from latentsync_demo.provenance.manifest import read_metadata
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
@@ -134,10 +135,12 @@ def test_cancel_queued_and_running_jobs(api, media):
 
 def test_sync_answers_with_the_video(api, media, tmp_path):
     response = api.post("/api/v1/sync", files=_files(media["video"], media["speech"]),
-                        data={"steps": "1", "length_mode": "cut", "window_frames": "16", "consent": "true"})
+                        data={"steps": "1", "length_mode": "cut", "window_frames": "16", "audio_windows": "official",
+                              "consent": "true"})
     assert response.status_code == 200, response.text
     (tmp_path / "sync.mp4").write_bytes(response.content)
     assert count_frames(tmp_path / "sync.mp4") == 15
+    assert json.loads(read_metadata(tmp_path / "sync.mp4")["settings"])["audio_windows"] == "official"
 
 
 def test_bad_input_gets_json_errors_naming_the_problem(api, media):
@@ -152,6 +155,8 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     _error(_submit(api, media["video"], media["speech"], sampler="lcm", steps="30"), 400,
            "The LCM sampler takes 1 to 8 steps")
     _error(_submit(api, media["video"], media["speech"], window_frames="999"), 400, "999")
+    _error(_submit(api, media["video"], media["speech"], audio_windows="centred"), 400, "audio windows 'centred'",
+           "seamless, official")
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
     _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "No speech given")
     _error(_submit(api, media["video"], media["speech"], consent="false"), 400, "consent of the person shown")

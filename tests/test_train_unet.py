@@ -5,6 +5,7 @@ Figures are printed (``pytest -s tests/test_train_unet.py``): loss before/after 
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,6 +147,8 @@ def test_stage1_lowers_the_simple_loss_and_saves_the_official_format(setup):
     assert after < 0.9 * before
     assert all(torch.equal(p, q) for p, q in zip(trained.state_dict().values(), saved["state_dict"].values()))
     assert (final / "sd-vae-ft-mse").is_symlink()  # the folder works as --checkpoints
+    # The set records the Whisper windows of its training data (a cache written without the record: official).
+    assert json.loads((final / "training_data.json").read_text()) == {"audio_windows": "official"}
 
 
 def test_stage2_trains_only_the_official_modules_and_resumes_exactly(setup):
@@ -200,3 +203,27 @@ def test_cli_arguments_map_onto_the_config():
     assert (d.losses.simple_weight, d.losses.sync_weight, d.losses.lpips_weight, d.losses.trepa_weight) == (
         1.0, 0.05, 0.1, 10.0)
     assert d.losses.use_mixed_noise and d.losses.mixed_noise_alpha == 1.0 and d.num_frames == 16
+
+
+def test_stage2_lpips_offline_says_what_to_do(monkeypatch):
+    """The default stage-2 LPIPS: the pinned lpips package supplies its layer weights (no download); torchvision's
+    VGG16 weights come from the torch hub cache, and offline without them the trainer says what to do instead
+    of a traceback. The download is stubbed to fail, so the test never touches the network."""
+    import urllib.error
+
+    import lpips
+    import torchvision.models._api as tv_weights
+
+    from latentsync_demo.training.unet_losses import LPIPS
+
+    weights = Path(lpips.__file__).parent / "weights" / "v0.1" / "vgg.pth"  # what LPIPS.vgg() reads
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    assert [tuple(state[f"lin{k}.model.1.weight"].shape[:2]) for k in range(5)] == [
+        (1, 64), (1, 128), (1, 256), (1, 512), (1, 512)]
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(f"no network for {url}")
+
+    monkeypatch.setattr(tv_weights, "load_state_dict_from_url", offline)
+    with pytest.raises(CheckpointError, match=r"VGG16 ImageNet weights for LPIPS .* --lpips-weight 0"):
+        LPIPS.vgg()

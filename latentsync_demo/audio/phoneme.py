@@ -3,7 +3,7 @@
 It has the interface the job engine uses of ``WhisperAudioEncoder`` (``encode`` the whole driving audio once,
 then ``frame_chunks`` for the frames of each chunk), so ``pipeline.job`` runs it unchanged:
 
-    features = encoder.encode(waveform)            # PhonemeFeatures: whisper (L, layers, d), wav2vec (L, d_w)
+    features = encoder.encode(waveform, windows="seamless")  # PhonemeFeatures: whisper (L, layers, d), wav2vec (L, d_w)
     tokens = encoder.frame_chunks(features, fps=25, frame_indices=range(16))   # (16, 50, fused_dim)
 
 The Wav2Vec2 rows are cut/padded to the Whisper row count L (both 50 Hz), so frame i reads both encoders at the
@@ -48,9 +48,12 @@ class PhonemeAwareAudioEncoder(nn.Module):
         """Width of the tokens the UNet hears (its cross_attention_dim)."""
         return self.fusion.config.fused_dim
 
-    def encode(self, waveform: np.ndarray | torch.Tensor) -> PhonemeFeatures:
-        """(N,) 16 kHz mono in [-1, 1] -> both encoders' 50 Hz features, time-aligned row for row."""
-        whisper = self.whisper.encode(waveform)
+    def encode(self, waveform: np.ndarray | torch.Tensor, *, windows: str = "official") -> PhonemeFeatures:
+        """(N,) 16 kHz mono in [-1, 1] -> both encoders' 50 Hz features, time-aligned row for row.
+
+        ``windows`` is the Whisper windows mode (``audio.windows``); it changes which window a Whisper row is
+        read from, never the row count, so the Wav2Vec2 rows (one pass over the whole clip) pair up the same."""
+        whisper = self.whisper.encode(waveform, windows=windows)
         return PhonemeFeatures(whisper, self.wav2vec.encode(waveform, num_features=len(whisper)))
 
     @torch.no_grad()

@@ -6,6 +6,13 @@ n_layer + 1 hidden states (conv stem + positions, then every block's output; `ln
 floor(frames / 2) positions. That gives `features` (L, n_layer + 1, d) at 50 rows per second, from which each
 video frame takes a chunk of 10 neighbouring rows.
 
+That back-to-back cutting makes the features jump every 30 s; ``encode(..., windows="seamless")`` reads clips over
+30 s from overlapping windows instead, ``windows="official"`` reproduces the official features exactly
+(``audio.windows`` explains both; clips of 30 s or less are the same, bit for bit, in both). The encoder itself
+defaults to "official", since it is the official component and code written against it before the modes existed
+expects its features; every job chooses explicitly from ``GenerationSettings.audio_windows``, which defaults to
+"seamless".
+
 Shapes: whisper tiny -> features (L, 5, 384), chunks (n_frames, 50, 384); small -> (L, 13, 768), (n_frames, 130, 768).
 """
 
@@ -25,6 +32,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from ..errors import CheckpointError, InputError
 from .cache import FeatureCache
 from .mel import HOP_LENGTH, SAMPLE_RATE, log_mel_spectrogram
+from .windows import check_audio_windows, plan_windows
 
 FEATURES_PER_SECOND = 50  # one encoder position per 2 mel frames (conv2 has stride 2)
 MIN_SAMPLES = 2 * HOP_LENGTH  # shortest audio giving one feature row (20 ms)
@@ -64,7 +72,8 @@ class WhisperAudioEncoder(nn.Module):
     `encode()` always returns float32 CPU features, whatever device/dtype the encoder runs in (`.to("cuda",
     torch.float16)` is fine; fp16 then differs from the float32 reference by fp16 rounding, like the official GPU
     run). Results are cached in `self.cache` (a `FeatureCache`, in-memory by default; pass one with a `directory`
-    to persist, or set `self.cache = None` to disable), keyed by the audio samples, the weights and the dtype.
+    to persist, or set `self.cache = None` to disable), keyed by the audio samples, the weights, the dtype and
+    the windows mode.
     """
 
     def __init__(self, encoder: WhisperEncoder, *, fingerprint: str | None = None,
@@ -76,7 +85,7 @@ class WhisperAudioEncoder(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False)
         self._fingerprint = fingerprint
         self.cache = cache if cache is not None else FeatureCache()
-        self.batch_size = batch_size  # 30-s windows per forward; bounds memory for long clips
+        self.batch_size = batch_size  # 30-s windows per forward (either mode); bounds memory for long clips
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -191,37 +200,54 @@ class WhisperAudioEncoder(nn.Module):
         out = self.encoder(mel_windows.to(self.device, self.dtype), output_hidden_states=True)
         return torch.stack(out.hidden_states, dim=2)  # [h0 = stem + positions, block 1 .. block n]
 
-    def encode(self, waveform: np.ndarray | torch.Tensor, *, use_cache: bool = True) -> torch.Tensor:
+    def encode(self, waveform: np.ndarray | torch.Tensor, *, windows: str = "official",
+               use_cache: bool = True) -> torch.Tensor:
         """(N,) float mono 16 kHz waveform in [-1, 1] -> features (L, num_layers + 1, d) float32 CPU.
 
-        L = sum over 30-s windows of floor(mel frames in window / 2), i.e. floor(N / 320) for N < 30 s.
+        L = floor(N / 320) rows (50 per second) in either ``windows`` mode: "official" (default here:
+        back-to-back 30-s windows, the official features) or "seamless" (overlapping windows past 30 s; the
+        default of a job's settings); see ``audio.windows``.
         """
+        check_audio_windows(windows)
         audio = _as_waveform(waveform)
         key = None
         if use_cache and self.cache is not None:
-            key = FeatureCache.key(audio, f"{self.fingerprint}|{self.dtype}")
+            key = FeatureCache.key(audio, self.cache_fingerprint(windows))
             if (hit := self.cache.get(key)) is not None:
                 return hit
-        features = self._compute(audio)
+        features = self._compute(audio, windows)
         if key is not None:
             self.cache.put(key, features)
         return features
 
-    def _compute(self, audio: np.ndarray) -> torch.Tensor:
+    def cache_fingerprint(self, windows: str) -> str:
+        """What besides the samples decides the features: weights, dtype and windows mode. The official key
+        is the one used before the modes existed, so features cached then stay valid."""
+        official = f"{self.fingerprint}|{self.dtype}"
+        return official if windows == "official" else f"{official}|windows={windows}"
+
+    def _compute(self, audio: np.ndarray, windows: str) -> torch.Tensor:
         mel = log_mel_spectrogram(torch.from_numpy(audio), self.n_mels)  # whole clip: global max normalisation
         n_frames, win = mel.shape[1], self.window_frames
-        starts = range(0, n_frames, win)
-        # Windows shorter than 30 s are padded with 0.0 in the normalised log-mel domain (not silent audio).
-        windows = mel.new_zeros(len(starts), self.n_mels, win)
-        for w, s in enumerate(starts):
-            windows[w, :, : min(win, n_frames - s)] = mel[:, s: s + win]
-        kept = [min(win, n_frames - s) // 2 for s in starts]
-        parts = []
+        plan = plan_windows(n_frames, win, windows)
+        # Windows running past the clip are padded with 0.0 in the normalised log-mel domain (not silent audio).
+        batch = mel.new_zeros(len(plan), self.n_mels, win)
+        for w, part in enumerate(plan):
+            batch[w, :, : min(win, n_frames - part.start)] = mel[:, part.start: part.start + win]
+        # Made outside inference mode, so the result is an ordinary tensor (filled in place below).
+        features = torch.zeros(plan[-1].end_row, self.num_layers + 1, self.feature_dim)
         with torch.inference_mode():
-            for b in range(0, len(starts), self.batch_size):
-                states = self(windows[b: b + self.batch_size])
-                parts += [states[j, : kept[b + j]].to("cpu", torch.float32) for j in range(states.shape[0])]
-        return torch.cat(parts)  # outside inference mode, so the result is an ordinary tensor
+            for b in range(0, len(plan), self.batch_size):
+                states = self(batch[b: b + self.batch_size])
+                for j, part in enumerate(plan[b: b + self.batch_size]):
+                    offset = part.start // 2  # clip row -> position in its window
+                    rows = states[j, part.first_row - offset: part.end_row - offset].to("cpu", torch.float32)
+                    if part.fade_in or part.fade_out:  # crossfades: weights sum to 1 with the neighbour's
+                        weights = torch.from_numpy(part.weights()).float()[:, None, None]
+                        features[part.first_row: part.end_row] += rows * weights
+                    else:  # every row its own, unscaled: the official features exactly
+                        features[part.first_row: part.end_row] = rows
+        return features
 
     # -------------------------------------------------------------------------------------------------- chunks
     @staticmethod

@@ -182,18 +182,26 @@ def _gaussian_blur(x: torch.Tensor, w_edge: int) -> torch.Tensor:
     t = torch.arange(b, dtype=x.dtype, device=x.device) - w_edge
     g = torch.exp(-t.pow(2.0) / (2 * torch.tensor(sigma, dtype=x.dtype, device=x.device).pow(2.0)))
     g = g / g.sum()
-    x = _native_conv(F.pad(x, (w_edge, w_edge, 0, 0), mode="reflect"), g.view(1, 1, 1, b))
-    return _native_conv(F.pad(x, (0, 0, w_edge, w_edge), mode="reflect"), g.view(1, 1, b, 1))
+    x = _correlate_fma(F.pad(x, (w_edge, w_edge, 0, 0), mode="reflect"), g, dim=-1)
+    return _correlate_fma(F.pad(x, (0, 0, w_edge, w_edge), mode="reflect"), g, dim=-2)
 
 
-def _native_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """A valid 2-D convolution. On the CPU it takes PyTorch's native kernel directly: every frame has its own
-    crop size and oneDNN would cache a new conv primitive (and its memory) for each shape, growing the process by
-    ~2 MB per frame. Calling the kernel (what conv2d runs with oneDNN off, bit for bit) instead of toggling the
-    process-wide oneDNN flag keeps restores on several threads, and the UNet beside them, deterministic."""
-    if x.device.type != "cpu":
-        return F.conv2d(x, kernel)
-    return torch.ops.aten._slow_conv2d_forward(x, kernel, list(kernel.shape[-2:]), None, [1, 1], [0, 0])
+def _correlate_fma(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
+    """Valid 1-D correlation of x with `taps` along `dim`, accumulated tap by tap in order with a fused
+    multiply-add (out = fma(x_j, taps[j], out)).
+
+    That is the order and rounding of the oneDNN convolution kornia's conv2d ran in the official CPU run: the
+    soft mask is then bit-identical to it, and so is the paste-back (`tests/test_face_alignment.py`; a BLAS
+    im2col convolution rounds the mask's 1.0 to 0.99999994 here and there, which the uint8 truncation turns
+    into a -1 on ~0.1 % of pixels). Element-wise ops also keep the values independent of the window's size
+    and position (the crop shortcut stays exact) and of the thread count, and create no per-shape oneDNN
+    primitives (which grew the process by ~2 MB per frame, each face window having its own size).
+    """
+    n = x.shape[dim] - taps.numel() + 1
+    out = x.narrow(dim, 0, n) * taps[0]
+    for j in range(1, taps.numel()):
+        out = torch.addcmul(out, x.narrow(dim, j, n), taps[j])
+    return out
 
 
 def _blend_window(center: torch.Tensor, w_edge: int) -> tuple[int, int, int, int] | None:

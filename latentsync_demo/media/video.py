@@ -73,11 +73,18 @@ def _decode(args: list[str], width: int, height: int, name: str, channels: int =
                     break
                 yield frame
                 count += 1
+            err.seek(0)
+            log = err.read()
+            done = f"after {count} frames" if count else "before the first frame"
+            if b"partial file" in log:  # the demuxer ran out of data the index promised: a cut-off upload or copy
+                # ffmpeg still exits 0 here; the frames so far would pass for a shorter video, so refuse instead.
+                raise InputError(f"the video {name} is truncated: its data ends {done}, before the end its index "
+                                 "lists. Copy or export it again and try again.",
+                                 web=f"{os.path.basename(name)} is incomplete (the file is cut off {done}). "
+                                     "Upload the whole file again.")
             if proc.wait() != 0 or got or not count:
-                err.seek(0)
-                done = f"after {count} frames" if count else "before the first frame"
                 raise InputError(f"could not decode the video {name} ({done}; corrupt or unsupported?): "
-                                 f"{stderr_tail(err.read())}. Re-export it as MP4 (H.264) and try again.",
+                                 f"{stderr_tail(log)}. Re-export it as MP4 (H.264) and try again.",
                                  web=f"{os.path.basename(name)} could not be read to the end ({done}): it may be "
                                      "damaged or in an unusual format. Export it again as MP4 and upload it again.")
         finally:

@@ -138,7 +138,8 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
     length = StreamingPlan(analysis, num_out, plan.length_mode)
     yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
     encoder = pipeline.audio_encoder
-    features = encoder.encode(length.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)))
+    features = encoder.encode(length.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)),
+                              windows=settings.audio_windows)
 
     def audio_chunks(frames: range) -> torch.Tensor:
         return encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)

@@ -37,7 +37,7 @@ from ..pipeline.samplers import SAMPLERS
 from ..provenance.consent import require_consent
 from ..request import PreparedRequest, settings_from
 from ..service import LipSyncService
-from ..settings import GenerationSettings, VoiceRequest
+from ..settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
 from ..store import DEFAULT_PRESET, PRESETS
 from ..webhooks import CallbackPolicy
 from .docs import add_offline_docs
@@ -154,6 +154,9 @@ class RestAPI:
         length_mode: str = Form(DEFAULT_LENGTH_MODE, description=" | ".join(LENGTH_MODES)),
         window_frames: int = Form(0, description="frames per generated window; 0 = automatic (16, or longer for "
                                   "checkpoints trained with hierarchical attention where memory allows)"),
+        audio_windows: str = Form(_DEFAULTS.audio_windows, description=" | ".join(AUDIO_WINDOW_MODES) + ": "
+                                  "Whisper windows of speech over 30 s (seamless: overlapping, no glitch every 30 s; "
+                                  "official: the official features)"),
         voice: str = Form("off", description="off | revoice | script (XTTS v2, non-commercial CPML)"),
         text: str | None = Form(None, description="what the speaker says (voice=script)"),
         language: str | None = Form(None),
@@ -169,7 +172,7 @@ class RestAPI:
             raise RequestError(400, "/sync answers with the video itself and takes no callback_url; queue the job "
                                     f"with POST {PREFIX}/jobs to be called back")
         settings = settings_from(sampler, steps, guidance_scale=guidance, seed=seed, face_index=face_index,
-                                 length_mode=length_mode, window_frames=window_frames)
+                                 length_mode=length_mode, window_frames=window_frames, audio_windows=audio_windows)
         if preset in PRESETS and self.service.missing_files(preset):
             raise RequestError(503, f"the model weights for {preset} are not installed on this server; its admin "
                                     f"can run: python -m latentsync_demo.download --preset {preset}")

@@ -11,7 +11,8 @@ run of consecutive frames that all have a face (and audio) becomes one cache fil
     mel    float32 (80, M)         StableSyncNet mel (``audio.syncnet_mel``) from column ``mel_start`` of the video
     wav2vec float32 (N, 10, d_w)   with --wav2vec: Wav2Vec2 chunks (phoneme-aware audio), aligned to the whisper
                                    rows exactly as at inference (``audio.phoneme``)
-    metadata: source, first_frame, fps, resolution, mel_start
+    metadata: source, first_frame, fps, resolution, mel_start, audio_windows (the Whisper windows mode the
+              audio chunks were computed with, ``audio.windows``; caches written before it: official)
 
 Training reads random windows: ``WindowDataset[i]`` is a deterministic function of (seed, i), so a run that
 resumes at a step simply continues with the next indices.
@@ -36,6 +37,7 @@ from ..face import FaceAligner
 from ..face.landmarks import make_detector
 from ..face.track import track_faces
 from ..media import MODEL_FPS, SAMPLE_RATE, iter_frames, load_audio
+from ..settings import AUDIO_WINDOW_MODES
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
@@ -71,14 +73,22 @@ def clip_info(path: str | Path) -> tuple[int, int]:
         return f.get_slice("faces").get_shape()[0], int(f.metadata()["resolution"])
 
 
+def clip_audio_windows(path: str | Path) -> str:
+    """The Whisper windows mode of a cache clip's audio chunks; "official" for clips cached before the modes
+    existed (the official windows were the only ones then)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata().get("audio_windows", "official")
+
+
 def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
                      landmarks: str = "mediapipe", min_frames: int = 16, face_index: int = 0,
-                     wav2vec=None) -> list[Path]:
+                     wav2vec=None, audio_windows: str = "seamless") -> list[Path]:
     """Cache every run of >= ``min_frames`` consecutive face frames of ``video``; returns the files written.
-    ``wav2vec``: an ``audio.wav2vec.Wav2Vec2AudioEncoder`` whose chunks are cached too (phoneme-aware audio)."""
+    ``wav2vec``: an ``audio.wav2vec.Wav2Vec2AudioEncoder`` whose chunks are cached too (phoneme-aware audio).
+    ``audio_windows``: the Whisper windows mode (as at inference), recorded in every clip."""
     video, cache_dir = Path(video), Path(cache_dir)
     waveform = load_audio(video)
-    features = audio_encoder.encode(waveform)
+    features = audio_encoder.encode(waveform, windows=audio_windows)
     w2v = None if wav2vec is None else wav2vec.encode(waveform, num_features=len(features))[:, None]  # (L, 1, d_w)
     mel = torch.from_numpy(syncnet_mel(waveform))  # (80, M) for the SyncNet loss
     num_frames = int(round(len(waveform) / SAMPLE_RATE * MODEL_FPS))  # frames the audio covers (as the video job)
@@ -95,7 +105,7 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
         path = cache_dir / f"{video.stem}_{len(written):03d}.safetensors"
         m0, m1 = mel_start(indices[0]), mel_start(indices[-1]) + mel_window_length(min_frames)
         written.append(write_clip(path, faces, chunks, mel[:, m0:m1], source=video.name, first_frame=indices[0],
-                                  mel_start=m0, **extra))
+                                  mel_start=m0, audio_windows=audio_windows, **extra))
 
     detector = make_detector(landmarks)  # one per clip: mediapipe tracks faces across consecutive frames
     try:
@@ -117,7 +127,8 @@ def preprocess_video(video: str | Path, cache_dir: str | Path, audio_encoder, re
 
 
 def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, resolution: int,
-                      landmarks: str = "mediapipe", min_frames: int = 16, wav2vec=None) -> list[Path]:
+                      landmarks: str = "mediapipe", min_frames: int = 16, wav2vec=None,
+                      audio_windows: str = "seamless") -> list[Path]:
     """Preprocess every video in ``videos`` (recursively); unusable videos are reported and skipped."""
     paths = sorted(p for p in Path(videos).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not paths:
@@ -126,7 +137,7 @@ def preprocess_folder(videos: str | Path, cache_dir: str | Path, audio_encoder, 
     for k, path in enumerate(paths):
         try:
             files = preprocess_video(path, cache_dir, audio_encoder, resolution, landmarks, min_frames,
-                                     wav2vec=wav2vec)
+                                     wav2vec=wav2vec, audio_windows=audio_windows)
         except InputError as exc:
             print(f"[{k + 1}/{len(paths)}] skipped {path.name}: {exc}", flush=True)
             continue
@@ -156,6 +167,11 @@ class WindowDataset(Dataset):
         if not self.files:
             raise InputError(f"no cache clip of at least {num_frames} frames in {cache_dir}: run "
                              "python -m latentsync_demo.training.data VIDEOS_DIR CACHE_DIR first")
+        modes = {clip_audio_windows(path) for path in self.files}
+        if len(modes) > 1:  # one model is trained on one kind of features
+            raise InputError(f"the cache {cache_dir} mixes audio windows modes {sorted(modes)}: re-cache it with "
+                             "one --audio-windows")
+        self.audio_windows = modes.pop()  # the trainer records it with the trained set (train_unet.save_final)
         self.resolution = resolutions.pop()
         # Caches made before the SyncNet loss have no mel.
         self.has_mel = all(_has_tensor(path, "mel") for path in self.files)
@@ -213,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landmarks", default="mediapipe", choices=("mediapipe", "face-alignment"))
     parser.add_argument("--min-frames", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--audio-windows", choices=AUDIO_WINDOW_MODES, default="seamless",
+                        help="Whisper windows of videos over 30 s, as at inference (default seamless; official: "
+                        "the official features)")
     parser.add_argument("--wav2vec", help="also cache Wav2Vec2 chunks (phoneme-aware audio) from this transformers "
                         "model or folder, e.g. facebook/wav2vec2-base-960h")
     args = parser.parse_args(argv)
@@ -225,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
             wav2vec = Wav2Vec2AudioEncoder.from_pretrained(args.wav2vec, args.device)
         written = preprocess_folder(args.videos, args.cache, encoder, args.resolution or ckpt.resolution,
-                                    args.landmarks, args.min_frames, wav2vec=wav2vec)
+                                    args.landmarks, args.min_frames, wav2vec=wav2vec,
+                                    audio_windows=args.audio_windows)
     except LatentSyncError as exc:
         print(f"error: {exc}")
         return 2

@@ -18,7 +18,8 @@ Outputs in ``--output``:
                         improvements.json (+ the clip length, the Wav2Vec2 model) + audio_fusion/ (+ wav2vec2/
                         linked when --wav2vec is a folder) when improvements are on: the app/CLI/service load and
                         run it like an official set; discriminator/ (adversarial, not needed at inference); lora/
-                        (the adapter alone, LoRA runs)
+                        (the adapter alone, LoRA runs); training_data.json: the cache's Whisper windows mode
+                        ({"audio_windows": "seamless" | "official"}; run inference with the same --audio-windows)
     log.jsonl, tensorboard/, validation/step-<n>.mp4 (faces | DDIM result, every --validation-every steps)
 
 ``--resume latest`` (or a checkpoint folder) continues at the saved step with the same weights, optimizer, RNG and
@@ -50,6 +51,7 @@ from ..models import UNet3DConditionModel, load_unet, save_unet_checkpoint
 from ..models.improvements import FUSION_DIR, Improvements, apply_improvements, wav2vec_folder
 from ..models.lcm import add_lora, save_lora
 from ..models.stable_syncnet import load_stable_syncnet
+from ..settings import AUDIO_WINDOW_MODES
 from ..store import DEFAULT_PRESET, UNET_FILE, VAE_DIR, WHISPER_FILE, resolve, write_unet_config
 from .adversarial import MultiScalePatchGAN
 from .data import WindowDataset, preprocess_folder
@@ -59,6 +61,7 @@ from .unet_objective import UNetLossConfig, UNetObjective
 from .videomae_convert import OFFICIAL_TREPA_FILE
 
 MARKER = "unet_training.json"  # written into every checkpoint-<step>/ of this script
+TRAINING_DATA_FILE = "training_data.json"  # in final/: what the training data was made with
 OFFICIAL_STAGE2_MODULES = ("motion_modules.", "attentions.")  # the official stage2.yaml trainable_modules
 
 
@@ -92,6 +95,7 @@ class TrainConfig:
     syncnet_size: int = 256
     trepa: Path | None = None  # a transformers VideoMAE folder, or the official VideoMAE-v2 .pth (videomae_convert)
     wav2vec: str | None = None  # phoneme audio: the Wav2Vec2 (hub id or folder) the cache's wav2vec chunks came from
+    audio_windows: str = "seamless"  # --finetune: the Whisper windows mode its videos are cached with
     lpips: bool = True  # stage 2: LPIPS-VGG (needs the lpips package and torchvision's VGG16 weights)
     num_frames: int = 16  # 32-64 with hierarchical temporal attention
     batch_size: int = 1
@@ -178,7 +182,8 @@ def prepare_cache(cfg: TrainConfig, ckpt) -> Path:
     if cfg.improvements.phoneme_audio:  # the model inference will load (improvements.json names it)
         wav2vec = Wav2Vec2AudioEncoder.from_pretrained(cfg.wav2vec or Improvements.wav2vec_model)
     encoder = WhisperAudioEncoder.from_openai_checkpoint(ckpt.whisper)
-    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames, wav2vec=wav2vec)
+    preprocess_folder(cfg.finetune, cache, encoder, ckpt.resolution, min_frames=cfg.num_frames, wav2vec=wav2vec,
+                      audio_windows=cfg.audio_windows)
     return cache
 
 
@@ -279,7 +284,8 @@ def train(cfg: TrainConfig, critics: Critics | None = None) -> Path:
     if accelerator.is_main_process:
         save_final(final, accelerator.unwrap_model(unet), base_config, ckpt, state.step, cfg,
                    accelerator.unwrap_model(fusion) if fusion is not None else None,
-                   accelerator.unwrap_model(discriminator) if discriminator is not None else None)
+                   accelerator.unwrap_model(discriminator) if discriminator is not None else None,
+                   audio_windows=dataset.audio_windows)
     accelerator.print(f"trained UNet written to {final} (use it with --checkpoints {final})")
     accelerator.end_training()
     return final
@@ -341,9 +347,11 @@ def _log_losses(accelerator, log: _Logger, bar, losses: dict, lr: float, step: i
 
 
 def save_final(folder: Path, unet, base_config: dict, ckpt, step: int, cfg: TrainConfig, fusion=None,
-               discriminator=None) -> Path:
+               discriminator=None, audio_windows: str | None = None) -> Path:
     """Write the result as a checkpoint folder the app and CLI load (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if audio_windows is not None:  # which Whisper features the UNet was trained on (audio.windows)
+        (folder / TRAINING_DATA_FILE).write_text(json.dumps({"audio_windows": audio_windows}, indent=1))
     if hasattr(unet, "peft_config"):
         save_lora(unet, folder / "lora")
         unet = unet.merge_and_unload()
@@ -410,6 +418,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--wav2vec", help="the Wav2Vec2 (hub id or folder) of the cached wav2vec chunks; inference loads "
                    "it (default facebook/wav2vec2-base-960h)")
     p.add_argument("--hierarchical-temporal", action="store_true", help="local + keyframe temporal attention")
+    p.add_argument("--audio-windows", choices=AUDIO_WINDOW_MODES, default="seamless",
+                   help="--finetune: Whisper windows of videos over 30 s (default seamless; official: the official "
+                   "features); a --cache keeps the mode it was made with")
     p.add_argument("--resume", help="'latest' or a checkpoint-<step> folder")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
     p.add_argument("--gradient-checkpointing", action="store_true")

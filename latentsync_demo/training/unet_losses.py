@@ -78,7 +78,7 @@ class LPIPS(nn.Module):
     @classmethod
     def vgg(cls) -> LPIPS:
         """The standard LPIPS-VGG. Needs torchvision's ImageNet VGG16 (downloaded once to the torch hub cache)
-        and the ``lpips`` package's linear weights (``pip install lpips``): clear errors when either is missing."""
+        and the ``lpips`` package's linear weights (pinned in requirements.txt): clear errors when either is missing."""
         try:
             import lpips as lpips_package
             from torchvision.models import VGG16_Weights, vgg16
