@@ -38,6 +38,7 @@ from latentsync_demo.rest import RestAPI  # noqa: E402
 from latentsync_demo.service import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, LipSyncService  # noqa: E402
 from latentsync_demo.store import DEFAULT_PRESET, PRESETS  # noqa: E402
 from latentsync_demo.voice import LANGUAGES  # noqa: E402
+from latentsync_demo.webhooks import add_callback_options, callback_policy  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 # Short enough for a phone's dropdown (390 px wide); LENGTH_MODE_INFO says what each does.
@@ -209,10 +210,15 @@ def main() -> None:
     rest.add_argument("--api-retention-minutes", type=float, default=60.0,
                       help="job files and results are removed this long after the job ends")
     rest.add_argument("--api-sync-max-seconds", type=float, default=20.0, help="longest clip POST /api/v1/sync takes")
+    add_callback_options(rest)  # webhooks: --callback-allow, --callback-secret, --callback-retries, ...
     parser.add_argument("--no-download", action="store_true", default=space.on_space(),
                         help="hide the weight download buttons (default on Hugging Face Spaces: the host adds "
                              "weights with preload_from_hub)")
     args = parser.parse_args()
+    try:
+        callbacks = callback_policy(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         service = LipSyncService(args.checkpoints, device=args.device, max_seconds=args.max_seconds,
@@ -225,7 +231,8 @@ def main() -> None:
     app_kwargs = {}
     if not args.no_api:  # mounted on Gradio's own FastAPI server at start-up (no second server)
         api = RestAPI(service, args.api_token, args.api_max_upload_mb, args.api_retention_minutes * 60,
-                      args.api_sync_max_seconds, max_pending=args.queue_size)
+                      args.api_sync_max_seconds, max_pending=args.queue_size,
+                      callbacks=callbacks)
         app_kwargs["lifespan"] = api.lifespan
     demo.queue(max_size=args.queue_size).launch(server_name=args.host, server_port=args.port, head=PAGE_HEAD,
                                                 allowed_paths=[str(service.output_dir)], app_kwargs=app_kwargs)

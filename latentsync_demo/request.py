@@ -2,8 +2,9 @@
 
 ``prepare_request`` runs every check that can be made before work starts, in one place and in one order, so the
 same bad input gets the same message from every front end before a model loads or a frame is decoded:
-consent, settings, output path, the media (each file probed exactly once; its ``MediaInfo`` travels with the
-request, so the job never probes it again) and the host's restrictions. ``LipSyncService.prepare`` calls it
+consent, settings, a callback URL (REST jobs: a destination the host allows, resolved and checked), the output
+path, the media (each file probed exactly once; its ``MediaInfo`` travels with the request, so the job never
+probes it again) and the host's restrictions. ``LipSyncService.prepare`` calls it
 with the service's limits; ``LipSyncService.run`` runs the result.
 """
 
@@ -26,6 +27,7 @@ from .settings import GenerationSettings, VoiceRequest
 from .store import PRESETS, resolve
 from .validation import (check_audio, check_output, check_settings, check_video, check_voice,
                          check_voice_reference)
+from .webhooks import CallbackPolicy, CallbackTarget
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class PreparedRequest:
     watermark: int
     voice: VoiceRequest | None = None  # None unless the speech is re-voiced or scripted
     compare: Path | None = None  # also write the original | result video here
+    callback: CallbackTarget | None = None  # POST a signed summary here when the job ends (REST jobs)
 
     @property
     def voice_mode(self) -> str:
@@ -94,11 +97,15 @@ def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -
 def prepare_request(
     video, audio, out, *, preset: str, settings: GenerationSettings, voice: VoiceRequest | None = None,
     compare=None, consent: bool = False, checkpoints=None, limits: Limits = Limits(),
-    restrictions: list[RestrictionCheck] = (),
+    restrictions: list[RestrictionCheck] = (), callback_url: str | None = None,
+    callbacks: CallbackPolicy = CallbackPolicy(),
 ) -> PreparedRequest:
-    """Check one request completely (InputError with the first problem) and probe each input once."""
+    """Check one request completely (InputError with the first problem) and probe each input once.
+
+    ``callback_url`` is checked against the host's ``callbacks`` policy (by default no destination is allowed)."""
     require_consent(consent)
     length_mode = check_choices(preset, settings, checkpoints)
+    callback = callbacks.check(callback_url) if callback_url else None  # before the media: a cheap refusal first
     mode = check_voice(voice, video, audio)
     check_output(out, (video, audio))
     if compare is not None:
@@ -113,5 +120,5 @@ def prepare_request(
     enforce(restrictions, JobRequest(Path(video), Path(audio) if audio is not None else None, preset, job_id,
                                      settings, voice))
     return PreparedRequest(video_info, audio_info, Path(out), preset, settings, length_mode, job_id,
-                           job_number(job_id), voice, Path(compare) if compare else None)
+                           job_number(job_id), voice, Path(compare) if compare else None, callback)
 

@@ -43,6 +43,7 @@ from .request import Limits, PreparedRequest, check_choices, prepare_request
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, get_preset, resolve
 from .validation import check_audio, check_device
+from .webhooks import CallbackPolicy
 
 DEFAULT_MAX_SECONDS = 120.0
 DEFAULT_MAX_PIXELS = 3840 * 2160  # 4K UHD; an 8K frame is 100 MB of RGB per decoded frame
@@ -188,6 +189,9 @@ class LipSyncService:
         voice: VoiceRequest | None = None,
         compare: str | Path | None = None,
         consent: bool = False,
+        *,
+        callback_url: str | None = None,
+        callbacks: CallbackPolicy | None = None,
         **overrides,
     ) -> PreparedRequest:
         """Check a request completely and probe each input once (``request.prepare_request``, with this
@@ -196,11 +200,14 @@ class LipSyncService:
         ``consent=True`` confirms the consent of the person shown (and of the voice's owner when cloning);
         without it the request is refused (ConsentError). ``overrides`` are GenerationSettings fields
         (num_inference_steps, guidance_scale, seed, ...). ``compare``: also write the original | result video.
+        ``callback_url``: where a REST job posts its summary, checked against ``callbacks`` (the REST server's
+        policy; none = no destination allowed).
         """
         settings = replace(settings or GenerationSettings(), **overrides)
         return prepare_request(video, audio, out, preset=preset, settings=settings, voice=voice, compare=compare,
                                consent=consent, checkpoints=self.checkpoints,
-                               limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions)
+                               limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions,
+                               callback_url=callback_url, callbacks=callbacks or CallbackPolicy())
 
     def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
                 voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,

@@ -24,6 +24,7 @@ from latentsync_demo.errors import InputError, LatentSyncError, as_sentence, use
 from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.webhooks import CallbackPolicy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_app import _start_app  # noqa: E402  (the same start-up as the app tests)
@@ -123,6 +124,26 @@ def test_api_refuses_bad_files_and_outputs_up_front(corpus):
     for (video, audio, out), expected in cases:
         assert _events_until_error(lambda: service.lipsync(video, audio, out, consent=True), expected) == []
     assert service._models == {} and not (root / "missing").exists() and not (root / "o.txt").exists()
+
+
+def test_api_refuses_callbacks_the_host_does_not_allow(corpus):
+    """A REST job's callback_url is checked with the rest of the request (prepare_request): by default no
+    destination is allowed; an internal address stays refused when every name is allowed."""
+    service, face, speech, out = _service(corpus), corpus["face"], corpus["speech"], corpus["root"] / "o.mp4"
+    cases = [
+        (None, "http://hooks.example.org/", r"^this server allows no callbacks \(callback_url\)"),
+        (CallbackPolicy(("*",), "s"), "http://10.0.0.1/", r"10\.0\.0\.1 is a private, loopback, link-local"),
+        (CallbackPolicy(("*",), "s"), "http://[fe80::1]/", r"fe80::1 is a private, loopback, link-local"),
+        (CallbackPolicy(("127.0.0.1:9",), "s"), "http://127.0.0.1:10/", r"127\.0\.0\.1:10 is not among the hosts"),
+        (CallbackPolicy(("*",), "s"), "javascript:alert(1)", r"must start with http:// or https://"),
+    ]
+    for policy, url, expected in cases:
+        with pytest.raises(InputError, match=expected):
+            service.prepare(face, speech, out, consent=True, callback_url=url, callbacks=policy)
+    allowed = service.prepare(face, speech, out, consent=True, callback_url="http://127.0.0.1:9/hook",
+                              callbacks=CallbackPolicy(("127.0.0.1:9",), "s"))
+    assert allowed.callback.addresses == ("127.0.0.1",) and allowed.callback.path == "/hook"
+    assert service._models == {}
 
 
 def test_float_wav_with_nan_is_refused_when_loading_audio(corpus):

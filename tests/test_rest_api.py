@@ -11,12 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 from test_app import SERVER_LOGS, _browser_or_skip, _launch, _start_app
+from test_webhooks import Receiver
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.provenance.manifest import read_metadata
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 TOKEN = "s3cret-token"
+HOOK_SECRET = "hook-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -43,7 +46,8 @@ def _write(path: Path, data: bytes) -> Path:
 def api(tmp_path_factory, tiny_checkpoints):
     tmp = tmp_path_factory.mktemp("rest_app")
     proc, url = _start_app(tiny_checkpoints, tmp, "--max-seconds", "3", "--api-token", TOKEN,
-                           "--api-max-upload-mb", "1")
+                           "--api-max-upload-mb", "1", "--callback-allow", "127.0.0.1", "--callback-allow", "*",
+                           "--callback-secret", HOOK_SECRET, "--callback-retries", "1", "--callback-backoff", "0.1")
     with httpx.Client(base_url=url.rstrip("/"), headers=AUTH, timeout=60) as client:
         yield client
     proc.terminate()
@@ -99,6 +103,26 @@ def test_submit_poll_fetch_and_delete(api, media, tmp_path):
     _error(api.get(f"/api/v1/jobs/{job['id']}"), 404, "No job")
 
 
+def test_a_job_with_a_callback_posts_its_signed_summary_when_done(api, media):
+    hook = Receiver(200)
+    try:
+        submitted = _submit(api, media["video"], media["speech"], callback_url=hook.url).json()
+        assert submitted["callback"] == {"url": hook.url, "state": "waiting for the job to end", "attempts": []}
+        assert _wait(api, submitted["id"])["status"] == "done"
+        deadline = time.time() + 30
+        while (status := api.get(submitted["status_url"]).json())["callback"]["state"] != "delivered":
+            assert time.time() < deadline and status["callback"]["state"] != "failed", status
+            time.sleep(0.05)
+    finally:
+        hook.close()
+    [post] = hook.posts
+    assert verify(HOOK_SECRET, post.headers[TIMESTAMP_HEADER], post.body, post.headers[SIGNATURE_HEADER])
+    body = json.loads(post.body)
+    assert body["status"] == "done" and body["result_url"] == submitted["result_url"]
+    assert body["notes"] == status["notes"] and body["finished"] == status["finished"]
+    assert [(a["attempt"], a["status"]) for a in status["callback"]["attempts"]] == [(1, 200)]
+
+
 def test_cancel_queued_and_running_jobs(api, media):
     first = _submit(api, media["video"], media["long"]).json()
     second = _submit(api, media["video"], media["long"]).json()
@@ -136,6 +160,12 @@ def test_bad_input_gets_json_errors_naming_the_problem(api, media):
     only_video = {"video": ("face.mp4", Path(media["video"]).read_bytes())}
     _error(api.post("/api/v1/jobs", files=only_video, data={"consent": "true"}), 400, "No speech given")
     _error(_submit(api, media["video"], media["speech"], consent="false"), 400, "consent of the person shown")
+    # Callbacks: this server allows 127.0.0.1 and any public name, nothing else of its own network.
+    for url, words in [("http://127.0.0.2:8000/", "127.0.0.2 is a private, loopback"),
+                       ("http://10.0.0.1/hook", "10.0.0.1 is a private, loopback"),
+                       ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a private"),
+                       ("ftp://127.0.0.1/hook", "must start with http:// or https://")]:
+        _error(_submit(api, media["video"], media["speech"], callback_url=url), 400, "callback_url", words)
     assert api.get("/api/v1/jobs/../../etc/passwd").status_code == 404  # normalised to /etc/passwd: not served
     _error(api.get("/api/v1/jobs/..%2F..%2Fetc"), 404, "Not Found", "/docs")
     _error(api.get("/api/v1/jobs/not-a-job-id"), 404, "No job 'not-a-job-id'")

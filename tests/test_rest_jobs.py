@@ -51,7 +51,7 @@ def manager(service, tmp_path):
 def _submit(manager: JobManager):
     job_id, folder = manager.new_folder()
     (folder / "video.mp4").write_bytes(b"v")
-    return manager.submit(job_id, folder, SimpleNamespace(out=folder / "result.mp4"))
+    return manager.submit(job_id, folder, SimpleNamespace(out=folder / "result.mp4", callback=None))
 
 
 def _wait_for(condition, timeout=10.0):

@@ -12,6 +12,10 @@ seconds after the job ends, or when it is deleted.
     job = manager.submit(job_id, folder, request)
     manager.get(job.id).status  # queued | running | done | failed | cancelled
     manager.get(job.id).notes  # e.g. "Looped: the 0.2 s video ..." once done
+
+A request with a checked ``callback`` (``webhooks.CallbackTarget``) gets a signed POST of the job's summary when
+the job ends, from a small delivery thread of its own (retries wait there, never in the worker); each attempt
+is logged in the job's status under ``callback``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from ..errors import LatentSyncError, as_sentence
 from ..request import PreparedRequest
 from ..service import LipSyncService
+from ..webhooks import CallbackPolicy, deliver
 
 log = logging.getLogger("latentsync_demo.rest")
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -51,6 +56,9 @@ class Job:
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    callback_state: str = "waiting for the job to end"  # -> delivering -> delivered | failed
+    deliveries: list[dict] = field(default_factory=list)  # one entry per attempt: attempt, time, status or error
+    callback_done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     OUTPUT_NAME = "result.mp4"
 
@@ -63,7 +71,22 @@ class Job:
         return {"id": self.id, "status": self.status, "stage": self.stage, "progress": round(self.progress, 4),
                 "message": as_sentence(self.message), "notes": self.notes,
                 "error": as_sentence(self.error) if self.error else None, "created": self.created,
-                "finished": self.finished}
+                "finished": self.finished, **self._callback()}
+
+    def _callback(self) -> dict:
+        if self.request.callback is None:
+            return {}
+        return {"callback": {"url": self.request.callback.url, "state": self.callback_state,
+                             "attempts": list(self.deliveries)}}
+
+    def links(self, prefix: str) -> dict:
+        return {"status_url": f"{prefix}/jobs/{self.id}",
+                "result_url": f"{prefix}/jobs/{self.id}/result" if self.status == "done" else None}
+
+    def webhook_payload(self, prefix: str) -> dict:
+        """What the callback receives: the status endpoint's summary (without the delivery log) and its links."""
+        summary = {key: value for key, value in self.summary().items() if key != "callback"}
+        return {"event": "job.ended", **summary, **self.links(prefix)}
 
 
 def is_job_id(text: str) -> bool:
@@ -73,8 +96,11 @@ def is_job_id(text: str) -> bool:
 class JobManager:
     """A FIFO of jobs and the one worker thread that runs them (the accelerator runs one job at a time)."""
 
-    def __init__(self, service: LipSyncService, root: str | Path, retention: float = 3600.0):
+    def __init__(self, service: LipSyncService, root: str | Path, retention: float = 3600.0,
+                 callbacks: CallbackPolicy = CallbackPolicy(), prefix: str = "/api/v1"):
         self.service, self.root, self.retention = service, Path(root), retention
+        self.callbacks, self.prefix = callbacks, prefix  # the host's webhook policy; the API's path (for links)
+        self._closing = threading.Event()  # shutdown: deliveries stop waiting to retry
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -143,6 +169,7 @@ class JobManager:
         """Cancel what is queued or running and end the worker; remove every job folder."""
         with self._lock:
             jobs = list(self._jobs.values())
+        self._closing.set()
         for job in jobs:
             job.cancel.set()
         if self._thread is not None:
@@ -200,6 +227,25 @@ class JobManager:
             job.output.unlink(missing_ok=True)
         job.finished = time.time()
         job.ended.set()
+        if job.request.callback is not None:  # its own thread: the worker moves on to the next job at once
+            threading.Thread(target=self._call_back, args=(job,), name=f"latentsync-callback-{job.id[:8]}",
+                             daemon=True).start()
+
+    def _call_back(self, job: Job) -> None:
+        job.callback_state = "delivering"
+        try:
+            delivered = deliver(self.callbacks, job.request.callback, job.webhook_payload(self.prefix),
+                                job.deliveries, self._closing)
+            job.callback_state = "delivered" if delivered else "failed"
+            if not delivered:
+                last = job.deliveries[-1] if job.deliveries else {}
+                log.warning("REST job %s: callback not delivered after %d attempt(s), last: %s", job.id,
+                            len(job.deliveries), last.get("error") or f"HTTP {last.get('status')}")
+        except Exception:  # a bug here must not go unseen, nor leave the state "delivering" for ever
+            log.exception("REST job %s: callback delivery broke", job.id)
+            job.callback_state = "failed"
+        finally:
+            job.callback_done.set()
 
 
 def hide_folder(message: str, folder: Path) -> str:

@@ -9,6 +9,9 @@
 Docs at ``/api/v1/docs`` (``/docs`` redirects there), with their assets served from this server (``docs``: they
 work offline). Every error is JSON ``{"error": "..."}``: 4xx names the problem with the request, 5xx is the
 server's. With a token set, every call needs ``Authorization: Bearer``.
+
+A job may name a ``callback_url``: when it ends, the server POSTs its summary there, signed (``webhooks``), to
+destinations the host allows (``callbacks``; by default none).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..request import PreparedRequest, settings_from
 from ..service import LipSyncService
 from ..settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
 from ..store import DEFAULT_PRESET, PRESETS
+from ..webhooks import CallbackPolicy
 from .docs import add_offline_docs
 from .jobs import Job, JobManager, hide_folder
 from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
@@ -55,13 +59,14 @@ class RestAPI:
 
     def __init__(self, service: LipSyncService, token: str | None = None, max_upload_mb: float = 200,
                  retention: float = 3600.0, sync_max_seconds: float = 20.0, root: str | Path | None = None,
-                 max_pending: int = 16):
+                 max_pending: int = 16, callbacks: CallbackPolicy | None = None):
         self.service, self.token = service, token or None
+        self.callbacks = callbacks or CallbackPolicy()  # webhook destinations, secret, retries (default: none)
         self.max_upload_bytes = int(max_upload_mb * 2**20)
         self.sync_max_seconds, self.max_pending = sync_max_seconds, max_pending
         self._own_root = root is None
         root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="latentsync_api_"))
-        self.manager = JobManager(service, root, retention)
+        self.manager = JobManager(service, root, retention, self.callbacks, PREFIX)
         self.app = self._build()
 
     def attach(self, parent: FastAPI) -> None:
@@ -97,7 +102,7 @@ class RestAPI:
         @app.post("/jobs", status_code=202, summary="Queue a lip-sync job")
         async def create_job(job: Job = form) -> dict:
             return {**job.summary(), "status_url": f"{PREFIX}/jobs/{job.id}",
-                    "result_url": f"{PREFIX}/jobs/{job.id}/result"}
+                    "result_url": f"{PREFIX}/jobs/{job.id}/result"}  # where the result will be, once done
 
         @app.get("/jobs/{job_id}", summary="A job's status, stage, progress and notes",
                  description="notes: a warning about silent speech, then what the length mode looped, cut or padded")
@@ -157,10 +162,15 @@ class RestAPI:
         language: str | None = Form(None),
         consent: bool = Form(False, description="required: true confirms the consent of the person shown (and "
                              "of the voice's owner when cloning a voice)"),
+        callback_url: str | None = Form(None, description="POST /jobs only: an http(s) URL that receives the job's "
+                                        "summary, signed, when it ends (hosts the server allows; see the README)"),
     ) -> Job:
         """Save the uploads in a new job folder, prepare the request (every check the job would make, each file
         probed once: the same messages as the app and the CLI) and queue it."""
         require_consent(consent)  # ConsentError -> 400 before anything is saved
+        if callback_url and request.url.path.endswith("/sync"):
+            raise RequestError(400, "/sync answers with the video itself and takes no callback_url; queue the job "
+                                    f"with POST {PREFIX}/jobs to be called back")
         settings = settings_from(sampler, steps, guidance_scale=guidance, seed=seed, face_index=face_index,
                                  length_mode=length_mode, window_frames=window_frames, audio_windows=audio_windows)
         if preset in PRESETS and self.service.missing_files(preset):
@@ -179,7 +189,7 @@ class RestAPI:
                                               self.max_upload_bytes)
             voice_request = VoiceRequest(voice, text, language or None, reference) if voice != "off" else None
             prepared = await asyncio.to_thread(self._prepare, folder, video_path, audio_path, preset, settings,
-                                               voice_request)
+                                               voice_request, callback_url)
             if request.url.path.endswith("/sync"):
                 self._check_sync_length(prepared)
         except BaseException:
@@ -188,10 +198,10 @@ class RestAPI:
         return self.manager.submit(job_id, folder, prepared)
 
     def _prepare(self, folder: Path, video: Path, audio: Path | None, preset: str, settings: GenerationSettings,
-                 voice: VoiceRequest | None) -> PreparedRequest:
-        try:
+                 voice: VoiceRequest | None, callback_url: str | None) -> PreparedRequest:
+        try:  # consent=True: require_consent passed above; the callback is resolved here (DNS: off the event loop)
             return self.service.prepare(video, audio, folder / Job.OUTPUT_NAME, preset, settings, voice,
-                                        consent=True)  # require_consent passed above
+                                        consent=True, callback_url=callback_url, callbacks=self.callbacks)
         except LatentSyncError as exc:
             raise RequestError(400, hide_folder(str(exc), folder)) from exc
 
