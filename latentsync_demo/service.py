@@ -193,6 +193,7 @@ class LipSyncService:
         *,
         callback_url: str | None = None,
         callbacks: CallbackPolicy | None = None,
+        shown_faces: tuple[int, ...] | None = None,
         **overrides,
     ) -> PreparedRequest:
         """Check a request completely and probe each input once (``request.prepare_request``, with this
@@ -202,13 +203,15 @@ class LipSyncService:
         without it the request is refused (ConsentError). ``overrides`` are GenerationSettings fields
         (num_inference_steps, guidance_scale, seed, ...). ``compare``: also write the original | result video.
         ``callback_url``: where a REST job posts its summary, checked against ``callbacks`` (the REST server's
-        policy; none = no destination allowed).
+        policy; none = no destination allowed). ``shown_faces``: the indices a face listing (``list_faces``)
+        showed the user; the face index must be one of them.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
         return prepare_request(video, audio, out, preset=preset, settings=settings, voice=voice, compare=compare,
                                consent=consent, checkpoints=self.checkpoints,
                                limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions,
-                               callback_url=callback_url, callbacks=callbacks or CallbackPolicy())
+                               callback_url=callback_url, callbacks=callbacks or CallbackPolicy(),
+                               shown_faces=shown_faces)
 
     def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
                 voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,
