@@ -92,6 +92,12 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id="video-in")
                 preview_note = gr.Markdown(visible=False, elem_id="preview-note")  # why the video box spins
+                # After an upload: a thumbnail per face of its first seconds; a click sets the face index.
+                faces = gr.Gallery(label="Faces in the first seconds: click the one to lip-sync", visible=False,
+                                   columns=6, height="auto", object_fit="contain", allow_preview=False,
+                                   interactive=False, elem_id="faces")
+                faces_note = gr.Markdown(visible=False, elem_id="faces-note")
+                listed_faces = gr.State(None)  # the indices the thumbnails show, and for which video
                 audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
                                     elem_id="audio-in")
                 with gr.Group():
@@ -114,7 +120,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                                      elem_id="guidance")
                 seed = gr.Number(value=1247, precision=0, label="Seed")
                 with gr.Accordion("Advanced", open=False):
-                    face_index = gr.Number(value=0, precision=0, label="Face index (0 = the largest in frame)")
+                    face_index = gr.Number(value=0, precision=0, elem_id="face-index",
+                                           label="Face index (0 = the largest; click a face above to choose)")
                     length_mode = gr.Dropdown([(LENGTH_MODE_LABELS[m], m) for m in LENGTH_MODES], value="pingpong",
                                               label="When speech and video lengths differ", info=LENGTH_MODE_INFO,
                                               elem_id="length-mode")
@@ -153,7 +160,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
-                  audio_windows]
+                  audio_windows, listed_faces]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
@@ -171,7 +178,11 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         video_in.upload(on.preview_notice, video_in, preview_note, queue=False, show_progress="hidden",
                         api_visibility="private").then(on.show_upload, [video_in, sources],
                                                        [video_in, sources, preview_note], show_progress_on=video_in,
-                                                       api_visibility="private")
+                                                       api_visibility="private").then(
+            on.list_faces, [video_in, sources, preset, landmarks], [faces, listed_faces, faces_note],
+            show_progress_on=faces, api_visibility="private")
+        video_in.clear(on.clear_faces, None, [faces, listed_faces, faces_note], queue=False, api_visibility="private")
+        faces.select(on.pick_face, listed_faces, [face_index, faces_note], queue=False, api_visibility="private")
         weights_outputs = [weights_md, download_btn, run_btn]
         preset.change(on.weights_note, preset, weights_outputs, api_visibility="private")
         download_btn.click(on.download, preset, weights_outputs, api_visibility="private")

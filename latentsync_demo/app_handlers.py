@@ -200,11 +200,23 @@ class LipSyncForm:
     consent: bool = False
     deepcache: bool = True
     audio_windows: str = "seamless"
+    listed_faces: dict | None = None  # the face thumbnails shown for an upload: {"video": content_key, "faces": [...]}
 
     @property
     def source(self) -> str | None:
         """The uploaded video: the original behind an H.264 browser preview."""
         return original_upload(self.video, self.sources)
+
+    def shown_faces(self) -> tuple[int, ...] | None:
+        """The face indices the thumbnails showed for this very video (None: none were shown for it)."""
+        listed = self.listed_faces or {}
+        if not listed.get("faces") or not self.source:
+            return None
+        try:
+            same_video = listed.get("video") == content_key(self.source)
+        except OSError:  # not a readable file: validation names the problem
+            return None
+        return tuple(listed["faces"]) if same_video else None
 
     def display_names(self) -> dict[str, str]:
         """Server path -> the file name the user uploaded, for error messages."""
@@ -324,6 +336,43 @@ class DemoHandlers:
         sources[str(preview)] = sources[content_key(preview)] = video
         return str(preview), sources, no_notice
 
+    # --- choosing the face: thumbnails of the faces in the first seconds ---------------------------------------
+    def list_faces(self, video, sources: dict | None, preset_label: str, landmarks: str):
+        """(gallery, listed faces, face note) for an upload: a thumbnail per face of its first seconds, captioned
+        "face N · share", numbered as the job numbers faces. Nothing shown for no video, an unreadable one (the
+        job says what is wrong) or one without faces in those seconds (the job searches the whole clip)."""
+        source = original_upload(video, sources)
+        hidden = self.clear_faces()
+        if not source:
+            return hidden
+        preset = PRESET_BY_LABEL.get(preset_label, preset_label)
+        try:
+            faces = self.service.list_faces(source, preset, landmarks or "auto")
+            key = content_key(source)
+        except (LatentSyncError, OSError) as exc:
+            log.info("no face listing for %s: %s", Path(source).name, exc)
+            return hidden
+        if not faces:
+            return hidden
+        gallery = [(face.thumbnail, face.caption()) for face in faces]
+        note = (f"{len(faces)} faces found: click the one to lip-sync (now face {faces[0].index}, the largest)."
+                if len(faces) > 1 else "One face found: it is the one lip-synced.")
+        return (gr.update(value=gallery, visible=True, selected_index=None),
+                {"video": key, "faces": [face.index for face in faces]}, gr.update(value=note, visible=True))
+
+    @staticmethod
+    def clear_faces():
+        """(gallery, listed faces, face note) with no video: nothing shown, nothing to check an index against."""
+        return gr.update(value=None, visible=False), None, gr.update(value="", visible=False)
+
+    def pick_face(self, listed: dict | None, evt: gr.SelectData):
+        """A click on a thumbnail: (face index field, face note) set to that face."""
+        faces = (listed or {}).get("faces") or []
+        if not 0 <= evt.index < len(faces):
+            return gr.update(), gr.update()
+        index = faces[evt.index]
+        return index, gr.update(value=f"Lip-syncing face {index}.", visible=True)
+
     # --- the job: start, stop, stream ---------------------------------------------------------------------------
     def arm(self, request: gr.Request):
         """On click, before the queued job: forget a Stop pressed earlier."""
@@ -350,19 +399,19 @@ class DemoHandlers:
         out = self.service.new_output_path(name=f"{stem}_lipsync")
         compare = out.with_name(f"{stem}_side_by_side.mp4")
         request = self.service.prepare(form.source, form.audio or None, out, preset, settings, voice,
-                                       compare=compare, consent=form.consent is True)
+                                       compare=compare, consent=form.consent is True, shown_faces=form.shown_faces())
         return self.service.run(request, stop), settings, preset
 
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
-                 sources=None, consent=False, deepcache=True, audio_windows="seamless", request: gr.Request = None,
-                 progress=gr.Progress()):
+                 sources=None, consent=False, deepcache=True, audio_windows="seamless", listed_faces=None,
+                 request: gr.Request = None, progress=gr.Progress()):
         # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note) updates.
         # A user mistake is the note by the consent box and leaves the results alone (no error badges); only
         # real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
-                           consent, deepcache, audio_windows)
+                           consent, deepcache, audio_windows, listed_faces)
         keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()

@@ -1,5 +1,8 @@
 """The run command: ``latentsync run --video in.mp4 --audio speech.wav --out out.mp4`` (``run`` may be left out;
 ``latentsync_demo.commands`` lists the other commands).
+
+``latentsync --list-faces in.mp4`` prints the faces of the clip's first seconds instead, one line each, so a
+script can choose the ``--face-index`` of the person to lip-sync.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from tqdm import tqdm
 
 from .errors import InputError, LatentSyncError
 from .face.landmarks import LANDMARK_CHOICES
+from .face.listing import LIST_SECONDS
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
 from .settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
@@ -23,10 +27,15 @@ from .store import DEFAULT_PRESET, PRESETS
 def build_parser() -> argparse.ArgumentParser:
     defaults = GenerationSettings()
     parser = argparse.ArgumentParser(prog="python -m latentsync_demo", description="Lip-sync a video to speech.")
-    parser.add_argument("--video", required=True, help="talking-head video (mp4, mov, mkv, webm, avi, ...)")
+    parser.add_argument("--video", help="talking-head video (mp4, mov, mkv, webm, avi, ...)")
     parser.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg) or a video with sound; "
                         "optional with --voice script")
-    parser.add_argument("--out", required=True, help="output .mp4")
+    parser.add_argument("--out", help="output .mp4")
+    parser.add_argument("--list-faces", metavar="VIDEO",
+                        help="print the faces of VIDEO's first seconds (index, box, frames seen, share) and stop; "
+                        "the index is what --face-index takes")
+    parser.add_argument("--list-seconds", type=float, default=LIST_SECONDS,
+                        help=f"how much of the video's start --list-faces scans (default {LIST_SECONDS:g} s)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS),
                         help="ddim: quality (official); dpmpp / unipc: 8-step solvers on the official weights; "
@@ -50,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint was trained on when memory allows)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (warm-up ~1 min; CUDA)")
     parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
-    parser.add_argument("--face-index", type=int, default=0, help="which face, by size: 0 = the largest")
+    parser.add_argument("--face-index", type=int, default=0,
+                        help="which face: 0 = the largest where faces first appear, then followed by position "
+                        "(--list-faces shows each face's index)")
     parser.add_argument("--landmarks", default=defaults.landmarks, choices=LANDMARK_CHOICES,
                         help="face landmarks: insightface (official; needs its ONNX files from the download "
                         "command), mediapipe (offline), face-alignment; auto (default) = insightface when present")
@@ -89,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_faces is not None:
+        return _list_faces(args)
+    missing = [flag for flag, value in (("--video", args.video), ("--out", args.out)) if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --list-faces VIDEO)")
     if args.audio is None and args.voice != "script":
         parser.error("--audio is required (unless --voice script --text ...)")
     if args.voice == "script" and not args.text:
@@ -132,6 +148,26 @@ def main(argv: list[str] | None = None) -> int:
             print(service.score_job(args.out, request.video, args.audio))
         except LatentSyncError as exc:
             print(f"lip sync not scored: {exc}", file=sys.stderr)
+    return 0
+
+
+def _list_faces(args) -> int:
+    """``--list-faces VIDEO``: one line per face (index, box, frames seen, share), or why there is none."""
+    from .logs import quiet_native_logs
+    from .service import LipSyncService
+
+    quiet_native_logs()
+    try:
+        service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None,
+                                 max_pixels=None)
+        faces = service.list_faces(args.list_faces, args.preset, args.landmarks, args.list_seconds)
+    except LatentSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not faces:
+        print(f"no face found in the first {args.list_seconds:g} s of {Path(args.list_faces).name}", file=sys.stderr)
+    for face in faces:
+        print(face.line())
     return 0
 
 

@@ -94,15 +94,27 @@ def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -
     return resolve_length_mode(settings.length_mode)
 
 
+def check_face_shown(face_index: int, shown_faces: tuple[int, ...] | None) -> None:
+    """InputError when a face listing was shown and ``face_index`` is not among its faces."""
+    if shown_faces is None or face_index in shown_faces:
+        return
+    shown = sorted(shown_faces)
+    choices = f"{shown[0]}" if len(shown) == 1 else f"{', '.join(map(str, shown[:-1]))} or {shown[-1]}"
+    raise InputError(f"Face index {face_index} is not one of the faces found in the video's first seconds: "
+                     f"choose {choices} (click a face's thumbnail to pick it).")
+
+
 def prepare_request(
     video, audio, out, *, preset: str, settings: GenerationSettings, voice: VoiceRequest | None = None,
     compare=None, consent: bool = False, checkpoints=None, limits: Limits = Limits(),
     restrictions: list[RestrictionCheck] = (), callback_url: str | None = None,
-    callbacks: CallbackPolicy = CallbackPolicy(),
+    callbacks: CallbackPolicy = CallbackPolicy(), shown_faces: tuple[int, ...] | None = None,
 ) -> PreparedRequest:
     """Check one request completely (InputError with the first problem) and probe each input once.
 
-    ``callback_url`` is checked against the host's ``callbacks`` policy (by default no destination is allowed)."""
+    ``callback_url`` is checked against the host's ``callbacks`` policy (by default no destination is allowed).
+    ``shown_faces``: the face indices a face listing showed the user for this video (the app's thumbnails); the
+    face index must be one of them. None: no listing was shown (the job says if the index finds no face)."""
     require_consent(consent)
     length_mode = check_choices(preset, settings, checkpoints)
     callback = callbacks.check(callback_url) if callback_url else None  # before the media: a cheap refusal first
@@ -111,6 +123,7 @@ def prepare_request(
     if compare is not None:
         check_output(compare, (video, audio, out))
     video_info = check_video(video, limits.max_seconds, limits.max_pixels)
+    check_face_shown(settings.face_index, shown_faces)
     audio_info = check_audio(audio, limits.max_seconds) if audio is not None else None
     reference = voice.reference if mode != "off" else None
     if reference is not None:

@@ -29,9 +29,10 @@ from typing import Iterator
 import torch
 
 from .errors import InputError
-from .face.landmarks import make_detector
+from .face.landmarks import LANDMARK_CHOICES, make_detector
+from .face.listing import LIST_SECONDS, ListedFace, list_faces
 from .loading import LoadedModels, load_lcm_unet, load_models
-from .media import MODEL_FPS, MediaInfo, job_tempdir, probe
+from .media import MODEL_FPS, MediaInfo, iter_frames, job_tempdir, probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.job import JobPlan, run_lipsync_job
@@ -41,8 +42,8 @@ from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
 from .request import Limits, PreparedRequest, check_choices, prepare_request
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
-from .store import DEFAULT_PRESET, get_preset, resolve
-from .validation import check_audio, check_device
+from .store import DEFAULT_PRESET, PRESETS, get_preset, resolve
+from .validation import check_audio, check_device, check_video
 from .webhooks import CallbackPolicy
 
 DEFAULT_MAX_SECONDS = 120.0
@@ -192,6 +193,7 @@ class LipSyncService:
         *,
         callback_url: str | None = None,
         callbacks: CallbackPolicy | None = None,
+        shown_faces: tuple[int, ...] | None = None,
         **overrides,
     ) -> PreparedRequest:
         """Check a request completely and probe each input once (``request.prepare_request``, with this
@@ -201,13 +203,15 @@ class LipSyncService:
         without it the request is refused (ConsentError). ``overrides`` are GenerationSettings fields
         (num_inference_steps, guidance_scale, seed, ...). ``compare``: also write the original | result video.
         ``callback_url``: where a REST job posts its summary, checked against ``callbacks`` (the REST server's
-        policy; none = no destination allowed).
+        policy; none = no destination allowed). ``shown_faces``: the indices a face listing (``list_faces``)
+        showed the user; the face index must be one of them.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
         return prepare_request(video, audio, out, preset=preset, settings=settings, voice=voice, compare=compare,
                                consent=consent, checkpoints=self.checkpoints,
                                limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions,
-                               callback_url=callback_url, callbacks=callbacks or CallbackPolicy())
+                               callback_url=callback_url, callbacks=callbacks or CallbackPolicy(),
+                               shown_faces=shown_faces)
 
     def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
                 voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,
@@ -290,6 +294,25 @@ class LipSyncService:
         guidance = pipeline.uses_guidance(settings.guidance_scale) if pipeline is not None else True
         return auto_window_frames(self.device, models.resolution, self.dtype, models.improvements.num_frames,
                                   guidance)
+
+    def list_faces(self, video: str | Path, preset: str = DEFAULT_PRESET, landmarks: str = "auto",
+                   seconds: float = LIST_SECONDS) -> list[ListedFace]:
+        """The distinct faces of the video's first ``seconds`` (every 25 fps frame, as the job reads them), with
+        the job's own detector: ``faces[k].index`` is the ``face_index`` that lip-syncs that person
+        (``face.listing``). The video is checked like a job's (InputError for a bad one)."""
+        if landmarks not in LANDMARK_CHOICES:
+            raise InputError(f"unknown landmark backend {landmarks!r}; choose one of {', '.join(LANDMARK_CHOICES)}")
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if not seconds > 0:
+            raise InputError(f"the face listing scans a positive number of seconds, not {seconds}")
+        info = check_video(video, self.max_seconds, self.max_pixels)
+        frames = iter_frames(info, fps=MODEL_FPS)
+        try:
+            with closing(self.landmark_detector(preset, landmarks)) as detector:
+                return list_faces(frames, detector, max(1, round(seconds * MODEL_FPS)))
+        finally:
+            frames.close()  # stops the decoder after the scanned seconds
 
     def landmark_detector(self, preset: str = DEFAULT_PRESET, name: str = "auto"):
         """The face landmark backend ``name`` ("auto": insightface when its files are in this service's

@@ -174,6 +174,25 @@ def test_face_index_beyond_the_faces_says_how_many_there_are(corpus):
     assert "generating" not in {e.stage for e in events}
 
 
+def test_a_face_index_no_thumbnail_showed_is_refused_before_work(corpus):
+    """The app lists the faces of an upload (thumbnails to click); an index none of them showed is refused with
+    the indices that were shown, before any model loads, through the API and the app's handler alike."""
+    from latentsync_demo.app_handlers import DemoHandlers
+
+    service = _service(corpus)
+    expected = r"Face index 2 is not one of the faces found in the video's first seconds: choose 0 or 1"
+    assert _events_until_error(lambda: service.lipsync(corpus["two"], corpus["speech"], corpus["root"] / "o.mp4",
+                                                       face_index=2, shown_faces=(0, 1), consent=True), expected) == []
+    on = DemoHandlers(service)
+    _, listed, _ = on.list_faces(str(corpus["two"]), None, "LatentSync 1.5 · 256 px", "auto")
+    assert listed["faces"] == [0, 1]
+    updates = list(on.lipsync(str(corpus["two"]), str(corpus["speech"]), "LatentSync 1.5 · 256 px", "DDIM (quality)",
+                              1, 1.5, 1247, 2, "pingpong", consent=True, listed_faces=listed))
+    note = updates[-1][6]
+    assert len(updates) == 1 and note["visible"] and re.match(expected, note["value"]), updates
+    assert "click a face's thumbnail" in note["value"] and service._models == {}
+
+
 # ------------------------------------------------------------------------------------------------------ CLI
 @pytest.mark.parametrize("case", SETTINGS_CASES, ids=[c[0] for c in SETTINGS_CASES])
 def test_cli_refuses_bad_settings_with_exit_code_2(corpus, capsys, case):

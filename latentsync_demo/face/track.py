@@ -2,16 +2,60 @@
 
 Shared by the video job (``pipeline/streaming.py``'s ``FaceAnalysis`` thread) and the training
 data preprocessing (``training/data.py``).
+
+The chosen face keeps its identity from frame to frame (``FaceFollower``): the ``face_index``-th largest face of
+the first frame that has that many, then in each frame the face that overlaps it most. Choosing by size in every
+frame instead would hop between two people of about the same size. ``face.listing`` numbers the faces the same way.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .aligner import FaceAligner
-from .types import LandmarkDetector, select_face
+from .types import DetectedFace, LandmarkDetector, select_face
+
+# Boxes of one face in consecutive 25 fps frames overlap far more than this (a head moving a third of its width
+# in 40 ms still does); two people's boxes overlap far less.
+SAME_FACE_IOU = 0.3
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is empty."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def best_overlap(faces: Sequence[DetectedFace], box: Sequence[float]) -> DetectedFace | None:
+    """The face whose box overlaps ``box`` most, when that overlap says it is the same face (``SAME_FACE_IOU``)."""
+    scored = [(box_iou(face.box, box), k) for k, face in enumerate(faces)]
+    iou, k = max(scored, default=(0.0, -1))
+    return faces[k] if iou >= SAME_FACE_IOU else None
+
+
+class FaceFollower:
+    """Chooses one person's face frame after frame: the ``face_index``-th largest (0 = the largest) where the
+    choice starts, then the face overlapping the last chosen box. When nothing overlaps it (a cut, the person
+    left), the choice starts again by size, as in the first frame."""
+
+    def __init__(self, face_index: int = 0):
+        self.face_index = face_index
+        self.last_box: tuple[float, float, float, float] | None = None
+
+    def choose(self, faces: Sequence[DetectedFace]) -> DetectedFace | None:
+        face = best_overlap(faces, self.last_box) if self.last_box is not None else None
+        if face is None:
+            face = select_face(list(faces), self.face_index)
+        if face is not None:
+            self.last_box = face.box
+        return face
 
 
 def track_faces(
@@ -19,20 +63,28 @@ def track_faces(
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
     """Yield ``(frame, face, matrix)`` for each (H, W, 3) uint8 RGB frame, in order.
 
-    face: the aligned (R, R, 3) uint8 crop of the ``face_index``-th largest face, matrix its (2, 3) float32
-    alignment (for paste-back); both None when the frame has no such face. The aligner's temporal smoothing
-    runs across the frames, so feed one clip per fresh aligner (and detector, for tracking backends).
+    face: the aligned (R, R, 3) uint8 crop of the followed face (``FaceFollower``: the ``face_index``-th largest
+    where it is first seen), matrix its (2, 3) float32 alignment (for paste-back); both None when the frame has no
+    such face. The aligner's temporal smoothing runs across the frames, so feed one clip per fresh aligner (and
+    detector, for tracking backends).
     """
-    batch = getattr(detector, "batch_size", 1)  # detectors with detect_many take several frames per call
+    follower = FaceFollower(face_index)
+    for frame, faces in detect_frames(frames, detector):
+        face = follower.choose(faces)
+        if face is None:
+            yield frame, None, None
+        else:
+            aligned, matrix = aligner.align(frame, face.anchors)
+            yield frame, aligned, matrix
+
+
+def detect_frames(frames: Iterable[np.ndarray], detector: LandmarkDetector
+                  ) -> Iterator[tuple[np.ndarray, list[DetectedFace]]]:
+    """Yield ``(frame, faces found in it)`` in order; detectors with ``detect_many`` get several frames a call."""
+    batch = getattr(detector, "batch_size", 1)
     for chunk in _chunks(frames, batch):
         found = detector.detect_many(chunk) if batch > 1 else [detector.detect(frame) for frame in chunk]
-        for frame, faces in zip(chunk, found):
-            face = select_face(faces, face_index)
-            if face is None:
-                yield frame, None, None
-            else:
-                aligned, matrix = aligner.align(frame, face.anchors)
-                yield frame, aligned, matrix
+        yield from zip(chunk, found)
 
 
 def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

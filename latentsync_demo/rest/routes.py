@@ -150,7 +150,8 @@ class RestAPI:
         steps: int | None = Form(None, description="default: the sampler's (ddim 20, lcm 4)"),
         guidance: float = Form(_DEFAULTS.guidance_scale),
         seed: int = Form(_DEFAULTS.seed),
-        face_index: int = Form(0, description="0 = the largest face"),
+        face_index: int = Form(0, description="0 = the largest face where faces first appear, then followed "
+                                               "by position (latentsync --list-faces lists them)"),
         length_mode: str = Form(DEFAULT_LENGTH_MODE, description=" | ".join(LENGTH_MODES)),
         window_frames: int = Form(0, description="frames per generated window; 0 = automatic (16, or longer for "
                                   "checkpoints trained with hierarchical attention where memory allows)"),
