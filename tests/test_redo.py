@@ -1,0 +1,67 @@
+"""Redo a segment of a finished job (tiny random models, a generated clip): frames outside the re-encoded GOPs
+decode bit-identically, the span changes, bad spans and missing records are refused before any work."""
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from latentsync_demo.errors import InputError
+from latentsync_demo.media import read_frames
+from latentsync_demo.pipeline.record import REDO_GOP, load_record, record_dir
+from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+
+W, H = 160, 128
+
+
+@pytest.fixture(scope="module")
+def job(tiny_service, tmp_path_factory):
+    """One finished 3 s job with its record (75 frames: three 1 s GOPs)."""
+    root = tmp_path_factory.mktemp("redo")
+    clip = make_talking_head_clip(root / "clip.mp4", seconds=3.0, fps=25, size=(W, H))
+    speech = make_speech_wav(root / "speech.wav", seconds=3.0)
+    out = root / "first.mp4"
+    events = list(tiny_service.lipsync(clip, speech, out, num_inference_steps=1, consent=True))
+    assert events[-1].stage == "done"
+    return out
+
+
+def test_redo_keeps_frames_outside_the_span_bit_identical(tiny_service, job, tmp_path):
+    out = tmp_path / "redo.mp4"
+    events = list(tiny_service.redo(job, 1.2, 1.6, seed=7, out=out))
+    assert events[-1].stage == "done" and events[-1].output == out
+    first, second = read_frames(job, fps=None), read_frames(out, fps=None)
+    assert first.shape == second.shape == (75, H, W, 3)
+    start, end = 30, 40  # 1.2-1.6 s
+    region = range(start // REDO_GOP * REDO_GOP, -(-end // REDO_GOP) * REDO_GOP)  # GOP 25-49
+    same = [bool(np.array_equal(first[i], second[i])) for i in range(75)]
+    assert all(same[i] for i in range(75) if i not in region)
+    # The face region of every frame inside the span differs (a new seed), beyond what a re-encode alone does.
+    changed = [np.abs(first[i].astype(int) - second[i]).max() for i in range(start, end)]
+    assert min(changed) > 0
+    redo_rows = np.abs(first[start + 3:end - 3].astype(float) - second[start + 3:end - 3]).mean()
+    encode_only = np.abs(first[region.start:start].astype(float) - second[region.start:start]).mean()
+    assert redo_rows > 2 * encode_only  # the span changed more than the re-encode of unchanged frames
+
+
+@pytest.mark.parametrize("start, end, words", [
+    (2.0, 1.0, "reversed"), (1.0, 1.0, "empty"), (-0.5, 1.0, "outside the clip"), (2.5, 9.0, "outside the clip"),
+    (1.0, 1.01, "shorter than one frame"),
+])
+def test_bad_span_is_refused_before_any_work(tiny_service, job, tmp_path, start, end, words):
+    with pytest.raises(InputError, match=words):
+        tiny_service.redo(job, start, end, seed=7, out=tmp_path / "x.mp4")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_redo_without_record_is_refused(tiny_service, job, tmp_path):
+    copy = tmp_path / "lonely.mp4"
+    shutil.copyfile(job, copy)
+    with pytest.raises(InputError, match="record .* is gone"):
+        tiny_service.redo(copy, 0.2, 0.6, seed=7)
+    shutil.copytree(record_dir(job), record_dir(copy))
+    assert load_record(copy).num_frames == 75  # a copied output with its record is redoable
+    copy.write_bytes(copy.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(InputError, match="not the output its record describes"):
+        tiny_service.redo(copy, 0.2, 0.6, seed=7)
