@@ -65,3 +65,17 @@ def test_redo_without_record_is_refused(tiny_service, job, tmp_path):
     copy.write_bytes(copy.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(InputError, match="not the output its record describes"):
         tiny_service.redo(copy, 0.2, 0.6, seed=7)
+
+
+def test_cli_redo(job, tiny_checkpoints, tmp_path, capsys):
+    from latentsync_demo.commands import main
+
+    out = tmp_path / "cli.mp4"
+    argv = ["redo", "--from", str(job), "--start", "0.4", "--end", "0.8", "--seed", "7", "--out", str(out),
+            "--checkpoints", str(tiny_checkpoints), "--device", "cpu"]
+    assert main(argv) == 0 and out.is_file()
+    assert f"wrote {out}" in capsys.readouterr().out
+    first, second = read_frames(job, fps=None), read_frames(out, fps=None)
+    assert all(np.array_equal(first[i], second[i]) for i in range(25, 75))  # GOPs 2 and 3 copied
+    assert main(argv[:5] + ["--end", "0.2"] + argv[7:]) == 2  # reversed: a message, no traceback
+    assert "reversed" in capsys.readouterr().err
