@@ -10,7 +10,9 @@ redoes ``--start``-``--end`` with another seed, and prints:
     faces with R^2: R*R*3 bytes per input face, R*R*3*itemsize per generated face);
   * per output frame class: frames outside the re-encoded GOPs (bit-identical count), frames in those GOPs
     but outside the span (PSNR against the first result: the re-encode only), frames in the span (changed);
-  * the job's and the redo's wall time.
+  * the job's and the redo's wall time;
+  * what the 1 s GOPs of a recorded job cost: the clip's frames encoded (crf 18) with keyint 25 and with x264's
+    own keyframes, in MB per second.
 Figures are printed, never asserted.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsync_demo.media import read_frames, run_ffmpeg
+from latentsync_demo.media import VideoWriter, iter_frames, read_frames, run_ffmpeg
 from latentsync_demo.pipeline.record import load_record
 from latentsync_demo.service import LipSyncService
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
@@ -32,6 +34,21 @@ from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def gop_cost(video: Path, tmp: Path) -> None:
+    """The clip's 25 fps frames encoded as a job's output is, with 1 s GOPs and with x264's own keyframes."""
+    for keyint in (None, 25):
+        path, frames = tmp / f"gop_{keyint}.mp4", 0
+        writer = None
+        for frame in iter_frames(video):
+            if writer is None:
+                writer = VideoWriter(path, frame.shape[1], frame.shape[0], 25, keyint=keyint)
+            writer.write(frame)
+            frames += 1
+        writer.close()
+        print(f"GOPs {'every 25 frames' if keyint else 'x264 default'}: {frames} frames encoded at "
+              f"{path.stat().st_size / 1e6 * 25 / frames:.2f} MB per second")
 
 
 def main() -> None:
@@ -84,6 +101,7 @@ def main() -> None:
                   f"{sum(np.array_equal(before[i], after[i]) for i in margin)} bit-identical")
         print(f"  redone span ({end - start} frames): PSNR vs the first result mean "
               f"{np.mean([psnr(before[i], after[i]) for i in range(start, end)]):.1f} dB")
+        gop_cost(video, tmp)
 
 
 if __name__ == "__main__":

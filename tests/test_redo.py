@@ -8,23 +8,54 @@ import numpy as np
 import pytest
 
 from latentsync_demo.errors import InputError
-from latentsync_demo.media import read_frames
+import latentsync_demo.pipeline.job as job_module
+import latentsync_demo.pipeline.redo as redo_module
+from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.pipeline.record import REDO_GOP, load_record, record_dir
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 
 W, H = 160, 128
 
 
+class CapturingWriter(VideoWriter):
+    """The job's encoder, keeping a copy of every frame it is given (the pre-encode frames)."""
+
+    frames: list = []
+
+    def write(self, frame):
+        CapturingWriter.frames.append(frame.copy())
+        super().write(frame)
+
+
 @pytest.fixture(scope="module")
 def job(tiny_service, tmp_path_factory):
-    """One finished 3 s job with its record (75 frames: three 1 s GOPs)."""
+    """One finished 3 s job with its record (75 frames: three 1 s GOPs); its pre-encode frames in ``encoded``."""
     root = tmp_path_factory.mktemp("redo")
     clip = make_talking_head_clip(root / "clip.mp4", seconds=3.0, fps=25, size=(W, H))
     speech = make_speech_wav(root / "speech.wav", seconds=3.0)
     out = root / "first.mp4"
-    events = list(tiny_service.lipsync(clip, speech, out, num_inference_steps=1, consent=True))
+    CapturingWriter.frames = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(job_module, "VideoWriter", CapturingWriter)
+        events = list(tiny_service.lipsync(clip, speech, out, num_inference_steps=1, consent=True))
     assert events[-1].stage == "done"
+    encoded[out] = CapturingWriter.frames
     return out
+
+
+encoded: dict = {}
+
+
+def test_the_rebuilt_frames_outside_the_span_are_the_jobs_own(tiny_service, job, tmp_path, monkeypatch):
+    """The re-encoded second's frames outside the span are rebuilt from the record into exactly the pixels the
+    job encoded (so only the new H.264 encode touches them); the span's are new."""
+    CapturingWriter.frames = []
+    monkeypatch.setattr(redo_module, "VideoWriter", CapturingWriter)
+    list(tiny_service.redo(job, 0.4, 0.8, seed=3, out=tmp_path / "r.mp4"))  # frames 10-19, GOP 0-24
+    rebuilt, first = CapturingWriter.frames, encoded[job]
+    assert len(rebuilt) == 25
+    assert all(np.array_equal(rebuilt[i], first[i]) for i in [*range(10), *range(20, 25)])
+    assert not any(np.array_equal(rebuilt[i], first[i]) for i in range(10, 20))
 
 
 def test_redo_keeps_frames_outside_the_span_bit_identical(tiny_service, job, tmp_path):
