@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--score", action="store_true",
                         help="after the job, print the SyncNet lip-sync confidence of the result and of the "
                              "original (needs auxiliary/syncnet_v2.model: python -m latentsync_demo.eval --download)")
+    parser.add_argument("--no-record", action="store_true",
+                        help="keep no job record beside the output (<out>.job/: what `latentsync redo` needs)")
     c2pa = parser.add_argument_group("C2PA (a signed manifest inside the output; default: LATENTSYNC_C2PA* env)")
     c2pa.add_argument("--c2pa", choices=["test", "off"], default=None,
                       help="test: sign with a throwaway, untrusted test certificate; off: no embedded manifest")
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _make_output_folder(args.out)
         service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None,
-                                 compile_unet=args.compile, c2pa=_c2pa_choice(args))
+                                 compile_unet=args.compile, c2pa=_c2pa_choice(args), keep_records=not args.no_record)
         voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
         # Every input is checked here: bad input fails before a model loads or a progress bar is drawn.
         request = service.prepare(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)

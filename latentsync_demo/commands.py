@@ -14,6 +14,7 @@ import sys
 # command -> (module whose main(argv) runs it, what it does)
 COMMANDS = {
     "run": ("latentsync_demo.cli", "lip-sync one video to speech (the default when no command is given)"),
+    "redo": ("latentsync_demo.redo_cli", "regenerate seconds START-END of a finished job (another seed, steps)"),
     "batch": ("latentsync_demo.batch", "run a CSV / JSONL manifest of lip-sync jobs"),
     "verify": ("latentsync_demo.verify", "does a video carry this tool's watermark? (and its C2PA manifest)"),
     "eval": ("latentsync_demo.eval.batch", "score the lip sync (LSE-C / LSE-D) of many clips, write a CSV"),

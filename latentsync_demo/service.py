@@ -36,6 +36,8 @@ from .media import MODEL_FPS, MediaInfo, iter_frames, job_tempdir, probe
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.job import JobPlan, run_lipsync_job
+from .pipeline.record import load_record, seal_record
+from .pipeline.redo import check_span, run_redo
 from .provenance.detect import make_marker
 from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
 from .provenance.restrict import RestrictionCheck, checks_from_env
@@ -43,7 +45,7 @@ from .provenance.signing import C2paSigning, resolve_signing
 from .request import Limits, PreparedRequest, check_choices, prepare_request
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, PRESETS, get_preset, resolve
-from .validation import check_audio, check_device, check_video
+from .validation import check_audio, check_device, check_output, check_video
 from .webhooks import CallbackPolicy
 
 DEFAULT_MAX_SECONDS = 120.0
@@ -74,6 +76,7 @@ class LipSyncService:
         restrictions: list[RestrictionCheck] | None = None,
         compile_unet: bool = False,
         c2pa: C2paSigning | str | None = None,
+        keep_records: bool = True,
     ):
         self.checkpoints = checkpoints
         self.max_seconds = max_seconds  # longest video or audio accepted; None = no limit
@@ -94,6 +97,9 @@ class LipSyncService:
         # Who signs the C2PA manifest embedded in every output (provenance/signing.py): a C2paSigning, "test"
         # (untrusted test certificate), "off", or None = the LATENTSYNC_C2PA* environment (unset: sidecar only).
         self.c2pa_signing = resolve_signing(c2pa)
+        # Keep each output's job record beside it (``<out>.job/``, what ``redo`` needs); it goes when the
+        # output goes (new_output_path's keep_seconds sweep in output_dir, else when the user deletes it).
+        self.keep_records = keep_records
 
     def missing_files(self, preset: str = DEFAULT_PRESET) -> list[Path]:
         return resolve(preset, self.checkpoints).missing()
@@ -268,8 +274,10 @@ class LipSyncService:
         tags = container_tags(request.job_id, request.preset, request.settings, f"{request.watermark:04x}",
                               request.voice_mode)
         window = self.window_frames(self.models(request.preset), request.settings, pipeline)
+        record = {"preset": request.preset, "watermark": request.watermark, "job_id": request.job_id,
+                  "device": self.device} if self.keep_records else None
         return JobPlan(request.video, request.audio, request.out, request.settings, request.length_mode, window,
-                       request.compare, tags, side_by_side_tags(tags) if request.compare else {})
+                       request.compare, tags, side_by_side_tags(tags) if request.compare else {}, record)
 
     def _stamp(self, final: JobEvent, request: PreparedRequest, plan: JobPlan) -> JobEvent:
         """The final event with the output's provenance: input hashes (once, for the result and the side-by-side
@@ -277,10 +285,37 @@ class LipSyncService:
         inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)}
         hashes = input_hashes(inputs)
         manifest = stamp(request.out, inputs, dict(plan.tags), self.c2pa_signing, hashes)
+        if plan.record_meta is not None and final.stage == "done":
+            seal_record(request.out)  # the output's final bytes: a redo refuses an output changed since
         if final.compare is not None:  # also AI-generated output: the result is its right half
             stamp(final.compare, {**inputs, "result": request.out}, dict(plan.compare_tags), self.c2pa_signing,
                   hashes)
         return replace(final, manifest=manifest)
+
+    def redo(self, job: str | Path, start: float, end: float, *, seed: int | None = None, steps: int | None = None,
+             sampler: str | None = None, out: str | Path | None = None) -> Iterator[JobEvent]:
+        """Regenerate seconds [start, end) of the finished job ``job`` (its output MP4, with its record beside
+        it) with another seed, step count or sampler; every other GOP of the output is copied unchanged
+        (``pipeline.redo``). ``out``: default ``<job>_redo.mp4`` beside it. Checks at once (InputError for a
+        bad span, a missing record, bad settings), generates when iterated; the last event is ``done``."""
+        record = load_record(job)
+        span = check_span(record, float(start), float(end))
+        if steps is None and sampler in SAMPLERS:  # a new sampler without a step count: that sampler's default
+            steps = SAMPLERS[sampler].default_steps
+        changes = {"seed": seed, "sampler": sampler, "num_inference_steps": steps}
+        settings = replace(record.settings, **{k: v for k, v in changes.items() if v is not None})
+        self.check_settings(record.meta["preset"], settings)
+        out = Path(out) if out is not None else record.output.with_name(f"{record.output.stem}_redo.mp4")
+        check_output(out, (record.output, record.video, record.audio))
+        return self._redo(record, span, settings, out)
+
+    def _redo(self, record, span, settings: GenerationSettings, out: Path) -> Iterator[JobEvent]:
+        with self._run_lock:
+            pipeline = self.pipeline(record.meta["preset"], settings.sampler)
+            marker = make_marker(record.meta["watermark"], resolution=pipeline.resolution)
+            final = yield from run_redo(pipeline, record, span, settings, out, marker.mark)
+        inputs = {"video": record.video, "audio": record.audio, "first result": record.output}
+        yield replace(final, manifest=stamp(out, inputs, dict(record.meta["tags"]), self.c2pa_signing))
 
     def window_frames(self, models: LoadedModels, settings: GenerationSettings,
                       pipeline: LipSyncPipeline | None = None) -> int:

@@ -23,6 +23,7 @@ from latentsync_demo.cli import main as cli_main
 from latentsync_demo.errors import InputError, LatentSyncError, as_sentence, user_message
 from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.service import LipSyncService
+from latentsync_demo.store import DEFAULT_PRESET
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.webhooks import CallbackPolicy
 
@@ -144,6 +145,57 @@ def test_api_refuses_callbacks_the_host_does_not_allow(corpus):
                               callbacks=CallbackPolicy(("127.0.0.1:9",), "s"))
     assert allowed.callback.addresses == ("127.0.0.1",) and allowed.callback.path == "/hook"
     assert service._models == {}
+
+
+def _fake_record(output: Path, frames: int = 50, generated: int = 40) -> None:
+    """A record beside ``output`` whose fields say ``frames`` output frames, ``generated`` of them lip-synced:
+    enough for the checks a redo makes before any work (no job has to run)."""
+    import json
+
+    from latentsync_demo.pipeline.record import RECORD_VERSION, REDO_GOP, file_sha256, record_dir
+
+    folder = record_dir(output)
+    folder.mkdir(exist_ok=True)
+    for name in ("faces_in.u8", "faces_out.raw", "sources.npy", "matrices.npy", "video.mp4", "audio.wav"):
+        (folder / name).write_bytes(b"")
+    meta = {"version": RECORD_VERSION, "num_frames": frames, "num_generated": generated, "gop": REDO_GOP,
+            "video": "video.mp4", "audio": "audio.wav", "preset": DEFAULT_PRESET, "settings": {},
+            "output_sha256": file_sha256(output)}
+    (folder / "job.json").write_text(json.dumps(meta))
+
+
+def test_redo_refuses_a_gone_record_and_bad_spans_before_any_work(corpus, capsys):
+    """A redo of a job whose record is gone, and spans that are reversed, empty, outside the clip or over frames
+    that were never lip-synced: one message each, before a model loads (API and CLI)."""
+    import shutil
+
+    from latentsync_demo.commands import main as commands_main
+
+    service, root = _service(corpus), corpus["root"]
+    lonely = root / "lonely.mp4"
+    shutil.copyfile(corpus["face"], lonely)
+    with pytest.raises(InputError, match=r"the job record of lonely\.mp4 is gone .*run the job again"):
+        service.redo(lonely, 0.2, 0.6, seed=7)
+    with pytest.raises(InputError, match=r"there is no finished job at .*missing\.mp4"):
+        service.redo(root / "missing.mp4", 0.2, 0.6)
+    job = root / "job.mp4"
+    shutil.copyfile(corpus["face"], job)
+    _fake_record(job)  # 2.0 s, lip-synced up to 1.6 s
+    for start, end, expected in [(1.0, 0.5, r"0\.5 s is reversed: the end must come after the start"),
+                                 (0.5, 0.5, "is empty"), (-1, 0.5, r"outside the clip, which lasts 2\.00 s"),
+                                 (0.5, 3.0, "outside the clip"), (0.52, 0.53, "shorter than one frame"),
+                                 (1.0, 1.9, r"frames after 1\.60 s were not lip-synced"),
+                                 (math.nan, 1.0, "not a pair of numbers")]:
+        with pytest.raises(InputError, match=expected):
+            service.redo(job, start, end, seed=7)
+    with pytest.raises(InputError, match=r"Seed must be"):
+        service.redo(job, 0.2, 0.6, seed=-1)
+    assert not service._models  # all refused before any model loaded
+    for args, expected in [(["--from", str(lonely), "--start", "0.2", "--end", "0.6"], "record of lonely.mp4 is gone"),
+                           (["--from", str(job), "--start", "1", "--end", "0.5"], "reversed")]:
+        assert commands_main(["redo", *args, "--checkpoints", str(corpus["tiny"]), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
 
 
 def test_float_wav_with_nan_is_refused_when_loading_audio(corpus):

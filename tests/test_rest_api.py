@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from test_app import SERVER_LOGS, _browser_or_skip, _launch, _start_app
 from test_webhooks import Receiver
 
-from latentsync_demo.media import count_frames, probe
+from latentsync_demo.media import count_frames, probe, read_frames
 from latentsync_demo.provenance.manifest import read_metadata
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -266,3 +267,22 @@ def test_the_readmes_curl_commands_run_as_written(api, media, tmp_path):
     # The script job needs the XTTS voice models, which the tiny test server lacks: refused for that alone.
     assert answers[5][0] == 202 or "voice model" in answers[5][1].lower(), answers[5]
     assert "consent" not in answers[5][1], answers[5]
+
+
+def test_redo_a_segment_of_a_finished_job(api, media, tmp_path):
+    first = _submit(api, media["video"], media["long"]).json()  # 70 frames: GOPs 0-24, 25-49, 50-69
+    assert _wait(api, first["id"])["status"] == "done"
+    _error(api.post(f"/api/v1/jobs/{first['id']}/redo", data={"start": "2.0", "end": "1.0"}), 400, "reversed")
+    _error(api.post(f"/api/v1/jobs/{first['id']}/redo", data={"start": "1.0", "end": "9"}), 400, "outside the clip")
+    redo = api.post(f"/api/v1/jobs/{first['id']}/redo", data={"start": "1.2", "end": "1.6", "seed": "7"})
+    assert redo.status_code == 202, redo.text
+    assert redo.json()["redo_of"] == first["id"]
+    status = _wait(api, redo.json()["id"])
+    assert status["status"] == "done", status
+    before, after = tmp_path / "first.mp4", tmp_path / "redo.mp4"
+    before.write_bytes(api.get(first["result_url"]).content)
+    after.write_bytes(api.get(redo.json()["result_url"]).content)
+    a, b = read_frames(before, fps=None), read_frames(after, fps=None)
+    assert len(a) == len(b) == 70
+    assert all(np.array_equal(a[i], b[i]) for i in [*range(25), *range(50, 70)])
+    assert not all(np.array_equal(a[i], b[i]) for i in range(30, 40))

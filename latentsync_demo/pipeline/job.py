@@ -22,7 +22,7 @@ import queue
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -39,6 +39,7 @@ from ..settings import GenerationSettings, JobEvent
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
 from .length import length_note, plan_length
 from .lipsync import LipSyncPipeline
+from .record import REDO_GOP, JobRecorder
 from .streaming import FaceAnalysis, PasteBack, StreamingPlan, face_chunks
 
 # Share of the job's progress bar each stage gets (generation dominates the wall time).
@@ -65,6 +66,9 @@ class JobPlan:
     compare: Path | None = None  # also write the original | result video here
     tags: Mapping[str, str] = field(default_factory=dict)  # container tags of the output, written by its mux
     compare_tags: Mapping[str, str] = field(default_factory=dict)
+    # Keep a job record beside the output (``pipeline.record``; what a redo of a segment needs) with these
+    # fields (preset, watermark, device, ...); None: no record, and the output is encoded as before.
+    record_meta: Mapping | None = None
 
 
 @dataclass(frozen=True)
@@ -157,8 +161,10 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
 
     silent = workdir / "video.mp4"
     width, height = analysis.size
+    recorder = JobRecorder(workdir) if plan.record_meta is not None else None
+    keyint = REDO_GOP if recorder is not None else None  # closed 1 s GOPs: a redo re-encodes only its own
     with CompareVideo(plan.compare, workdir, (width, height), MODEL_FPS) as compare, \
-            VideoWriter(silent, width, height, MODEL_FPS) as writer:
+            VideoWriter(silent, width, height, MODEL_FPS, keyint=keyint) as writer:
         paster = PasteBack(analysis, length, writer, restore, marker.mark, on_chunk, compare.write,
                            workers=stages.restore_workers)
         paster.start()
@@ -167,13 +173,15 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
                 pipeline.device, pipeline.resolution, pipeline.dtype, pipeline.uses_guidance(settings.guidance_scale),
                 frames=window)
             chunks = pipeline.generate_stream(
-                face_chunks(analysis, length, audio_chunks, window), pipeline.resolution, num_chunks,
+                _recorded(face_chunks(analysis, length, audio_chunks, window), recorder), pipeline.resolution, num_chunks,
                 settings.num_inference_steps, settings.guidance_scale, settings.seed, deepcache=settings.deepcache,
                 chunk_batch=chunk_batch, output_device=None)
             yield JobEvent("starting generation", _DETECT + _AUDIO, f"generating chunk 1 of {num_chunks}",
                            num_chunks=num_chunks)
             progress = _ChunkProgress(previews, paster, num_chunks, wait_each=stages.paste_each_chunk)
             for k, (start, generated) in enumerate(chunks):
+                if recorder is not None:
+                    recorder.add_generated(generated)
                 paster.put((k, start, generated))
                 yield from progress.after_chunk(k)
                 if stop is not None and stop.is_set() and progress.generated < progress.num_chunks:
@@ -196,6 +204,12 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
     mux(silent, plan.audio, plan.out, num_frames=frames, fps=MODEL_FPS, metadata=dict(plan.tags))
     compared = compare.finish(plan.audio, frames, dict(plan.compare_tags))
     track = analysis.face_track() if analysis.finished and analysis.error is None else None  # the whole clip's
+    if recorder is not None and not paster.skip_tail:  # a stopped job keeps no record: it has no whole result
+        meta = {**plan.record_meta, **record_meta(plan, pipeline.resolution, frames)}
+        recorder.write(plan.out, meta, Path(plan.video.path), Path(plan.audio.path), length.final().sources,
+                       analysis.matrices)
+    elif recorder is not None:
+        recorder.discard()
     if paster.skip_tail:
         done = _DETECT + _AUDIO + _GENERATE * progress.generated / progress.num_chunks
         return JobEvent("stopped", done, f"stopped after chunk {progress.generated} of {progress.num_chunks}: wrote "
@@ -203,6 +217,20 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
                         output=plan.out, frames=frames, compare=compared, face_track=track)
     return JobEvent("done", 1.0, f"wrote {plan.out.name}", output=plan.out, frames=frames, compare=compared,
                     face_track=track)
+
+
+def _recorded(chunks, recorder: JobRecorder | None):
+    """The face chunks on their way to the UNet, the input faces copied into the job record."""
+    for faces, audio in chunks:
+        if recorder is not None:
+            recorder.add_inputs(faces)
+        yield faces, audio
+
+
+def record_meta(plan: JobPlan, resolution: int, frames: int) -> dict:
+    """The job's own fields of its record (the service adds preset, watermark and device)."""
+    return {"settings": asdict(plan.settings), "length_mode": plan.length_mode, "window_frames": plan.window_frames,
+            "resolution": resolution, "tags": dict(plan.tags), "num_frames": frames}
 
 
 class _ChunkProgress:

@@ -29,10 +29,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import LatentSyncError, as_sentence
 from ..request import PreparedRequest
 from ..service import LipSyncService
+from ..settings import JobEvent
 from ..webhooks import CallbackPolicy, deliver
 
 log = logging.getLogger("latentsync_demo.rest")
@@ -44,7 +46,7 @@ FINAL = ("done", "failed", "cancelled")
 class Job:
     id: str
     folder: Path
-    request: PreparedRequest  # checked and probed before it was queued
+    request: PreparedRequest | None  # checked and probed before it was queued; None for a redo
     status: str = "queued"
     stage: str = "queued"
     progress: float = 0.0  # 0..1
@@ -59,6 +61,8 @@ class Job:
     callback_state: str = "waiting for the job to end"  # -> delivering -> delivered | failed
     deliveries: list[dict] = field(default_factory=list)  # one entry per attempt: attempt, time, status or error
     callback_done: threading.Event = field(default_factory=threading.Event, repr=False)
+    redo: Iterator[JobEvent] | None = field(default=None, repr=False)  # a checked redo (service.redo), not run yet
+    redo_of: str | None = None  # the job whose segment this one redoes
 
     OUTPUT_NAME = "result.mp4"
 
@@ -71,10 +75,15 @@ class Job:
         return {"id": self.id, "status": self.status, "stage": self.stage, "progress": round(self.progress, 4),
                 "message": as_sentence(self.message), "notes": self.notes,
                 "error": as_sentence(self.error) if self.error else None, "created": self.created,
-                "finished": self.finished, **self._callback()}
+                "finished": self.finished, **({"redo_of": self.redo_of} if self.redo_of else {}),
+                **self._callback()}
+
+    @property
+    def callback(self):
+        return self.request.callback if self.request is not None else None
 
     def _callback(self) -> dict:
-        if self.request.callback is None:
+        if self.callback is None:
             return {}
         return {"callback": {"url": self.request.callback.url, "state": self.callback_state,
                              "attempts": list(self.deliveries)}}
@@ -115,6 +124,23 @@ class JobManager:
 
     def submit(self, job_id: str, folder: Path, request: PreparedRequest) -> Job:
         job = Job(job_id, folder, request)
+        with self._lock:
+            self._jobs[job_id] = job
+        self._queue.put(job)
+        return job
+
+    def submit_redo(self, source: Job, start: float, end: float, **changes) -> Job:
+        """Queue a redo of seconds [start, end) of the finished job ``source`` (``LipSyncService.redo``: a bad
+        span, settings or a missing record raise InputError here, before anything is queued)."""
+        if source.status != "done":
+            raise LatentSyncError(f"job {source.id} is {source.status}: only a finished job's segment can be redone")
+        job_id, folder = self.new_folder()
+        try:
+            events = self.service.redo(source.output, start, end, out=folder / Job.OUTPUT_NAME, **changes)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = Job(job_id, folder, None, redo=events, redo_of=source.id)
         with self._lock:
             self._jobs[job_id] = job
         self._queue.put(job)
@@ -196,7 +222,7 @@ class JobManager:
             if job.cancel.is_set():
                 return self._end(job, "cancelled", "cancelled before it started")
             job.status, job.stage, job.message = "running", "waiting", "waiting for the GPU"
-            events = self.service.run(job.request)
+            events = job.redo if job.redo is not None else self.service.run(job.request)
             cancelled_while = None
             try:
                 for event in events:
@@ -227,14 +253,14 @@ class JobManager:
             job.output.unlink(missing_ok=True)
         job.finished = time.time()
         job.ended.set()
-        if job.request.callback is not None:  # its own thread: the worker moves on to the next job at once
+        if job.callback is not None:  # its own thread: the worker moves on to the next job at once
             threading.Thread(target=self._call_back, args=(job,), name=f"latentsync-callback-{job.id[:8]}",
                              daemon=True).start()
 
     def _call_back(self, job: Job) -> None:
         job.callback_state = "delivering"
         try:
-            delivered = deliver(self.callbacks, job.request.callback, job.webhook_payload(self.prefix),
+            delivered = deliver(self.callbacks, job.callback, job.webhook_payload(self.prefix),
                                 job.deliveries, self._closing)
             job.callback_state = "delivered" if delivered else "failed"
             if not delivered:

@@ -3,6 +3,7 @@
     POST   /api/v1/jobs               multipart video + audio (or voice=script + text), settings as fields -> id
     GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, notes, error
     GET    /api/v1/jobs/{id}/result   the mp4 once the job is done
+    POST   /api/v1/jobs/{id}/redo     start, end (seconds), seed / steps / sampler -> a new job redoing that span
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
 
@@ -118,6 +119,20 @@ class RestAPI:
                 raise RequestError(409, f"job {job_id} is {job.status}{reason}; the result exists once its status "
                                         "is done (poll GET /api/v1/jobs/{id})")
             return FileResponse(job.output, media_type="video/mp4", filename=f"lipsync_{job_id[:12]}.mp4")
+
+        @app.post("/jobs/{job_id}/redo", status_code=202, summary="Redo seconds start-end of a finished job",
+                  description="A new job: the span regenerated with another seed, steps or sampler; every 1 s "
+                              "GOP of the result outside the span is copied unchanged from this job's result.")
+        def redo_job(job_id: str, start: float = Form(...), end: float = Form(...), seed: int | None = Form(None),
+                     steps: int | None = Form(None), sampler: str | None = Form(None)) -> dict:
+            source = self._job(job_id)
+            if self.manager.pending() >= self.max_pending:
+                raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
+            try:
+                job = self.manager.submit_redo(source, start, end, seed=seed, steps=steps, sampler=sampler)
+            except LatentSyncError as exc:
+                raise RequestError(400, hide_folder(str(exc), source.folder)) from exc
+            return {**job.summary(), **job.links(PREFIX), "result_url": f"{PREFIX}/jobs/{job.id}/result"}
 
         @app.delete("/jobs/{job_id}", summary="Cancel a queued or running job, or delete an ended one")
         def delete_job(job_id: str) -> dict:
