@@ -1,0 +1,116 @@
+"""The Hugging Face Space code path, off a Space: app.py started with SPACE_ID set and a stand-in ``spaces``
+module (``latentsync_demo.testing.zerogpu``, which records what ZeroGPU's decorator would see), the weights only
+in a Hugging Face cache laid out as ``preload_from_hub`` leaves it, and one real request through gradio_client."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from gradio_client import Client, handle_file
+
+from latentsync_demo import space
+from latentsync_demo.store import PRESETS, UNET_CONFIG_FILE, UNET_FILE, VAE_DIR, VAE_FILES, VAE_REPO, WHISPER_FILE
+from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _preload_from_hub(tiny: Path, cache: Path) -> list[str]:
+    """A Hugging Face hub cache holding the tiny set's files under the repos and names the README front matter's
+    ``preload_from_hub`` lists; returns those front-matter lines' repos."""
+    files = {preset.repo_id: {UNET_FILE: tiny / UNET_FILE, WHISPER_FILE: tiny / WHISPER_FILE}
+             for preset in PRESETS.values()}
+    files[VAE_REPO] = {name: tiny / VAE_DIR / name for name in VAE_FILES}
+    for repo, wanted in files.items():
+        folder = cache / f"models--{repo.replace('/', '--')}"
+        commit = "0" * 40
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / "main").write_text(commit)
+        for name, source in wanted.items():
+            target = folder / "snapshots" / commit / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    return list(files)
+
+
+def _start_space(tmp: Path, checkpoints: Path, cache: Path, record: Path):
+    port = _free_port()
+    log = tmp / "space.log"
+    env = {**os.environ, "SPACE_ID": "someone/latentsync-demo", "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "latentsync_demo.testing.zerogpu", str(record), str(REPO / "app.py"),
+                             "--checkpoints", str(checkpoints), "--port", str(port), "--device", "cpu"],
+                            cwd=tmp, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the Space app exited: {log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"the Space app did not start within 180 s: {log.read_text()[-3000:]}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_space_starts_links_preloaded_weights_and_runs_the_job_under_spaces_gpu(tmp_path, tiny_checkpoints):
+    front_matter = (REPO / "README.md").read_text().split("---")[1]
+    cache, checkpoints, record = tmp_path / "hub", tmp_path / "checkpoints", tmp_path / "zerogpu.jsonl"
+    for repo in _preload_from_hub(tiny_checkpoints, cache):
+        assert f"  - {repo} " in front_matter  # the build preloads exactly these repos
+    for preset in PRESETS:  # the tiny UNet's shape (a real Space has no config: the official one is built in)
+        (checkpoints / preset).mkdir(parents=True)
+        shutil.copy(tiny_checkpoints / UNET_CONFIG_FILE, checkpoints / preset / UNET_CONFIG_FILE)
+    video = make_talking_head_clip(tmp_path / "face.mp4", seconds=1.2, fps=30, size=(256, 256))
+    speech = make_speech_wav(tmp_path / "speech.wav", seconds=2.0)
+
+    proc, url = _start_space(tmp_path, checkpoints, cache, record)
+    try:
+        # Start-up linked every preloaded file where the store looks, without downloading (HF_HUB_OFFLINE).
+        for preset in PRESETS:
+            for name in (UNET_FILE, WHISPER_FILE):
+                linked = checkpoints / preset / name
+                assert linked.is_symlink() and linked.resolve().is_relative_to(cache.resolve()), linked
+        for name in VAE_FILES:
+            assert (checkpoints / VAE_DIR / name).resolve().is_relative_to(cache.resolve())
+        client = Client(url, verbose=False)
+        job = client.submit(handle_file(str(video)), handle_file(str(speech)), PRESETS["latentsync-1.6"].label,
+                            "DDIM (quality)", 20, consent=True, api_name="/lipsync")
+        updates = list(job)
+        job.result()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    log = (tmp_path / "space.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert updates[-1][0].startswith("**Done** · 50 frames"), updates[-1]
+    assert "LatentSync 1.6 · 512 px" in updates[-1][0] and Path(updates[-1][3]).name == "face_lipsync.mp4"
+
+    events = [json.loads(line) for line in record.read_text().splitlines()]
+    assert events[0] == {"event": "import", "torch_loaded": False}  # spaces came before torch, as ZeroGPU needs
+    decorated = {e["function"]: e["duration"] for e in events if e["event"] == "decorate"}
+    assert decorated == {"lipsync": "callable", "score_result": None}
+    calls = [e for e in events if e["event"] in ("call", "return")]
+    # One request: ZeroGPU asked for the duration with the request's own arguments, then the handler ran inside
+    # the decorator and every update the client got passed through it.
+    assert [e["event"] for e in calls] == ["call", "return"] and calls[0]["function"] == "lipsync"
+    assert calls[0]["args"][:5] == ["face.mp4", "speech.wav", "LatentSync 1.6 · 512 px", "DDIM (quality)", 20]
+    expected = space.gpu_seconds(speech, "latentsync-1.6", "ddim", 20)
+    assert calls[0]["duration"] == expected == 65  # 15 + 0.05 x 50 frames + 1.5 x (4 chunks x 20 steps x 2) rows x 0.2 s
+    assert space.GPU_MIN_SECONDS <= expected <= space.GPU_MAX_SECONDS
+    assert calls[1] == {"event": "return", "function": "lipsync", "updates": len(updates), "error": None}
