@@ -20,22 +20,22 @@ from latentsync_demo.testing.media import make_speech_wav, make_talking_head_cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _preload_from_hub(tiny: Path, cache: Path) -> list[str]:
-    """A Hugging Face hub cache holding the tiny set's files under the repos and names the README front matter's
-    ``preload_from_hub`` lists; returns those front-matter lines' repos."""
-    files = {preset.repo_id: {UNET_FILE: tiny / UNET_FILE, WHISPER_FILE: tiny / WHISPER_FILE}
-             for preset in PRESETS.values()}
-    files[VAE_REPO] = {name: tiny / VAE_DIR / name for name in VAE_FILES}
-    for repo, wanted in files.items():
+def _preload_from_hub(tiny: Path, cache: Path) -> None:
+    """A Hugging Face hub cache as the Space's build leaves it: every file the README front matter's
+    ``preload_from_hub`` lists, under its repo, with the tiny set's file of that name as its content."""
+    front_matter = (REPO / "README.md").read_text().split("---")[1]
+    lines = front_matter.split("preload_from_hub:\n", 1)[1].split("\n")
+    listed = [line.strip()[2:].split() for line in lines if line.startswith("  - ")]
+    assert {repo for repo, _ in listed} == {*(p.repo_id for p in PRESETS.values()), VAE_REPO}
+    for repo, names in listed:
         folder = cache / f"models--{repo.replace('/', '--')}"
         commit = "0" * 40
         (folder / "refs").mkdir(parents=True)
         (folder / "refs" / "main").write_text(commit)
-        for name, source in wanted.items():
+        for name in names.split(","):
             target = folder / "snapshots" / commit / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, target)
-    return list(files)
+            shutil.copy(tiny / VAE_DIR / name if repo == VAE_REPO else tiny / name, target)
 
 
 def _start_space(tmp: Path, checkpoints: Path, cache: Path, record: Path):
@@ -69,10 +69,8 @@ def _free_port() -> int:
 
 
 def test_space_starts_links_preloaded_weights_and_runs_the_job_under_spaces_gpu(tmp_path, tiny_checkpoints):
-    front_matter = (REPO / "README.md").read_text().split("---")[1]
     cache, checkpoints, record = tmp_path / "hub", tmp_path / "checkpoints", tmp_path / "zerogpu.jsonl"
-    for repo in _preload_from_hub(tiny_checkpoints, cache):
-        assert f"  - {repo} " in front_matter  # the build preloads exactly these repos
+    _preload_from_hub(tiny_checkpoints, cache)
     for preset in PRESETS:  # the tiny UNet's shape (a real Space has no config: the official one is built in)
         (checkpoints / preset).mkdir(parents=True)
         shutil.copy(tiny_checkpoints / UNET_CONFIG_FILE, checkpoints / preset / UNET_CONFIG_FILE)
@@ -81,7 +79,7 @@ def test_space_starts_links_preloaded_weights_and_runs_the_job_under_spaces_gpu(
 
     proc, url = _start_space(tmp_path, checkpoints, cache, record)
     try:
-        # Start-up linked every preloaded file where the store looks, without downloading (HF_HUB_OFFLINE).
+        # Start-up linked every file the store needs from what the build preloaded, without downloading.
         for preset in PRESETS:
             for name in (UNET_FILE, WHISPER_FILE):
                 linked = checkpoints / preset / name
