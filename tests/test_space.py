@@ -109,6 +109,7 @@ def test_space_starts_links_preloaded_weights_and_runs_the_job_under_spaces_gpu(
     assert [e["event"] for e in calls] == ["call", "return"] and calls[0]["function"] == "lipsync"
     assert calls[0]["args"][:5] == ["face.mp4", "speech.wav", "LatentSync 1.6 · 512 px", "DDIM (quality)", 20]
     expected = space.gpu_seconds(speech, "latentsync-1.6", "ddim", 20)
-    assert calls[0]["duration"] == expected == 65  # 15 + 0.05 x 50 frames + 1.5 x (4 chunks x 20 steps x 2) rows x 0.2 s
+    # 15 + 0.05 x 50 frames + 1.5 x (4 chunks x 20 steps x 2) UNet rows x 0.2 s
+    assert calls[0]["duration"] == expected == 65
     assert space.GPU_MIN_SECONDS <= expected <= space.GPU_MAX_SECONDS
     assert calls[1] == {"event": "return", "function": "lipsync", "updates": len(updates), "error": None}

@@ -10,7 +10,8 @@ Differences from the official protocol, and why:
   * no scene-cut detection (PySceneDetect is one more dependency): a cut still ends a track when the face jumps
     (IoU < 0.5); a cut that keeps the face in place is scored as one track;
   * crops go straight from the decoder to SyncNet, a window batch at a time (the official code writes mp4v
-    videos and re-extracts JPEG frames: two lossy steps), and each track's audio is cut from the 16 kHz s16 decode directly (officially: muxed to AAC and decoded again);
+    videos and re-extracts JPEG frames: two lossy steps), and each track's audio is cut from the 16 kHz s16
+    decode directly (officially: muxed to AAC and decoded again);
   * without ``sfd_face.pth`` the boxes come from our landmark detector (mediapipe FaceMesh extent), whose boxes
     are a little tighter than S3FD's: scores are then close to, not equal to, the official ones;
   * ``detect_every`` > 1 (used on CPU for speed) detects on every n-th frame and interpolates in between.

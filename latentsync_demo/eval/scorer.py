@@ -4,8 +4,8 @@
     score = scorer.score("result.mp4", "speech.wav")         # or score("result.mp4") for its own track
     print(score.confidence, score.min_dist, score.offset)    # LSE-C (Sync_conf), LSE-D, AV offset
 
-Per face track: ``sync.evaluate_track`` (its crops streamed: ``faces.stream_crops`` into ``sync.LipWindows``); the clip's numbers are means over its tracks (offset: ``int`` of the
-mean, as ``eval_sync_conf.py``). Official weights come from the LatentSync release's ``auxiliary/`` folder
+Per face track: ``sync.evaluate_track`` (its crops streamed: ``faces.stream_crops`` into ``sync.LipWindows``);
+the clip's numbers are means over its tracks (offset: ``int`` of the mean, as ``eval_sync_conf.py``). Official weights come from the LatentSync release's ``auxiliary/`` folder
 (``ByteDance/LatentSync-1.5`` on Hugging Face), stored as ``<checkpoints>/auxiliary/``.
 """
 
