@@ -12,7 +12,8 @@ runs each job in a fresh child process:
   * ``cli``:   ``python -m latentsync_demo`` (the CLI's ``main``) with ``--consent``;
   * ``app``:   the web app's generate handler (``DemoHandlers.lipsync``, what the Gradio endpoint runs),
                streamed to its end;
-  * ``score``: the CLI with ``--score`` (the job, then the lip-sync score of the result and of the original).
+  * ``score``: the CLI with ``--score`` (the job, then the lip-sync score of the result and of the original);
+               also prints the Python process's peak during the job and during the scoring.
 
 Measured, for each run: ``tree``, the peak of the summed RSS of the child and all its descendants (the ffmpeg
 decoders and encoder), sampled every 0.1 s from /proc (a peak shorter than that can be missed; pages shared
@@ -75,14 +76,22 @@ def make_checkpoints(work: Path) -> Path:
 
 
 # --- the child: one job, in this process ------------------------------------------------------------------------
+def own_rss_kb() -> int:
+    return rss_kb(os.getpid())
+
+
 def run_job(frontend: str, checkpoints: str, video: str, audio: str, out: str, steps: int) -> None:
     if frontend in ("cli", "score"):
         from latentsync_demo.cli import main as cli
 
         argv = ["--checkpoints", checkpoints, "--video", video, "--audio", audio, "--out", out,
                 "--steps", str(steps), "--device", "cpu", "--consent"] + (["--score"] if frontend == "score" else [])
+        parts = split_peaks() if frontend == "score" else None
         if cli(argv) != 0:
             raise SystemExit("the CLI job failed")
+        if parts is not None:
+            print(f"score: python peak during the job {parts['job']:,} KB, during scoring {parts['score']:,} KB "
+                  f"(RSS when scoring began {parts['start']:,} KB)", flush=True)
         return
     from latentsync_demo.app_handlers import PRESET_BY_LABEL, LABEL_OF_SAMPLER, DemoHandlers
     from latentsync_demo.service import LipSyncService
@@ -96,6 +105,31 @@ def run_job(frontend: str, checkpoints: str, video: str, audio: str, out: str, s
     if not isinstance(result, str) or not Path(result).is_file():
         raise SystemExit(f"the app handler made no video: {status}")
     print(f"app handler: {len(updates)} updates, last status: {status.splitlines()[0]}")
+
+
+def split_peaks() -> dict:
+    """Sample this process's RSS from now on, and split its peak at ``LipSyncService.score_job``: what the job
+    held and what scoring held (same process, as the CLI runs them)."""
+    from latentsync_demo.service import LipSyncService
+
+    parts = {"job": 0, "score": 0, "start": 0}
+    current = ["job"]
+
+    def sample():
+        while True:
+            parts[current[0]] = max(parts[current[0]], own_rss_kb())
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+    score_job = LipSyncService.score_job
+
+    def scored(service, *args, **kwargs):
+        parts["start"] = own_rss_kb()
+        current[0] = "score"
+        return score_job(service, *args, **kwargs)
+
+    LipSyncService.score_job = scored
+    return parts
 
 
 # --- the parent: start the child, follow its process tree ----------------------------------------------------
