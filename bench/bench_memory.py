@@ -1,7 +1,7 @@
 """Host memory against clip length: peak RSS of a 1080p job on a 10 s and a 60 s clip, per front end.
 
     nice .venv/bin/python bench/bench_memory.py [--video ../shared/media/demo2_video.mp4]
-        [--audio ../shared/media/demo2_audio.wav] [--seconds 10,60] [--frontends cli,app,score]
+        [--audio ../shared/media/demo2_audio.wav] [--seconds 10,60] [--frontends cli,app,score,scorer]
         [--steps 1] [--work /tmp/latentsync_bench_memory]
 
 Makes the clips by looping the real clip (``ffmpeg -stream_loop -1 ... -c copy``: the shared clips' own HEVC
@@ -13,7 +13,9 @@ runs each job in a fresh child process:
   * ``app``:   the web app's generate handler (``DemoHandlers.lipsync``, what the Gradio endpoint runs),
                streamed to its end;
   * ``score``: the CLI with ``--score`` (the job, then the lip-sync score of the result and of the original);
-               also prints the Python process's peak during the job and during the scoring.
+               also prints the Python process's peak during the job and during the scoring;
+  * ``scorer``: the lip-sync score alone (``SyncScorer.score`` of the clip against the speech, as ``--score``
+               scores a result on CPU: landmark boxes on every 5th frame), no job before it.
 
 Measured, for each run: ``tree``, the peak of the summed RSS of the child and all its descendants (the ffmpeg
 decoders and encoder), sampled every 0.1 s from /proc (a peak shorter than that can be missed; pages shared
@@ -35,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "media"
-FRONTENDS = ("cli", "app", "score")
+FRONTENDS = ("cli", "app", "score", "scorer")
 FLAT_RATIO = 1.15
 
 
@@ -92,6 +94,11 @@ def run_job(frontend: str, checkpoints: str, video: str, audio: str, out: str, s
         if parts is not None:
             print(f"score: python peak during the job {parts['job']:,} KB, during scoring {parts['score']:,} KB "
                   f"(RSS when scoring began {parts['start']:,} KB)", flush=True)
+        return
+    if frontend == "scorer":
+        from latentsync_demo.eval.scorer import SyncScorer
+
+        print(SyncScorer.from_checkpoints(checkpoints, "cpu", detect_every=5).score(video, audio), flush=True)
         return
     from latentsync_demo.app_handlers import PRESET_BY_LABEL, LABEL_OF_SAMPLER, DemoHandlers
     from latentsync_demo.service import LipSyncService
@@ -190,7 +197,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=SHARED / "demo2_video.mp4")
     parser.add_argument("--audio", type=Path, default=SHARED / "demo2_audio.wav")
     parser.add_argument("--seconds", default="10,60", help="clip lengths, comma-separated")
-    parser.add_argument("--frontends", default=",".join(FRONTENDS), help="of " + ",".join(FRONTENDS))
+    parser.add_argument("--frontends", default="cli,app,score", help="of " + ",".join(FRONTENDS))
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/latentsync_bench_memory"),
                         help="clips, checkpoints and outputs (kept for reruns)")
