@@ -335,3 +335,66 @@ def test_scoring_the_original_reuses_the_jobs_face_boxes(tmp_path, monkeypatch):
     searched.clear()
     service.score_job(out, tmp_path / "clip.mp4", speech)  # the same file: still reused
     assert searched == [out]
+
+
+def _all_in_memory_score(model, crops: np.ndarray, audio: np.ndarray):
+    """The scorer before it streamed, verbatim: every crop of the track as one float tensor, then the official
+    batches of 20 windows."""
+    n = num_windows(len(crops), len(audio))
+    video = torch.from_numpy(np.ascontiguousarray(crops)).permute(3, 0, 1, 2).unsqueeze(0).float()
+    with torch.no_grad():
+        feats = [model.eval().forward_lip(torch.cat([video[:, :, i:i + 5] for i in range(start, min(n, start + 20))]))
+                 for start in range(0, n, 20)]
+    return summarize(offset_distances(torch.cat(feats), audio_features(model, audio, n)))
+
+
+def test_streamed_score_equals_the_all_in_memory_score(tmp_path, monkeypatch):
+    """The scorer streams each track's crops into SyncNet a batch of windows at a time: at most 20 + 4 crops are
+    held, and the distances equal, bit for bit, those of all the track's crops in memory at once."""
+    from latentsync_demo.eval import sync
+    from latentsync_demo.eval.faces import build_tracks, crop_tracks, detect_boxes, landmark_boxes
+    from latentsync_demo.eval.scorer import SyncScorer
+    from latentsync_demo.media import iter_frames, load_audio, to_int16
+    from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+
+    clip = make_talking_head_clip(tmp_path / "clip.mp4", seconds=1.2, fps=25, size=(320, 320))
+    speech = make_speech_wav(tmp_path / "speech.wav", seconds=1.2)
+    torch.manual_seed(0)
+    model = SyncNetV2()
+    held = []
+    push = sync.LipWindows.push
+    monkeypatch.setattr(sync.LipWindows, "push", lambda self, crop: push(self, crop) or held.append(len(self.pending)))
+    streamed = SyncScorer(model, None, "mediapipe").score(clip, speech)
+
+    detect, close = landmark_boxes()
+    try:
+        # min_track 28: what the scorer uses on a 30-frame clip
+        tracks = build_tracks(detect_boxes(iter_frames(clip, fps=25), detect), min_track=28)
+    finally:
+        close()
+    assert len(tracks) == len(streamed.tracks) == 1 and len(tracks[0].frames) == 30
+    crops = next(crop_tracks(clip, tracks))
+    reference = _all_in_memory_score(model, crops, to_int16(load_audio(speech))[:30 * 640])
+    assert streamed.tracks[0].num_windows == reference.num_windows == 25  # batches of 20 and 5 windows
+    np.testing.assert_array_equal(streamed.tracks[0].mean_dists, reference.mean_dists)
+    assert (streamed.offset, streamed.min_dist, streamed.confidence) == (
+        reference.offset, reference.min_dist, reference.confidence)
+    assert len(held) == 30 and max(held) == 20 + 4 - 1  # the 24th crop completes a batch, which is then let go
+
+
+def test_lip_windows_on_a_short_decode_score_what_came():
+    """A decode shorter than the track: the windows the official code scores on those frames, else a message."""
+    from latentsync_demo.eval.sync import LipWindows
+
+    torch.manual_seed(0)
+    model = SyncNetV2()
+    crops = np.random.default_rng(0).integers(0, 255, (12, 224, 224, 3), dtype=np.uint8)
+    windows = LipWindows(model, n=10, batch_size=4)
+    for crop in crops[:9]:
+        windows.push(crop)
+    torch.testing.assert_close(windows.features(), lip_features(model, crops[:9], 4, batch_size=4), rtol=0, atol=0)
+    short = LipWindows(model, n=10)
+    for crop in crops[:5]:
+        short.push(crop)
+    with pytest.raises(InputError, match="too short to measure lip sync: 5 frames"):
+        short.features()

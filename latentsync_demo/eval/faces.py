@@ -9,8 +9,9 @@ missed frames; crops are centred on the median-filtered (kernel 13) box centre, 
 Differences from the official protocol, and why:
   * no scene-cut detection (PySceneDetect is one more dependency): a cut still ends a track when the face jumps
     (IoU < 0.5); a cut that keeps the face in place is scored as one track;
-  * crops stay in memory (the official code writes mp4v videos and re-extracts JPEG frames: two lossy steps),
-    and each track's audio is cut from the 16 kHz s16 decode directly (officially: muxed to AAC and decoded again);
+  * crops go straight from the decoder to SyncNet, a window batch at a time (the official code writes mp4v
+    videos and re-extracts JPEG frames: two lossy steps), and each track's audio is cut from the 16 kHz s16
+    decode directly (officially: muxed to AAC and decoded again);
   * without ``sfd_face.pth`` the boxes come from our landmark detector (mediapipe FaceMesh extent), whose boxes
     are a little tighter than S3FD's: scores are then close to, not equal to, the official ones;
   * ``detect_every`` > 1 (used on CPU for speed) detects on every n-th frame and interpolates in between.
@@ -123,14 +124,24 @@ def crop_face(frame_rgb: np.ndarray, half_size: float, cx: float, cy: float) -> 
     return cv2.resize(face, (CROP_SIZE, CROP_SIZE))
 
 
-def crop_tracks(video: str | Path, tracks: list[Track]) -> Iterator[np.ndarray]:
-    """Second decode pass: the (T, 224, 224, 3) BGR crops of each track, in track order."""
+def stream_crops(video: str | Path, tracks: list[Track], consumers: list[Callable[[np.ndarray], None]]) -> None:
+    """Second decode pass: each track's 224 x 224 BGR crops, frame by frame, handed to its consumer as they are
+    cut (nothing is kept here: memory stays flat in the clip length; the scorer's consumers are ``LipWindows``)."""
     geometry = [crop_geometry(t) for t in tracks]
-    crops: list[list[np.ndarray]] = [[] for _ in tracks]
+    last = max(t.frames[-1] for t in tracks)
     with closing(iter_frames(video, fps=MODEL_FPS)) as frames:
         for f, frame in enumerate(frames):
+            if f > last:
+                break
             for k, track in enumerate(tracks):
                 if track.frames[0] <= f <= track.frames[-1]:
-                    crops[k].append(crop_face(frame, *geometry[k][f - track.frames[0]]))
-    for k, track in enumerate(tracks):
-        yield np.stack(crops[k][:len(track.frames)]) if crops[k] else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+                    consumers[k](crop_face(frame, *geometry[k][f - track.frames[0]]))
+
+
+def crop_tracks(video: str | Path, tracks: list[Track]) -> Iterator[np.ndarray]:
+    """The (T, 224, 224, 3) BGR crops of each track, in track order, all in memory (for tests and benchmarks;
+    the scorer streams them with ``stream_crops``)."""
+    crops: list[list[np.ndarray]] = [[] for _ in tracks]
+    stream_crops(video, tracks, [found.append for found in crops])
+    for found in crops:
+        yield np.stack(found) if found else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)

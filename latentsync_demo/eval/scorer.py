@@ -4,8 +4,8 @@
     score = scorer.score("result.mp4", "speech.wav")         # or score("result.mp4") for its own track
     print(score.confidence, score.min_dist, score.offset)    # LSE-C (Sync_conf), LSE-D, AV offset
 
-Per face track: ``sync.evaluate_track``; the clip's numbers are means over its tracks (offset: ``int`` of the
-mean, as ``eval_sync_conf.py``). Official weights come from the LatentSync release's ``auxiliary/`` folder
+Per face track: ``sync.evaluate_track`` (its crops streamed: ``faces.stream_crops`` into ``sync.LipWindows``);
+the clip's numbers are means over its tracks (offset: ``int`` of the mean, as ``eval_sync_conf.py``). Official weights come from the LatentSync release's ``auxiliary/`` folder
 (``ByteDance/LatentSync-1.5`` on Hugging Face), stored as ``<checkpoints>/auxiliary/``.
 """
 
@@ -25,8 +25,8 @@ from ..models.s3fd import load_s3fd
 from ..models.syncnet_v2 import load_syncnet_v2
 from ..settings import FaceTrack
 from ..store import default_root
-from .faces import BoxDetector, build_tracks, crop_tracks, detect_boxes, landmark_boxes
-from .sync import SAMPLES_PER_FRAME, SyncResult, check_audio, evaluate_track
+from .faces import BoxDetector, build_tracks, detect_boxes, landmark_boxes, stream_crops
+from .sync import SAMPLES_PER_FRAME, LipWindows, SyncResult, check_audio, evaluate_features, num_windows
 
 AUX_REPO = "ByteDance/LatentSync-1.5"
 AUX_DIR = "auxiliary"
@@ -125,15 +125,24 @@ class SyncScorer:
         if not tracks:
             raise InputError(f"no face was found in {Path(video).name} for long enough to measure lip sync "
                              f"(a face of over {self.min_face_size:.0f} px for {min_track + 1}+ frames is needed)")
-        results = []
-        for track, crops in zip(tracks, crop_tracks(video, tracks)):
-            span = samples[track.frames[0] * SAMPLES_PER_FRAME:(track.frames[-1] + 1) * SAMPLES_PER_FRAME]
-            results.append(evaluate_track(self.syncnet, crops, span, device=self.device))
+        results = self._score_tracks(video, tracks, samples)
         if progress:
             progress(1.0)
         return SyncScore(confidence=fmean(r.confidence for r in results), min_dist=fmean(r.min_dist for r in results),
                          offset=int(fmean(r.offset for r in results)), tracks=results, face_detector=self.face_detector)
 
+    def _score_tracks(self, video, tracks: list, samples) -> list[SyncResult]:
+        """``sync.evaluate_track`` of each track, with the crops streamed from one decode pass into each track's
+        ``LipWindows`` (a batch of windows held at a time, not the whole track)."""
+        spans, windows = [], []
+        for track in tracks:
+            span = samples[track.frames[0] * SAMPLES_PER_FRAME:(track.frames[-1] + 1) * SAMPLES_PER_FRAME]
+            check_audio(span)
+            spans.append(span)
+            windows.append(LipWindows(self.syncnet, num_windows(len(track.frames), len(span)), device=self.device))
+        stream_crops(video, tracks, [w.push for w in windows])
+        return [evaluate_features(self.syncnet, w.features(), span, device=self.device)
+                for w, span in zip(windows, spans)]
 
     def _detect(self, video, num_frames: int, progress) -> list:
         detect, close = (self.detect, None) if self.detect is not None else landmark_boxes(FALLBACK_BACKEND)

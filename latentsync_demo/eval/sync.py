@@ -78,16 +78,56 @@ def num_windows(num_frames: int, num_samples: int) -> int:
     return n
 
 
-@torch.no_grad()
-def lip_features(model, crops: np.ndarray, n: int, batch_size: int = 20,
-                 device: str | torch.device = "cpu") -> torch.Tensor:
-    """(n, D) float32 CPU embeddings of the 5-frame windows starting at frames 0..n-1 of (T, h, w, 3) BGR crops."""
-    video = prepare_crops(crops)
-    feats = []
-    for start in range(0, n, batch_size):
-        lips = torch.cat([video[:, :, i:i + LIP_FRAMES] for i in range(start, min(n, start + batch_size))])
-        feats.append(model.eval().forward_lip(lips.to(device)).float().cpu())
-    return torch.cat(feats)
+class LipWindows:
+    """Lip embeddings of the official 5-frame windows 0..n-1, computed as the face crops arrive: crops go in one
+    at a time (``push``), each batch of ``batch_size`` windows is embedded as soon as its last frame is there, and
+    at most ``batch_size + 4`` crops are held, whatever the track's length. The batches are the official ones
+    (windows 20k..20k+19, in order), so the features equal those of the whole track's crops at once."""
+
+    def __init__(self, model, n: int, batch_size: int = 20, device: str | torch.device = "cpu"):
+        self.model, self.n, self.batch_size, self.device = model.eval(), n, batch_size, device
+        self.pending: list[np.ndarray] = []  # the crops of frames self.start, self.start + 1, ...
+        self.start = 0  # first window not yet embedded
+        self.received = 0
+        self.feats: list[torch.Tensor] = []
+
+    def push(self, crop: np.ndarray) -> None:
+        """One (h, w, 3) uint8 BGR crop, the track's next frame."""
+        self.received += 1
+        if self.start >= self.n:
+            return  # past the last window's frames
+        self.pending.append(crop)
+        count = min(self.batch_size, self.n - self.start)
+        if len(self.pending) == count + LIP_FRAMES - 1:
+            self._embed(count)
+
+    @torch.no_grad()
+    def _embed(self, count: int) -> None:
+        video = prepare_crops(np.stack(self.pending))
+        lips = torch.cat([video[:, :, i:i + LIP_FRAMES] for i in range(count)])
+        self.feats.append(self.model.forward_lip(lips.to(self.device)).float().cpu())
+        del self.pending[:count]
+        self.start += count
+
+    def features(self) -> torch.Tensor:
+        """(n, D) float32 CPU embeddings. When fewer crops came than ``n`` windows need (a decode shorter than the
+        track), the windows the official code would score on what came: min(n, crops - 5)."""
+        n = min(self.n, self.received - LIP_FRAMES)
+        if n < 1:
+            raise InputError(f"the face track is too short to measure lip sync: {self.received} frames; at least "
+                             f"{LIP_FRAMES + 1} frames (0.24 s) are needed.")
+        if self.start < n:
+            self._embed(n - self.start)
+        return torch.cat(self.feats)[:n]
+
+
+def lip_features(model, crops, n: int, batch_size: int = 20, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(n, D) float32 CPU embeddings of the 5-frame windows starting at frames 0..n-1 of (T, h, w, 3) BGR crops
+    (an array or any iterable of crops: they are consumed as they come, see ``LipWindows``)."""
+    windows = LipWindows(model, n, batch_size, device)
+    for crop in crops:
+        windows.push(crop)
+    return windows.features()
 
 
 @torch.no_grad()
@@ -126,6 +166,12 @@ def evaluate_track(model, crops: np.ndarray, audio: np.ndarray, vshift: int = VS
     """Score one face track: crops (T, h, w, 3) uint8 BGR at 25 fps, audio (N,) int16 16 kHz of the same span."""
     check_audio(audio)
     n = num_windows(len(crops), len(audio))
-    im_feat = lip_features(model, crops, n, batch_size, device)
-    cc_feat = audio_features(model, audio, n, batch_size, device)
+    return evaluate_features(model, lip_features(model, crops, n, batch_size, device), audio, vshift, batch_size,
+                             device)
+
+
+def evaluate_features(model, im_feat: torch.Tensor, audio: np.ndarray, vshift: int = VSHIFT, batch_size: int = 20,
+                      device: str | torch.device = "cpu") -> SyncResult:
+    """Score one face track from its lip features (n, D) (``LipWindows``) and its audio (N,) int16 16 kHz."""
+    cc_feat = audio_features(model, audio, len(im_feat), batch_size, device)
     return summarize(offset_distances(im_feat, cc_feat, vshift), vshift)

@@ -39,7 +39,7 @@ from ..provenance.consent import require_consent
 from ..request import PreparedRequest, settings_from
 from ..service import LipSyncService
 from ..settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
-from ..store import DEFAULT_PRESET, PRESETS
+from ..store import DEFAULT_PRESET, PRESETS, resolve
 from ..webhooks import CallbackPolicy
 from .docs import add_offline_docs
 from .jobs import Job, JobManager, hide_folder
@@ -48,6 +48,7 @@ from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
 log = logging.getLogger("latentsync_demo.rest")
 
 PREFIX = "/api/v1"
+RETRY_AFTER_SECONDS = 60  # told to a client whose job found the queue full (429)
 _DEFAULTS = GenerationSettings()
 
 
@@ -191,9 +192,10 @@ class RestAPI:
                                  length_mode=length_mode, window_frames=window_frames, audio_windows=audio_windows)
         if preset in PRESETS and self.service.missing_files(preset):
             raise RequestError(503, f"the model weights for {preset} are not installed on this server; its admin "
-                                    f"can run: python -m latentsync_demo.download --preset {preset}")
+                                    f"can run: {resolve(preset, self.service.checkpoints).download_command}")
         if self.manager.pending() >= self.max_pending:
-            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
+            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes "
+                                    f"(Retry-After: {RETRY_AFTER_SECONDS} s)")
         job_id, folder = self.manager.new_folder()
         try:
             video_path = await save_upload(video, folder, "video", VIDEO_SUFFIXES, self.max_upload_bytes)
@@ -224,8 +226,8 @@ class RestAPI:
     def _check_sync_length(self, prepared: PreparedRequest) -> None:
         longest = max(info.duration for info in (prepared.video, prepared.audio) if info is not None)
         if longest > self.sync_max_seconds:
-            raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:.0f} s (this one lasts "
-                                    f"{longest:.0f} s); queue it with POST {PREFIX}/jobs instead")
+            raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:g} s (this one lasts "
+                                    f"{longest:.1f} s); queue it with POST {PREFIX}/jobs instead")
 
     def _job(self, job_id: str) -> Job:
         job = self.manager.get(job_id)
@@ -260,7 +262,8 @@ def _json(status: int, message: str, headers: dict | None = None) -> JSONRespons
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
     if exc.status < 500:  # the client's mistake: one line in the log (tracebacks are for the server's faults)
         log.warning("%s %s refused (%d): %s", request.method, request.url.path, exc.status, exc.message)
-    return _json(exc.status, exc.message, {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+    headers = {401: {"WWW-Authenticate": "Bearer"}, 429: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
+    return _json(exc.status, exc.message, headers.get(exc.status))
 
 
 async def _user_error(request: Request, exc: LatentSyncError) -> JSONResponse:
