@@ -3,10 +3,7 @@
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -16,41 +13,21 @@ from gradio_client import Client, handle_file
 
 from latentsync_demo.media import count_frames, probe
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.testing.servers import free_port, start_server
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SERVER_LOGS: dict[str, Path] = {}  # an app's URL -> the file its server logs to
 
 
 def _start_app(checkpoints: Path, tmp: Path, *extra: str):
-    port = _free_port()
-    log = open(tmp / f"app_{port}.log", "w")
-    SERVER_LOGS[f"http://127.0.0.1:{port}/"] = tmp / f"app_{port}.log"
+    port = free_port()
+    log = tmp / f"app_{port}.log"
+    SERVER_LOGS[f"http://127.0.0.1:{port}/"] = log
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), "--checkpoints", str(checkpoints), "--port", str(port),
-         "--device", "cpu", *extra],
-        cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited: {(tmp / f'app_{port}.log').read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("app did not start within 120 s")
+    return start_server([sys.executable, str(REPO / "app.py"), "--checkpoints", str(checkpoints), "--port", str(port),
+                         "--device", "cpu", *extra], port, log, cwd=tmp, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ in a Hugging Face cache laid out as ``preload_from_hub`` leaves it, and one real
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from gradio_client import Client, handle_file
@@ -16,6 +13,7 @@ from gradio_client import Client, handle_file
 from latentsync_demo import space
 from latentsync_demo.store import PRESETS, UNET_CONFIG_FILE, UNET_FILE, VAE_DIR, VAE_FILES, VAE_REPO, WHISPER_FILE
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
+from latentsync_demo.testing.servers import free_port, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,33 +37,12 @@ def _preload_from_hub(tiny: Path, cache: Path) -> None:
 
 
 def _start_space(tmp: Path, checkpoints: Path, cache: Path, record: Path):
-    port = _free_port()
-    log = tmp / "space.log"
+    port = free_port()
     env = {**os.environ, "SPACE_ID": "someone/latentsync-demo", "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "latentsync_demo.testing.zerogpu", str(record), str(REPO / "app.py"),
-                             "--checkpoints", str(checkpoints), "--port", str(port), "--device", "cpu"],
-                            cwd=tmp, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the Space app exited: {log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"the Space app did not start within 180 s: {log.read_text()[-3000:]}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return start_server([sys.executable, "-m", "latentsync_demo.testing.zerogpu", str(record), str(REPO / "app.py"),
+                         "--checkpoints", str(checkpoints), "--port", str(port), "--device", "cpu"],
+                        port, tmp / "space.log", cwd=tmp, env=env, seconds=180)
 
 
 def test_space_starts_links_preloaded_weights_and_runs_the_job_under_spaces_gpu(tmp_path, tiny_checkpoints):
