@@ -279,7 +279,6 @@ class _Job:
     def run(self, batch: list[_Chunk]) -> list[torch.Tensor]:
         """Denoise and decode ``batch`` (equal-length chunks) together -> one output per chunk."""
         pipe, scheduler, device, dtype = self.pipe, self.pipe.scheduler, self.pipe.device, self.pipe.dtype
-        spec = sampler_spec(scheduler)
         b, f = len(batch), batch[0].frames
         pixels, masked = normalize_faces(torch.stack([c.faces for c in batch]).to(device), self.keep.to(device))
         pixels, masked = pixels.to(dtype), masked.to(dtype)  # (b, f, 3, R, R)

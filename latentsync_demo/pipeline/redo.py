@@ -159,7 +159,7 @@ def _decode_sources(video: Path, last: int, work: Path) -> FrameStore:
         if s >= last:
             break
     if store is None or store.count <= last:
-        raise LatentSyncError(f"the record's copy of the video has fewer frames than the job used: run the job again")
+        raise LatentSyncError("the record's copy of the video has fewer frames than the job used: run the job again")
     return store
 
 
