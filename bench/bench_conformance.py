@@ -176,31 +176,11 @@ def syncnet(ref: Path, tmp: Path) -> None:
 
 
 def e2e(ref: Path) -> None:
-    import torch.nn.functional as F
-    from diffusers import AutoencoderKL, DDIMScheduler
-    from safetensors.torch import load_file
-
-    from latentsync_demo.models import UNet3DConditionModel
-    from latentsync_demo.pipeline import LipSyncPipeline
-
-    class Recording(DDIMScheduler):
-        def step(self, *args, **kwargs):
-            out = super().step(*args, **kwargs)
-            self.recorded.append(out.prev_sample.clone())
-            return out
-
-    def pool(x, k):
-        return F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), k).reshape(*x.shape[:-2], x.shape[-2] // k, -1)
+    from latentsync_demo.testing.official_e2e import load_official_e2e, pool, step_latents
 
     print("End-to-end tiny pipeline, DeepCache on and off (reference README section 6), float32 CPU")
-    unet = UNet3DConditionModel.from_config(json.loads((ref / "unet_tiny_config.json").read_text()))
-    unet.load_state_dict({k: v.float() for k, v in load_file(ref / "unet_tiny_state_dict.safetensors").items()})
-    vae = AutoencoderKL.from_config(json.loads((ref / "e2e_deepcache_vae_config.json").read_text()))
-    vae.load_state_dict({k: v.float() for k, v in load_file(ref / "e2e_deepcache_vae.safetensors").items()})
-    scheduler = Recording.from_config(json.loads((ref / "e2e_deepcache_scheduler_config.json").read_text()))
-    inputs = torch.load(ref / "e2e_deepcache_inputs.pt", weights_only=True)
-    faces = torch.from_numpy(np.load(ref / "e2e_deepcache_faces.npz")["faces"]).permute(0, 3, 1, 2).contiguous()
-    pipeline = LipSyncPipeline(unet, vae, scheduler)
+    pipeline, faces, inputs = load_official_e2e(ref)
+    scheduler = pipeline.scheduler
     test = "tests/test_deepcache.py"
     for mode in ("on", "off"):
         expected = torch.load(ref / f"e2e_deepcache_{mode}.pt", weights_only=True)
@@ -208,8 +188,7 @@ def e2e(ref: Path) -> None:
         with torch.no_grad():
             out = pipeline(faces, inputs["whisper_chunks"], num_inference_steps=5, guidance_scale=1.5,
                            generator=torch.Generator().manual_seed(int(inputs["seed"])), deepcache=mode == "on")
-        rec = scheduler.recorded
-        steps = torch.stack([torch.cat([rec[j], rec[5 + j]], dim=2)[0] for j in range(5)])
+        steps = step_latents(scheduler.recorded)
         _line(test, f"DeepCache {mode}: step latents (pooled 4): max |diff|", _max(pool(steps, 4), expected["step_latents_pool4"]))
         _line(test, f"DeepCache {mode}: final latents: max |diff|", _max(steps[-1][None], expected["final_latents"]))
         _line(test, f"DeepCache {mode}: synced faces (pooled 8): max |diff|", _max(pool(out, 8), expected["out_pool8"]))

@@ -1,17 +1,12 @@
 """DeepCache in our UNet: the cached step's arithmetic, its schedule, and the official end-to-end outputs."""
 
-import json
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler
-from safetensors.torch import load_file
 
-from latentsync_demo.models import UNet3DConditionModel
 from latentsync_demo.models.deepcache import DeepCache
-from latentsync_demo.pipeline import LipSyncPipeline
+from latentsync_demo.testing.official_e2e import load_official_e2e, pool, step_latents
 from latentsync_demo.testing.tiny_models import tiny_unet
 
 
@@ -77,30 +72,9 @@ def test_schedule_is_every_third_step_and_reset_per_chunk():
 # ---- conformance: the official pipeline with and without DeepCache (reference README section 6) ----
 
 
-class _RecordingDDIM(DDIMScheduler):
-    """The official DDIM that also keeps the latents after every step."""
-
-    def step(self, *args, **kwargs):
-        out = super().step(*args, **kwargs)
-        self.recorded.append(out.prev_sample.clone())
-        return out
-
-
 @pytest.fixture(scope="module")
 def official_case(reference_dir):
-    unet = UNet3DConditionModel.from_config(json.loads((reference_dir / "unet_tiny_config.json").read_text()))
-    unet.load_state_dict({k: v.float() for k, v in load_file(reference_dir / "unet_tiny_state_dict.safetensors").items()})
-    vae = AutoencoderKL.from_config(json.loads((reference_dir / "e2e_deepcache_vae_config.json").read_text()))
-    vae.load_state_dict({k: v.float() for k, v in load_file(reference_dir / "e2e_deepcache_vae.safetensors").items()})
-    scheduler = _RecordingDDIM.from_config(json.loads((reference_dir / "e2e_deepcache_scheduler_config.json").read_text()))
-    inputs = torch.load(reference_dir / "e2e_deepcache_inputs.pt", weights_only=True)
-    faces = torch.from_numpy(np.load(reference_dir / "e2e_deepcache_faces.npz")["faces"]).permute(0, 3, 1, 2)
-    return LipSyncPipeline(unet, vae, scheduler), faces.contiguous(), inputs
-
-
-def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(..., h, w) -> (..., h/k, w/k) average pooling over the last two dims."""
-    return F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), k).reshape(*x.shape[:-2], x.shape[-2] // k, -1)
+    return load_official_e2e(reference_dir)
 
 
 # Max |diff| bounds at 3-5x what was measured (float32 CPU, 2 threads, `python bench/bench_conformance.py --only e2e`):
@@ -134,11 +108,11 @@ def test_reproduces_official_e2e_with_and_without_deepcache(official_case, refer
 
     assert torch.tensor(full_steps).reshape(2, 5).tolist() == expected["unet_full_step"].tolist()
     recorded = pipeline.scheduler.recorded  # chunk 0 steps 0..4, then chunk 1 steps 0..4
-    steps = torch.stack([torch.cat([recorded[j], recorded[5 + j]], dim=2)[0] for j in range(5)])  # (5, 4, 23, 32, 32)
+    steps = step_latents(recorded)  # (5, 4, 23, 32, 32)
     bound = E2E_BOUNDS[mode]
-    torch.testing.assert_close(_pool(steps, 4), expected["step_latents_pool4"], rtol=0, atol=bound["step_latents_pool4"])
+    torch.testing.assert_close(pool(steps, 4), expected["step_latents_pool4"], rtol=0, atol=bound["step_latents_pool4"])
     torch.testing.assert_close(steps[-1][None], expected["final_latents"], rtol=0, atol=bound["final_latents"])
-    torch.testing.assert_close(_pool(out, 8), expected["out_pool8"], rtol=0, atol=bound["out_pool8"])
+    torch.testing.assert_close(pool(out, 8), expected["out_pool8"], rtol=0, atol=bound["out_pool8"])
     torch.testing.assert_close(out[expected["out_full_index"]], expected["out_full"], rtol=0, atol=bound["out_full"])
     torch.testing.assert_close(out.abs().mean(dim=(1, 2, 3)), expected["out_mean_abs"], rtol=0,
                                atol=bound["out_mean_abs"])
