@@ -152,7 +152,8 @@ def _fake_record(output: Path, frames: int = 50, generated: int = 40) -> None:
     enough for the checks a redo makes before any work (no job has to run)."""
     import json
 
-    from latentsync_demo.pipeline.record import RECORD_VERSION, REDO_GOP, file_sha256, record_dir
+    from latentsync_demo.pipeline.record import RECORD_VERSION, REDO_GOP, record_dir
+    from latentsync_demo.provenance.manifest import sha256
 
     folder = record_dir(output)
     folder.mkdir(exist_ok=True)
@@ -160,7 +161,7 @@ def _fake_record(output: Path, frames: int = 50, generated: int = 40) -> None:
         (folder / name).write_bytes(b"")
     meta = {"version": RECORD_VERSION, "num_frames": frames, "num_generated": generated, "gop": REDO_GOP,
             "video": "video.mp4", "audio": "audio.wav", "preset": DEFAULT_PRESET, "settings": {},
-            "output_sha256": file_sha256(output)}
+            "output_sha256": sha256(output)}
     (folder / "job.json").write_text(json.dumps(meta))
 
 

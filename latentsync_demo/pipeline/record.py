@@ -19,7 +19,6 @@ GOPs it re-encodes from the record and copies every other GOP's packets unchange
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..provenance.manifest import sha256
 from ..settings import GenerationSettings
 
 RECORD_SUFFIX = ".job"
@@ -40,14 +40,6 @@ REDO_GOP = 25
 
 def record_dir(output: str | Path) -> Path:
     return Path(str(output) + RECORD_SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class JobRecorder:
@@ -88,7 +80,7 @@ class JobRecorder:
         np.save(folder / "matrices.npy", np.stack([np.full((2, 3), np.nan) if m is None else np.asarray(m, np.float64)
                                                    for m in matrices]))
         meta = {**meta, "version": RECORD_VERSION, "video": video_copy.name, "audio": audio_copy.name,
-                "video_sha256": file_sha256(video_copy), "audio_sha256": file_sha256(audio_copy), "num_generated": self.generated,
+                "video_sha256": sha256(video_copy), "audio_sha256": sha256(audio_copy), "num_generated": self.generated,
                 "faces_out_dtype": self.out_dtype, "gop": REDO_GOP}
         (folder / "job.json").write_text(json.dumps(meta, indent=1))
         return folder
@@ -153,7 +145,7 @@ def seal_record(output: str | Path) -> None:
     """Bind the record to the finished output's bytes (after its provenance stamp, the last write to it)."""
     path = record_dir(output) / "job.json"
     meta = json.loads(path.read_text())
-    path.write_text(json.dumps({**meta, "output_sha256": file_sha256(Path(output))}, indent=1))
+    path.write_text(json.dumps({**meta, "output_sha256": sha256(Path(output))}, indent=1))
 
 
 def load_record(job: str | Path) -> JobRecord:
@@ -179,7 +171,7 @@ def load_record(job: str | Path) -> JobRecord:
                                  meta["audio"]) if not (folder / name).is_file()]
     if missing:
         raise InputError(f"the job record {folder} is incomplete (missing {', '.join(missing)}): run the job again")
-    if file_sha256(output) != meta.get("output_sha256"):
+    if sha256(output) != meta.get("output_sha256"):
         raise InputError(f"{output.name} is not the output its record describes (it was changed or replaced): "
                          "a redo needs the job's own output")
     return JobRecord(folder, output, meta)
