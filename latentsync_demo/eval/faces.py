@@ -30,6 +30,7 @@ from scipy.interpolate import interp1d
 from scipy.signal import medfilt
 
 from ..face.landmarks import make_detector
+from ..face.track import box_iou
 from ..media import MODEL_FPS, iter_frames
 from .sync import CROP_SIZE
 
@@ -67,14 +68,6 @@ def detect_boxes(frames: Iterable[np.ndarray], detect: BoxDetector, detect_every
     return found
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def build_tracks(detections: list[np.ndarray | None], min_track: int = 50, num_failed_det: int = 25,
                  min_face_size: float = 100, iou_threshold: float = 0.5) -> list[Track]:
     """Greedy IoU tracking as the official ``track_face``: each pass takes the earliest unused box and follows
@@ -87,7 +80,7 @@ def build_tracks(detections: list[np.ndarray | None], min_track: int = 50, num_f
             if frames and f - frames[-1] > num_failed_det:
                 break
             for k, box in enumerate(candidates):
-                if not frames or iou(box, boxes[-1]) > iou_threshold:
+                if not frames or box_iou(box, boxes[-1]) > iou_threshold:
                     frames.append(f)
                     boxes.append(box)
                     del candidates[k]
