@@ -13,7 +13,6 @@ the new face, so the mouth does not jump at the span's edges.
 from __future__ import annotations
 
 import math
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,7 +23,7 @@ import torch
 from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio
-from ..media.ffmpeg import BASE_ARGS, ffmpeg_exe, fs_path, stderr_tail
+from ..media.ffmpeg import fs_path, run_ffmpeg
 from ..settings import GenerationSettings, JobEvent
 from .length import plan_length
 from .lipsync import LipSyncPipeline
@@ -166,11 +165,11 @@ def _decode_sources(video: Path, last: int, work: Path) -> FrameStore:
 def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, out: Path, work: Path) -> None:
     """``out``: ``old``'s GOPs outside the region copied packet for packet, the re-encoded region between them,
     and ``old``'s soundtrack and container tags."""
-    ffmpeg = ffmpeg_exe()
+    failure = f"ffmpeg could not splice {old.name}"  # our own parts: what can fail is the job's output
     cuts = ",".join(str(k) for k in range(gop, num_frames, gop))
     segment = ["-f", "segment", "-segment_frames", cuts] if cuts else ["-f", "segment", "-segment_time", "1e9"]
-    _ffmpeg([ffmpeg, *BASE_ARGS, "-y", "-i", fs_path(old), "-map", "0:V:0", "-c", "copy", *segment,
-             "-reset_timestamps", "1", "-segment_format", "mp4", str(work / "gop%06d.mp4")], old)
+    run_ffmpeg(["-y", "-i", fs_path(old), "-map", "0:V:0", "-c", "copy", *segment, "-reset_timestamps", "1",
+                "-segment_format", "mp4", str(work / "gop%06d.mp4")], input_error=failure)
     gops = sorted(work.glob("gop*.mp4"))
     if len(gops) != -(-num_frames // gop):
         raise LatentSyncError(f"{old.name} does not have a keyframe every {gop} frames as its record says: "
@@ -178,12 +177,6 @@ def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, o
     parts = gops[: span.region_start // gop] + [region] + gops[-(-span.region_end // gop):]
     listing = work / "parts.txt"
     listing.write_text("".join(f"file '{p}'\n" for p in parts))  # our own temp names: nothing to escape
-    _ffmpeg([ffmpeg, *BASE_ARGS, "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", fs_path(old),
-             "-map", "0:v:0", "-map", "1:a:0?", "-c", "copy", "-map_metadata", "1", "-movflags", "+faststart",
-             fs_path(out)], old)
-
-
-def _ffmpeg(args: list[str], name: Path) -> None:
-    done = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if done.returncode != 0:
-        raise LatentSyncError(f"ffmpeg could not splice {name.name}: {stderr_tail(done.stderr)}")
+    run_ffmpeg(["-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", fs_path(old), "-map", "0:v:0",
+                "-map", "1:a:0?", "-c", "copy", "-map_metadata", "1", "-movflags", "+faststart", fs_path(out)],
+               input_error=failure)
