@@ -73,15 +73,22 @@ def settings_from(sampler: str = "ddim", steps: int | None = None, **values) -> 
                               **values)
 
 
+def check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def check_landmarks(landmarks: str) -> None:
+    if landmarks not in LANDMARK_CHOICES:
+        raise InputError(f"unknown landmark backend {landmarks!r}; choose one of {', '.join(LANDMARK_CHOICES)}")
+
+
 def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -> str:
     """Refuse settings no sampler can run, an unknown preset, sampler, landmark backend or audio windows mode,
     steps out of the sampler's range, LCM without its student; returns the resolved length mode."""
     check_settings(settings)
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if settings.landmarks not in LANDMARK_CHOICES:
-        raise InputError(f"unknown landmark backend {settings.landmarks!r}; "
-                         f"choose one of {', '.join(LANDMARK_CHOICES)}")
+    check_preset(preset)
+    check_landmarks(settings.landmarks)
     check_audio_windows(settings.audio_windows)
     spec = SAMPLERS.get(settings.sampler)
     if spec is None:

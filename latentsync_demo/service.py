@@ -29,7 +29,7 @@ from typing import Iterator
 import torch
 
 from .errors import InputError
-from .face.landmarks import LANDMARK_CHOICES, make_detector
+from .face.landmarks import make_detector
 from .face.listing import LIST_SECONDS, ListedFace, list_faces
 from .loading import LoadedModels, load_lcm_unet, load_models
 from .media import MODEL_FPS, MediaInfo, iter_frames, job_tempdir, probe
@@ -42,9 +42,9 @@ from .provenance.detect import make_marker
 from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
 from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
-from .request import Limits, PreparedRequest, check_choices, prepare_request
+from .request import Limits, PreparedRequest, check_choices, check_landmarks, check_preset, prepare_request
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
-from .store import DEFAULT_PRESET, PRESETS, get_preset, resolve
+from .store import DEFAULT_PRESET, get_preset, resolve
 from .validation import check_audio, check_device, check_output, check_video
 from .webhooks import CallbackPolicy
 
@@ -335,10 +335,8 @@ class LipSyncService:
         """The distinct faces of the video's first ``seconds`` (every 25 fps frame, as the job reads them), with
         the job's own detector: ``faces[k].index`` is the ``face_index`` that lip-syncs that person
         (``face.listing``). The video is checked like a job's (InputError for a bad one)."""
-        if landmarks not in LANDMARK_CHOICES:
-            raise InputError(f"unknown landmark backend {landmarks!r}; choose one of {', '.join(LANDMARK_CHOICES)}")
-        if preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        check_landmarks(landmarks)
+        check_preset(preset)
         if not seconds > 0:
             raise InputError(f"the face listing scans a positive number of seconds, not {seconds}")
         info = check_video(video, self.max_seconds, self.max_pixels)
