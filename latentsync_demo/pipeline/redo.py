@@ -131,14 +131,14 @@ def _write_region(record: JobRecord, span: RedoSpan, faces: torch.Tensor, aligne
     """Encode the region's output frames exactly as the job built them (new faces inside the span)."""
     sources, matrices, old = record.sources(), record.matrices(), record.faces_out()
     region = range(span.region_start, span.region_end)
-    frames = _decode_sources(record.video, max(int(sources[i]) for i in region), work)
+    frames, stored = _decode_sources(record.video, {int(sources[i]) for i in region}, work)
     try:
         first = frames[0]
         height, width = first.shape[:2]
         with VideoWriter(path, width, height, MODEL_FPS, keyint=int(record.meta["gop"])) as writer:
             for i in region:
                 s = int(sources[i])
-                frame, matrix = frames[s], matrices[s]
+                frame, matrix = frames[stored[s]], matrices[s]
                 result = frame
                 if i < record.num_generated and matrix is not None:
                     face = faces[i - span.start] if span.start <= i < span.end else torch.from_numpy(np.array(old[i]))
@@ -148,18 +148,21 @@ def _write_region(record: JobRecord, span: RedoSpan, faces: torch.Tensor, aligne
         frames.close()
 
 
-def _decode_sources(video: Path, last: int, work: Path) -> FrameStore:
-    """Source frames 0..last at 25 fps (as the job decoded them), kept on disk, not in memory."""
-    store = None
+def _decode_sources(video: Path, needed: set[int], work: Path) -> tuple[FrameStore, dict[int, int]]:
+    """The ``needed`` source frames at 25 fps (as the job decoded them), kept on disk, not in memory, and where
+    each one sits in that store: only the region's frames are stored, however far into the clip it lies."""
+    store, stored, last = None, {}, max(needed)
     for s, frame in enumerate(iter_frames(video, fps=MODEL_FPS)):
-        if store is None:
-            store = FrameStore(work / "frames.u8", frame.shape)
-        store.append(frame)
+        if s in needed:
+            if store is None:
+                store = FrameStore(work / "frames.u8", frame.shape)
+            stored[s] = store.count
+            store.append(frame)
         if s >= last:
             break
-    if store is None or store.count <= last:
+    if len(stored) < len(needed):
         raise LatentSyncError("the record's copy of the video has fewer frames than the job used: run the job again")
-    return store
+    return store, stored
 
 
 def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, out: Path, work: Path) -> None:
