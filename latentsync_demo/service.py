@@ -315,7 +315,10 @@ class LipSyncService:
             marker = make_marker(record.meta["watermark"], resolution=pipeline.resolution)
             final = yield from run_redo(pipeline, record, span, settings, out, marker.mark)
         inputs = {"video": record.video, "audio": record.audio, "first result": record.output}
-        yield replace(final, manifest=stamp(out, inputs, dict(record.meta["tags"]), self.c2pa_signing))
+        known = {"video": record.meta.get("video_sha256"), "audio": record.meta.get("audio_sha256"),
+                 "first result": record.meta.get("output_sha256")}  # hashed when recorded; load_record checked the last
+        yield replace(final, manifest=stamp(out, inputs, dict(record.meta["tags"]), self.c2pa_signing,
+                                            {role: digest for role, digest in known.items() if digest}))
 
     def window_frames(self, models: LoadedModels, settings: GenerationSettings,
                       pipeline: LipSyncPipeline | None = None) -> int:
