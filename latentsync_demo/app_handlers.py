@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import gradio as gr
@@ -202,9 +203,10 @@ class LipSyncForm:
     audio_windows: str = "seamless"
     listed_faces: dict | None = None  # the face thumbnails shown for an upload: {"video": content_key, "faces": [...]}
 
-    @property
+    @cached_property
     def source(self) -> str | None:
-        """The uploaded video: the original behind an H.264 browser preview."""
+        """The uploaded video: the original behind an H.264 browser preview (found once per request: it can
+        hash the whole upload)."""
         return original_upload(self.video, self.sources)
 
     def shown_faces(self) -> tuple[int, ...] | None:
