@@ -85,12 +85,14 @@ class Job:
     def _callback(self) -> dict:
         if self.callback is None:
             return {}
-        return {"callback": {"url": self.request.callback.url, "state": self.callback_state,
+        return {"callback": {"url": self.callback.url, "state": self.callback_state,
                              "attempts": list(self.deliveries)}}
 
-    def links(self, prefix: str) -> dict:
+    def links(self, prefix: str, *, queued: bool = False) -> dict:
+        """Where the status is, and the result once done (``queued``: where the result will be, for the answer to
+        a submission)."""
         return {"status_url": f"{prefix}/jobs/{self.id}",
-                "result_url": f"{prefix}/jobs/{self.id}/result" if self.status == "done" else None}
+                "result_url": f"{prefix}/jobs/{self.id}/result" if queued or self.status == "done" else None}
 
     def webhook_payload(self, prefix: str) -> dict:
         """What the callback receives: the status endpoint's summary (without the delivery log) and its links."""

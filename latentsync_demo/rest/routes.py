@@ -103,8 +103,7 @@ class RestAPI:
 
         @app.post("/jobs", status_code=202, summary="Queue a lip-sync job")
         async def create_job(job: Job = form) -> dict:
-            return {**job.summary(), "status_url": f"{PREFIX}/jobs/{job.id}",
-                    "result_url": f"{PREFIX}/jobs/{job.id}/result"}  # where the result will be, once done
+            return {**job.summary(), **job.links(PREFIX, queued=True)}
 
         @app.get("/jobs/{job_id}", summary="A job's status, stage, progress and notes",
                  description="notes: a warning about silent speech, then what the length mode looped, cut or padded")
@@ -133,7 +132,7 @@ class RestAPI:
                 job = self.manager.submit_redo(source, start, end, seed=seed, steps=steps, sampler=sampler)
             except LatentSyncError as exc:
                 raise RequestError(400, hide_folder(str(exc), source.folder)) from exc
-            return {**job.summary(), **job.links(PREFIX), "result_url": f"{PREFIX}/jobs/{job.id}/result"}
+            return {**job.summary(), **job.links(PREFIX, queued=True)}
 
         @app.delete("/jobs/{job_id}", summary="Cancel a queued or running job, or delete an ended one")
         def delete_job(job_id: str) -> dict:
