@@ -25,8 +25,8 @@ from .provenance.restrict import JobRequest, RestrictionCheck, enforce
 from .provenance.watermark import job_number
 from .settings import GenerationSettings, VoiceRequest
 from .store import PRESETS, resolve
-from .validation import (check_audio, check_output, check_settings, check_video, check_voice,
-                         check_voice_reference)
+from .validation import (check_audio, check_output, check_settings, check_speech_to_translate, check_video,
+                         check_voice, check_voice_reference)
 from .webhooks import CallbackPolicy, CallbackTarget
 
 
@@ -111,6 +111,16 @@ def check_face_shown(face_index: int, shown_faces: tuple[int, ...] | None) -> No
                      f"choose {choices} (click a face's thumbnail to pick it).")
 
 
+def check_voice_models(voice: VoiceRequest, checkpoints=None) -> None:
+    """CheckpointError naming the download command when a voice model this request needs is missing: XTTS always,
+    the recogniser to re-voice or to transcribe, the translation model to translate."""
+    from .voice.store import resolve_voice_models
+
+    transcribes = voice.mode == "revoice" or (voice.mode == "translate" and voice.transcript is None)
+    resolve_voice_models(checkpoints).require(need_asr=transcribes,
+                                              need_translation=voice.mode == "translate" and voice.transcript is None)
+
+
 def prepare_request(
     video, audio, out, *, preset: str, settings: GenerationSettings, voice: VoiceRequest | None = None,
     compare=None, consent: bool = False, checkpoints=None, limits: Limits = Limits(),
@@ -135,6 +145,10 @@ def prepare_request(
     reference = voice.reference if mode != "off" else None
     if reference is not None:
         check_voice_reference(reference)
+    if mode == "translate" and voice.transcript is None:
+        check_speech_to_translate(video_info, audio_info)
+    if mode != "off":
+        check_voice_models(voice, checkpoints)
     job_id = uuid.uuid4().hex[:12]
     voice = voice if mode != "off" else None
     enforce(restrictions, JobRequest(Path(video), Path(audio) if audio is not None else None, preset, job_id,

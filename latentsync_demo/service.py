@@ -42,10 +42,12 @@ from .provenance.detect import make_marker
 from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
 from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
-from .request import Limits, PreparedRequest, check_choices, check_landmarks, check_preset, prepare_request
+from .request import (Limits, PreparedRequest, check_choices, check_landmarks, check_preset, check_voice_models,
+                      prepare_request)
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, get_preset, resolve
-from .validation import check_audio, check_device, check_output, check_video
+from .validation import (check_audio, check_device, check_output, check_speech_to_translate, check_video,
+                         check_voice)
 from .webhooks import CallbackPolicy
 
 DEFAULT_MAX_SECONDS = 120.0
@@ -149,6 +151,20 @@ class LipSyncService:
             made = prepare_driving_audio(request.mode, video, audio, request.text, request.language,
                                          request.reference, work, self.voice, seed=seed)
             return Path(made.replace(self.new_output_path(".wav")))
+
+    def transcribe_translate(self, video: str | Path, target_language: str, audio: str | Path | None = None,
+                             language: str | None = None):
+        """The editable transcript of a dub (``voice.dubbing.DubScript``): what ``audio`` (default: the video's own
+        sound) says, as timed segments, each translated into ``target_language``. Checks first (InputError for a
+        bad language or a clip without speech; CheckpointError naming the download for a missing model)."""
+        voice = VoiceRequest("translate", language=language, target_language=target_language)
+        check_voice(voice, video, audio)
+        video_info = check_video(video, self.max_seconds, self.max_pixels)
+        audio_info = check_audio(audio, self.max_seconds) if audio is not None else None
+        check_speech_to_translate(video_info, audio_info)
+        check_voice_models(voice, self.checkpoints)
+        with self._run_lock:  # the recogniser and the translator share the accelerator with generation
+            return self.voice.transcribe_translate((audio_info or video_info).path, target_language, language)
 
     def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
         """The preset's models, loaded once per process."""
