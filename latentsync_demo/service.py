@@ -142,15 +142,19 @@ class LipSyncService:
         return self._voice
 
     def voice_audio(self, video: str | Path, audio: str | Path | None, request: VoiceRequest,
-                    seed: int | None = None) -> Path:
-        """New speech in the speaker's voice for a "revoice" or "script" ``request``: a .wav in output_dir,
-        kept after the job so the app can play it."""
-        from .voice import prepare_driving_audio  # coqui-tts is a heavy import: only for voice jobs
+                    seed: int | None = None):
+        """New speech in the speaker's voice for a voice ``request`` (``voice.service.Speech``): its files moved
+        to output_dir and kept after the job, so the app can play the speech and offer the subtitles."""
+        from .voice.service import prepare_speech  # coqui-tts is a heavy import: only for voice jobs
 
         with job_tempdir() as work:
-            made = prepare_driving_audio(request.mode, video, audio, request.text, request.language,
-                                         request.reference, work, self.voice, seed=seed)
-            return Path(made.replace(self.new_output_path(".wav")))
+            speech = prepare_speech(request, video, audio, work, self.voice, seed=seed)
+            keep = {name: Path(path.replace(self.new_output_path(path.suffix))) if path is not None else None
+                    for name, path in (("driving", speech.driving), ("soundtrack", speech.soundtrack),
+                                       ("subtitles", speech.subtitles))}
+            if request.mode == "off":
+                keep["driving"] = speech.driving  # the upload itself: nothing was made
+            return replace(speech, **keep)
 
     def transcribe_translate(self, video: str | Path, target_language: str, audio: str | Path | None = None,
                              language: str | None = None):
@@ -252,10 +256,13 @@ class LipSyncService:
         when signing is configured (``c2pa``); the ``compare`` video gets the same provenance.
         """
         with self._run_lock:  # one job at a time on the accelerator: voice cloning and generation
+            speech_notes = ""
             if request.voice is not None:
-                yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
-                request = replace(request, audio=self._speech(request))  # the speech made for this job
-                yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path))
+                yield JobEvent("voice", 0.0, "translating the speech and speaking it in the on-screen speaker's "
+                               "voice" if request.voice_mode == "translate" else
+                               "speaking in the on-screen speaker's voice")
+                request, speech_notes = self._with_speech(request)  # the speech made for this job
+                yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path), notes=speech_notes)
             if (request.preset, self.device, self.dtype) not in self._models:
                 yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
             pipeline = self.pipeline(request.preset, request.settings.sampler)
@@ -270,6 +277,8 @@ class LipSyncService:
                     else:
                         yield event
         self._remember_track(request.out, final.face_track)
+        if speech_notes:  # what did not fit the original timing (translate), before what the length mode did
+            final = replace(final, notes="\n".join(n for n in (speech_notes, final.notes) if n))
         yield self._stamp(final, request, plan)  # hashing and signing need no accelerator
 
     def _remember_track(self, out: Path, track: FaceTrack | None, keep: int = 16) -> None:
@@ -279,11 +288,22 @@ class LipSyncService:
             while len(self._face_tracks) > keep:
                 self._face_tracks.popitem(last=False)
 
-    def _speech(self, request: PreparedRequest) -> MediaInfo:
-        """The new speech of a voice request, probed and checked like an upload."""
+    def _with_speech(self, request: PreparedRequest) -> tuple[PreparedRequest, str]:
+        """The request with the speech its voice request made (probed and checked like an upload), the
+        soundtrack and subtitles that came with it; and the notes on its timing."""
         audio = Path(request.audio.path) if request.audio is not None else None
-        made = self.voice_audio(request.video.path, audio, request.voice, request.settings.seed)
-        return check_audio(made, self.max_seconds)
+        speech = self.voice_audio(request.video.path, audio, request.voice, request.settings.seed)
+        voice = request.voice
+        changes = {"audio": check_audio(speech.driving, self.max_seconds)}
+        if speech.soundtrack is not None:
+            changes["soundtrack"] = check_audio(speech.soundtrack, self.max_seconds)
+        if speech.subtitles is not None:
+            if voice.subtitles == "off":  # only the file beside the output, no track
+                shutil.copyfile(speech.subtitles, request.out.with_suffix(".srt"))
+            else:
+                changes.update(subtitles=speech.subtitles, burn_subtitles=voice.subtitles == "burn",
+                               subtitle_language=speech.script.target_language)
+        return replace(request, **changes), speech.notes
 
     def job_plan(self, request: PreparedRequest, pipeline: LipSyncPipeline) -> JobPlan:
         """The resolved plan of a request on ``pipeline``: window length, container tags."""
