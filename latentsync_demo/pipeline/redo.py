@@ -45,7 +45,12 @@ class RedoSpan:
 
 def check_span(record: JobRecord, start: float, end: float) -> RedoSpan:
     """The span of seconds [start, end) as output frames; InputError for a span that is reversed, empty,
-    outside the clip, or over frames the job did not lip-sync."""
+    outside the clip, or over frames the job did not lip-sync, and outputs with subtitles burned into the frames."""
+    if record.meta.get("burned_subtitles"):
+        # The record rebuilds frames before the subtitles were drawn; a redo would drop them from its region.
+        raise InputError(f"{record.output.name} has its subtitles burned into the frames, which a redo cannot "
+                         "rebuild exactly: run the whole job again with the new settings (or use soft subtitles, "
+                         "which a redo keeps)")
     seconds = record.num_frames / MODEL_FPS
     if not (math.isfinite(start) and math.isfinite(end)):
         raise InputError(f"the span {start}-{end} s is not a pair of numbers: give --start and --end in seconds")
@@ -167,7 +172,7 @@ def _decode_sources(video: Path, needed: set[int], work: Path) -> tuple[FrameSto
 
 def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, out: Path, work: Path) -> None:
     """``out``: ``old``'s GOPs outside the region copied packet for packet, the re-encoded region between them,
-    and ``old``'s soundtrack and container tags."""
+    and ``old``'s soundtrack, soft subtitle track (if any) and container tags."""
     failure = f"ffmpeg could not splice {old.name}"  # our own parts: what can fail is the job's output
     cuts = ",".join(str(k) for k in range(gop, num_frames, gop))
     segment = ["-f", "segment", "-segment_frames", cuts] if cuts else ["-f", "segment", "-segment_time", "1e9"]
@@ -181,5 +186,5 @@ def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, o
     listing = work / "parts.txt"
     listing.write_text("".join(f"file '{p}'\n" for p in parts))  # our own temp names: nothing to escape
     run_ffmpeg(["-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", fs_path(old), "-map", "0:v:0",
-                "-map", "1:a:0?", "-c", "copy", "-map_metadata", "1", "-movflags", "+faststart", fs_path(out)],
+                "-map", "1:a:0?", "-map", "1:s?", "-c", "copy", "-map_metadata", "1", "-movflags", "+faststart", fs_path(out)],
                input_error=failure)
