@@ -183,6 +183,8 @@ def test_job_with_soft_subtitles_and_a_soundtrack(tiny_service, media, tmp_path)
     action = manifest["assertions"][0]["data"]["actions"][0]
     assert action["parameters"]["subtitles"] == {"burned": False, "language": "spa"}
     assert "soft subtitle track" in action["description"]
+    redone = list(tiny_service.redo(out, 0.0, 0.2, seed=7))[-1].output  # keeps the soft track
+    assert _soft_track(redone) == CUES[:2] and [s for s in _streams(redone) if "(spa): Subtitle" in s]
 
 
 def test_burned_subtitles_change_only_the_frames_with_a_cue(tiny_service, media, tmp_path, unmarked, no_fontconfig):
@@ -198,8 +200,10 @@ def test_burned_subtitles_change_only_the_frames_with_a_cue(tiny_service, media,
     assert (lower[[9, *range(13, 20)]] == 0).all() and (upper == 0).all()
     assert read_metadata(burned)["subtitles"] == "burned"
     assert "subtitles burned into the frames" in done.manifest.read_text()
-    with pytest.raises(InputError, match="subtitles burned into the frames.*run the whole job again"):
-        tiny_service.redo(burned, 0.0, 0.4)
+    # A redo re-encodes the GOP of frames 0-19 from its record: it burns the same cues into it again.
+    redone = list(tiny_service.redo(burned, 0.0, 0.2, seed=7))[-1].output
+    lower, upper = _drawn_pixels(read_frames(redone), read_frames(plain))
+    assert (lower[shown] > 300).all() and (lower[[9, *range(13, 20)]] == 0).all()
 
 
 def test_bad_subtitle_requests_are_refused_before_work(tiny_service, media, tmp_path):

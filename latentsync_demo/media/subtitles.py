@@ -49,6 +49,16 @@ class Cue:
                              f"({self.text[:40]!r})")
 
 
+def shift_cues(cues, offset: float) -> list[Cue]:
+    """The cues as seen from ``offset`` seconds on (times minus ``offset``); cues over by then are dropped, one
+    running at ``offset`` starts at 0. Times stay whole milliseconds when ``offset`` is (a frame at 25 fps)."""
+    shifted = []
+    for cue in cues:
+        if cue.end - offset > 1e-6:
+            shifted.append(Cue(round(max(0.0, cue.start - offset), 6), round(cue.end - offset, 6), cue.text))
+    return shifted
+
+
 def iso639_2(code: str) -> str:
     """The MP4 language tag ("spa") of an XTTS language code ("es"); InputError for a language XTTS lacks."""
     key = _ALIASES.get(str(code).strip().lower(), str(code).strip().lower())

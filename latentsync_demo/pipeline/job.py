@@ -231,7 +231,7 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
     if recorder is not None and not paster.skip_tail:  # a stopped job keeps no record: it has no whole result
         meta = {**plan.record_meta, **record_meta(plan, pipeline.resolution, frames)}
         recorder.write(plan.out, meta, Path(plan.video.path), Path(plan.audio.path), length.final().sources,
-                       analysis.matrices)
+                       analysis.matrices, plan.subtitles if plan.burn_subtitles else None)
     elif recorder is not None:
         recorder.discard()
     if paster.skip_tail:
@@ -264,11 +264,8 @@ def _recorded(chunks, recorder: JobRecorder | None):
 
 def record_meta(plan: JobPlan, resolution: int, frames: int) -> dict:
     """The job's own fields of its record (the service adds preset, watermark and device)."""
-    meta = {"settings": asdict(plan.settings), "length_mode": plan.length_mode, "window_frames": plan.window_frames,
+    return {"settings": asdict(plan.settings), "length_mode": plan.length_mode, "window_frames": plan.window_frames,
             "resolution": resolution, "tags": dict(plan.tags), "num_frames": frames}
-    if plan.burn_subtitles and plan.subtitles is not None:
-        meta["burned_subtitles"] = True  # a redo refuses these outputs (``pipeline.redo.check_span``)
-    return meta
 
 
 class _ChunkProgress:
