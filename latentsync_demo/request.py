@@ -18,6 +18,7 @@ from .audio.windows import check_audio_windows
 from .errors import InputError
 from .face.landmarks import LANDMARK_CHOICES
 from .media import MediaInfo
+from .media.subtitles import find_subtitle_font, iso639_2, read_srt
 from .pipeline.length import resolve_length_mode
 from .pipeline.samplers import SAMPLERS
 from .provenance.consent import require_consent
@@ -55,6 +56,12 @@ class PreparedRequest:
     voice: VoiceRequest | None = None  # None unless the speech is re-voiced or scripted
     compare: Path | None = None  # also write the original | result video here
     callback: CallbackTarget | None = None  # POST a signed summary here when the job ends (REST jobs)
+    # What the output plays instead of ``audio`` (e.g. new speech over the ducked original sound); the lips
+    # follow ``audio``. Subtitles: a SubRip file muxed as a soft track (or burned in), copied beside the output.
+    soundtrack: MediaInfo | None = None
+    subtitles: Path | None = None
+    subtitle_language: str | None = None  # an XTTS code ("es") or ISO 639-2 tag; None: undetermined
+    burn_subtitles: bool = False
 
     @property
     def voice_mode(self) -> str:
@@ -126,12 +133,15 @@ def prepare_request(
     compare=None, consent: bool = False, checkpoints=None, limits: Limits = Limits(),
     restrictions: list[RestrictionCheck] = (), callback_url: str | None = None,
     callbacks: CallbackPolicy = CallbackPolicy(), shown_faces: tuple[int, ...] | None = None,
+    soundtrack=None, subtitles=None, subtitle_language: str | None = None, burn_subtitles: bool = False,
 ) -> PreparedRequest:
     """Check one request completely (InputError with the first problem) and probe each input once.
 
     ``callback_url`` is checked against the host's ``callbacks`` policy (by default no destination is allowed).
     ``shown_faces``: the face indices a face listing showed the user for this video (the app's thumbnails); the
-    face index must be one of them. None: no listing was shown (the job says if the index finds no face)."""
+    face index must be one of them. None: no listing was shown (the job says if the index finds no face).
+    ``soundtrack``, ``subtitles``, ``subtitle_language``, ``burn_subtitles``: see ``PreparedRequest``
+    (``check_subtitles``)."""
     require_consent(consent)
     length_mode = check_choices(preset, settings, checkpoints)
     callback = callbacks.check(callback_url) if callback_url else None  # before the media: a cheap refusal first
@@ -142,6 +152,8 @@ def prepare_request(
     video_info = check_video(video, limits.max_seconds, limits.max_pixels)
     check_face_shown(settings.face_index, shown_faces)
     audio_info = check_audio(audio, limits.max_seconds) if audio is not None else None
+    check_subtitles(subtitles, subtitle_language, burn_subtitles, out, (video, audio))
+    soundtrack_info = check_audio(soundtrack, limits.max_seconds) if soundtrack is not None else None
     reference = voice.reference if mode != "off" else None
     if reference is not None:
         check_voice_reference(reference)
@@ -154,5 +166,27 @@ def prepare_request(
     enforce(restrictions, JobRequest(Path(video), Path(audio) if audio is not None else None, preset, job_id,
                                      settings, voice))
     return PreparedRequest(video_info, audio_info, Path(out), preset, settings, length_mode, job_id,
-                           job_number(job_id), voice, Path(compare) if compare else None, callback)
+                           job_number(job_id), voice, Path(compare) if compare else None, callback, soundtrack_info,
+                           Path(subtitles) if subtitles is not None else None, subtitle_language, bool(burn_subtitles))
+
+
+def check_subtitles(subtitles, language: str | None, burn: bool, out, inputs: tuple) -> None:
+    """InputError for subtitles a job could not use: a malformed or empty SubRip file (naming the line), a
+    language XTTS lacks, burning without subtitles or without a font for their characters, or a ``<out>.srt``
+    beside the output that would overwrite an input."""
+    if subtitles is None:
+        if burn:
+            raise InputError("burning subtitles in needs subtitles: pass a SubRip (.srt) file")
+        return
+    cues = read_srt(subtitles)
+    if not cues:
+        raise InputError(f"the subtitle file {Path(subtitles).name} has no cues: nothing to show")
+    if language is not None:
+        iso639_2(language)
+    if burn:
+        find_subtitle_font("".join(cue.text for cue in cues))
+    beside = Path(out).with_suffix(".srt")
+    if any(source is not None and Path(source).resolve() == beside.resolve() for source in inputs):
+        raise InputError(f"the subtitles beside the output ({beside.name}) would overwrite an input: choose "
+                         "another output name")
 

@@ -33,6 +33,7 @@ from .face.landmarks import make_detector
 from .face.listing import LIST_SECONDS, ListedFace, list_faces
 from .loading import LoadedModels, load_lcm_unet, load_models
 from .media import MODEL_FPS, MediaInfo, iter_frames, job_tempdir, probe
+from .media.subtitles import iso639_2
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.job import JobPlan, run_lipsync_job
@@ -220,6 +221,10 @@ class LipSyncService:
         callback_url: str | None = None,
         callbacks: CallbackPolicy | None = None,
         shown_faces: tuple[int, ...] | None = None,
+        soundtrack: str | Path | None = None,
+        subtitles: str | Path | None = None,
+        subtitle_language: str | None = None,
+        burn_subtitles: bool = False,
         **overrides,
     ) -> PreparedRequest:
         """Check a request completely and probe each input once (``request.prepare_request``, with this
@@ -230,14 +235,17 @@ class LipSyncService:
         (num_inference_steps, guidance_scale, seed, ...). ``compare``: also write the original | result video.
         ``callback_url``: where a REST job posts its summary, checked against ``callbacks`` (the REST server's
         policy; none = no destination allowed). ``shown_faces``: the indices a face listing (``list_faces``)
-        showed the user; the face index must be one of them.
+        showed the user; the face index must be one of them. ``soundtrack``: what the output plays instead of
+        ``audio`` (the lips still follow ``audio``); ``subtitles``: a SubRip file added as a soft track in
+        ``subtitle_language`` (or burned into the frames, ``burn_subtitles``) and copied to ``<out stem>.srt``.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
         return prepare_request(video, audio, out, preset=preset, settings=settings, voice=voice, compare=compare,
                                consent=consent, checkpoints=self.checkpoints,
                                limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions,
                                callback_url=callback_url, callbacks=callbacks or CallbackPolicy(),
-                               shown_faces=shown_faces)
+                               shown_faces=shown_faces, soundtrack=soundtrack, subtitles=subtitles,
+                               subtitle_language=subtitle_language, burn_subtitles=burn_subtitles)
 
     def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
                 voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,
@@ -307,18 +315,26 @@ class LipSyncService:
 
     def job_plan(self, request: PreparedRequest, pipeline: LipSyncPipeline) -> JobPlan:
         """The resolved plan of a request on ``pipeline``: window length, container tags."""
+        subtitles = "off" if request.subtitles is None else "burned" if request.burn_subtitles else "soft"
+        language = iso639_2(request.subtitle_language) if request.subtitle_language else None
         tags = container_tags(request.job_id, request.preset, request.settings, f"{request.watermark:04x}",
-                              request.voice_mode)
+                              request.voice_mode, subtitles, language)
         window = self.window_frames(self.models(request.preset), request.settings, pipeline)
         record = {"preset": request.preset, "watermark": request.watermark, "job_id": request.job_id,
                   "device": self.device} if self.keep_records else None
         return JobPlan(request.video, request.audio, request.out, request.settings, request.length_mode, window,
-                       request.compare, tags, side_by_side_tags(tags) if request.compare else {}, record)
+                       request.compare, tags, side_by_side_tags(tags) if request.compare else {}, record,
+                       soundtrack=request.soundtrack, subtitles=request.subtitles,
+                       subtitle_language=request.subtitle_language, burn_subtitles=request.burn_subtitles)
 
     def _stamp(self, final: JobEvent, request: PreparedRequest, plan: JobPlan) -> JobEvent:
         """The final event with the output's provenance: input hashes (once, for the result and the side-by-side
         video), the signed C2PA manifest when configured, and the sidecar."""
         inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)}
+        if request.soundtrack is not None:
+            inputs["soundtrack"] = Path(request.soundtrack.path)
+        if final.subtitles is not None:  # the .srt beside the output: what the track or the burned text shows
+            inputs["subtitles"] = final.subtitles
         hashes = input_hashes(inputs)
         manifest = stamp(request.out, inputs, dict(plan.tags), self.c2pa_signing, hashes)
         if plan.record_meta is not None and final.stage == "done":

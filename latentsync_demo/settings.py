@@ -84,5 +84,6 @@ class JobEvent:
     frames: int | None = None  # "done"/"stopped": frames in the output
     compare: Path | None = None  # "done"/"stopped": the original | result video, when one was asked for
     manifest: Path | None = None  # provenance sidecar (C2PA-style JSON) of the output, on the done event
+    subtitles: Path | None = None  # "done"/"stopped": the .srt written beside the output, when the job had subtitles
     face_track: FaceTrack | None = field(default=None, repr=False)  # "done"/"stopped": the source's face boxes
     notes: str = ""  # what the user should know: a warning before the job, what was looped/cut/padded at the end

@@ -44,9 +44,11 @@ def sidecar_path(out: str | os.PathLike) -> Path:
     return Path(out).with_name(Path(out).name + SIDECAR_SUFFIX)
 
 
-def container_tags(job_id: str, preset: str, settings, watermark: str | None, voice: str = "off") -> dict[str, str]:
+def container_tags(job_id: str, preset: str, settings, watermark: str | None, voice: str = "off",
+                   subtitles: str = "off", subtitle_language: str | None = None) -> dict[str, str]:
     """The MP4 tags: readable by people ("comment") and by machines (one key per fact). ``voice``: the voice
-    request's mode; when not "off" the speech itself was synthesized (tag ``voice``)."""
+    request's mode; when not "off" the speech itself was synthesized (tag ``voice``). ``subtitles``: "soft" (a
+    subtitle track) or "burned" (drawn into the frames), in ``subtitle_language`` (ISO 639-2); "off": none."""
     fields = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings or {})
     tags = {
         "comment": f"AI-generated: lip-synced by {TOOL} {__version__} (LatentSync, preset {preset}).",
@@ -62,12 +64,16 @@ def container_tags(job_id: str, preset: str, settings, watermark: str | None, vo
     if voice != "off":
         tags["voice"] = voice
         tags["comment"] += " The speech was synthesized in the speaker's voice (voice cloning)."
+    if subtitles != "off":
+        tags["subtitles"] = subtitles
+        tags["subtitle_language"] = subtitle_language or "und"
     return tags
 
 
 # C2PA relationship of each input to the output: the edited video, the speech that drove it, and (for the
 # side-by-side video) the lip-synced result shown beside the original.
-RELATIONSHIPS = {"video": "parentOf", "audio": "inputTo", "result": "componentOf"}
+RELATIONSHIPS = {"video": "parentOf", "audio": "inputTo", "result": "componentOf", "soundtrack": "componentOf",
+                 "subtitles": "componentOf"}
 GENERATION_LABEL = "latentsync_demo.generation"
 
 
@@ -85,6 +91,10 @@ def _action(tags: dict[str, str], inputs: dict[str, Path]) -> dict:
     if "voice" in tags:
         description += "; the speech was synthesized in the speaker's voice (voice cloning)"
         parameters["voice"] = tags["voice"]
+    if "subtitles" in tags:
+        description += ("; subtitles burned into the frames" if tags["subtitles"] == "burned"
+                        else "; with a soft subtitle track")
+        parameters["subtitles"] = _subtitle_facts(tags)
     if "result" in inputs:
         description += "; shown side by side with the original"
     return {"action": "c2pa.edited" if "video" in inputs else "c2pa.created",
@@ -135,6 +145,8 @@ def c2pa_definition(out: Path, inputs: dict[str, Path], tags: dict[str, str], ha
     }
     if "voice" in tags:
         generation["voice"] = tags["voice"]
+    if "subtitles" in tags:
+        generation["subtitles"] = _subtitle_facts(tags)
     if test_certificate:
         generation["signing"] = "UNTRUSTED TEST SIGNING: a throwaway certificate made by latentsync_demo"
     return {
@@ -144,6 +156,11 @@ def c2pa_definition(out: Path, inputs: dict[str, Path], tags: dict[str, str], ha
         "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}},
                        {"label": GENERATION_LABEL, "data": generation}],
     }
+
+
+def _subtitle_facts(tags: dict[str, str]) -> dict:
+    """How the output carries its subtitles: burned into the frames or as a soft track, and their language."""
+    return {"burned": tags["subtitles"] == "burned", "language": tags.get("subtitle_language", "und")}
 
 
 def input_hashes(inputs: dict[str, Path | None]) -> dict[str, str]:
