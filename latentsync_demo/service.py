@@ -311,14 +311,19 @@ class LipSyncService:
             else:
                 changes.update(subtitles=speech.subtitles, burn_subtitles=voice.subtitles == "burn",
                                subtitle_language=speech.script.target_language)
+        if speech.script is not None:  # the languages the provenance names: what was heard, what is spoken
+            changes["voice"] = replace(voice, language=speech.script.source_language,
+                                       target_language=speech.script.target_language)
         return replace(request, **changes), speech.notes
 
     def job_plan(self, request: PreparedRequest, pipeline: LipSyncPipeline) -> JobPlan:
         """The resolved plan of a request on ``pipeline``: window length, container tags."""
         subtitles = "off" if request.subtitles is None else "burned" if request.burn_subtitles else "soft"
         language = iso639_2(request.subtitle_language) if request.subtitle_language else None
+        voice = request.voice
+        translation = (voice.language or "", voice.target_language) if request.voice_mode == "translate" else None
         tags = container_tags(request.job_id, request.preset, request.settings, f"{request.watermark:04x}",
-                              request.voice_mode, subtitles, language)
+                              request.voice_mode, subtitles, language, translation)
         window = self.window_frames(self.models(request.preset), request.settings, pipeline)
         record = {"preset": request.preset, "watermark": request.watermark, "job_id": request.job_id,
                   "device": self.device} if self.keep_records else None

@@ -4,25 +4,23 @@ spoken, timing on the source segments, and the refusals made before any work."""
 
 import json
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from latentsync_demo.batch import main as batch_main
+from latentsync_demo.cli import main as cli_main
 from latentsync_demo.errors import CheckpointError, InputError
 from latentsync_demo.media import count_frames, load_audio, mux, probe
-from latentsync_demo.media.ffmpeg import run_ffmpeg
+from latentsync_demo.media.ffmpeg import ffmpeg_exe
 from latentsync_demo.media.subtitles import read_srt
 from latentsync_demo.rest import RestAPI
 from latentsync_demo.service import LipSyncService, VoiceRequest
 from latentsync_demo.testing.media import make_talking_head_clip
 from latentsync_demo.testing.tiny_checkpoints import write_tiny_checkpoints
 from latentsync_demo.testing.tiny_voice import write_tiny_voice_models
-
-CLI = [sys.executable, "-m", "latentsync_demo"]
-
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
@@ -44,10 +42,7 @@ def service(checkpoints, tmp_path_factory):
 
 def _subtitle_streams(path) -> list[str]:
     """The subtitle streams ffmpeg lists for ``path`` ("Stream #0:2(spa): Subtitle: mov_text ...")."""
-    try:
-        run_ffmpeg(["-hide_banner", "-i", str(path)])
-    except Exception as exc:  # ffmpeg -i without an output exits 1 and prints the streams
-        text = str(exc)
+    text = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     return [line.strip() for line in text.splitlines() if "Subtitle:" in line]
 
 
@@ -84,22 +79,19 @@ def test_keep_room_mixes_the_videos_own_sound_under_the_speech(service, media, t
     assert not _subtitle_streams(plain) and plain.with_suffix(".srt").is_file()  # subtitles="off": the file only
 
 
-def test_cli_transcript_out_then_edited_transcript(checkpoints, media, tmp_path):
+def test_cli_transcript_out_then_edited_transcript(checkpoints, media, tmp_path, capsys):
     transcript = tmp_path / "t.json"
-    base = [*CLI, "--checkpoints", str(checkpoints), "--device", "cpu", "--video", str(media["clip"])]
-    first = subprocess.run([*base, "--voice", "translate", "--to", "fr", "--transcript-out", str(transcript)],
-                           capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "wrote the transcript" in first.stdout and "--transcript" in first.stdout
+    base = ["--checkpoints", str(checkpoints), "--device", "cpu", "--video", str(media["clip"])]
+    assert cli_main([*base, "--voice", "translate", "--to", "fr", "--transcript-out", str(transcript)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote the transcript" in printed and "--transcript" in printed
     data = json.loads(transcript.read_text())
     assert data["target_language"] == "fr" and data["segments"]
     data["segments"][0]["text"] = "bonjour tout le monde"
     transcript.write_text(json.dumps(data))
     out = tmp_path / "cli_dub.mp4"
-    second = subprocess.run([*base, "--voice", "translate", "--transcript", str(transcript), "--steps", "1",
-                             "--subtitles", "burn", "--consent", "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
+    assert cli_main([*base, "--voice", "translate", "--transcript", str(transcript), "--steps", "1",
+                     "--subtitles", "burn", "--consent", "--out", str(out)]) == 0, capsys.readouterr().err[-3000:]
     assert read_srt(out.with_suffix(".srt"))[0].text == "bonjour tout le monde"
     assert not _subtitle_streams(out)  # burned in: drawn into the picture, no track
 
@@ -109,12 +101,15 @@ def test_cli_transcript_out_then_edited_transcript(checkpoints, media, tmp_path)
     ([], "--voice translate needs --to LANG"),
     (["--to", "es", "--transcript", "t.json", "--transcript-out", "u.json"], "exclude each other"),
 ])
-def test_cli_refuses_bad_translate_arguments(checkpoints, media, tmp_path, args, message):
+def test_cli_refuses_bad_translate_arguments(checkpoints, media, tmp_path, args, message, capsys):
     out = tmp_path / "never.mp4"
-    result = subprocess.run([*CLI, "--checkpoints", str(checkpoints), "--device", "cpu", "--video",
-                             str(media["clip"]), "--voice", "translate", *args, "--consent", "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    try:  # in process: the same main() as the command, without paying for a second interpreter's imports
+        code = cli_main(["--checkpoints", str(checkpoints), "--device", "cpu", "--video", str(media["clip"]),
+                         "--voice", "translate", *args, "--consent", "--out", str(out)])
+    except SystemExit as exc:  # argparse's parser.error
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
     assert not out.exists()
 
 
@@ -155,7 +150,7 @@ def test_translate_through_rest_with_an_edited_transcript(service, media, tmp_pa
     assert data["target_language"] == "it" and data["segments"][0]["source"]
     data["segments"][-1]["text"] = "arrivederci"
     bad = client.post("/transcripts", files={"video": video}, data={"to": "xx"})
-    assert bad.status_code == 400 and "cannot dub into 'xx'" in bad.json()["error"]
+    assert bad.status_code == 400 and "Cannot dub into 'xx'" in bad.json()["error"]
     api.manager.start()
     try:
         submitted = client.post("/jobs", files={"video": video, "transcript": ("t.json", json.dumps(data))},
@@ -173,8 +168,6 @@ def test_translate_row_in_a_batch_manifest(checkpoints, media, tmp_path):
     manifest = tmp_path / "jobs.jsonl"
     manifest.write_text(json.dumps({"id": "dub", "video": str(media["clip"]), "voice": "translate", "to": "pt",
                                     "steps": "1"}) + "\n")
-    result = subprocess.run([*CLI, "batch", str(manifest), "--out", str(tmp_path / "out"), "--checkpoints",
-                             str(checkpoints), "--device", "cpu", "--consent"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert batch_main([str(manifest), "--out", str(tmp_path / "out"), "--checkpoints", str(checkpoints),
+                       "--device", "cpu", "--consent"]) == 0
     assert (tmp_path / "out" / "dub.srt").is_file() and (tmp_path / "out" / "dub.mp4").is_file()

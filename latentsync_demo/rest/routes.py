@@ -260,6 +260,7 @@ class RestAPI:
 
     async def _transcript(self, video: UploadFile, audio: UploadFile | None, to: str, language: str | None) -> dict:
         """POST /transcripts: the uploads in a scratch folder, transcribed and translated, then removed."""
+        self.manager.root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="transcript_", dir=self.manager.root))
         try:
             video_path = await save_upload(video, folder, "video", VIDEO_SUFFIXES, self.max_upload_bytes)
