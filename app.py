@@ -28,7 +28,8 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from latentsync_demo.app_handlers import (  # noqa: E402
-    GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, SAMPLER_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
+    DUB_EDITABLE_COLUMN, DUB_HEADERS, GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, SAMPLER_LABELS,
+    SUBTITLE_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
 )
 from latentsync_demo.errors import LatentSyncError  # noqa: E402
 from latentsync_demo.face.landmarks import LANDMARK_CHOICES  # noqa: E402
@@ -52,6 +53,7 @@ LENGTH_MODE_INFO = ("Speech longer than the video: loop repeats the video, cut s
 AUDIO_WINDOW_LABELS = {"Seamless (default)": "seamless", "Official (30-s windows)": "official"}
 CPML_NOTE = ("Voice cloning uses Coqui XTTS v2, licensed under the [Coqui Public Model License]"
              "(https://coqui.ai/cpml) (non-commercial use only).")
+KEEP_ROOM = "The video's own sound (music, ambience) stays, ducked under the new speech."
 SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
 # After a refused request: bring the note by the consent box (and the box) back into view, on a phone too.
 SCROLL_TO_NOTE = ("() => { const note = document.getElementById('form-note'); "
@@ -76,6 +78,36 @@ PAGE_HEAD = """<script>
   new MutationObserver(reword).observe(document.documentElement, {childList: true, subtree: true});
 })();
 </script>"""
+
+
+class DubPanel:
+    """Translate mode's widgets: the language to dub into, "Transcribe & translate", the transcript table (start,
+    end, original, translation; only the translation is editable) and the subtitles choice. ``script`` holds the
+    transcript behind the table; with no table, the job transcribes and translates by itself."""
+
+    def __init__(self):
+        with gr.Column(visible=False, elem_id="dub") as self.group:
+            self.target = gr.Dropdown(list(LANGUAGES), value=None, label="Dub into", elem_id="dub-target")
+            self.button = gr.Button("Transcribe & translate", elem_id="dub-transcribe")
+            self.note = gr.Markdown(visible=False, elem_id="dub-note")
+            fixed = [i for i in range(len(DUB_HEADERS)) if i != DUB_EDITABLE_COLUMN]
+            self.table = gr.Dataframe(headers=DUB_HEADERS, datatype=["number", "number", "str", "str"], type="array",
+                                      interactive=True, static_columns=fixed, wrap=True, elem_id="dub-table",
+                                      label="Transcript: edit the translation before generating",
+                                      column_widths=["12%", "12%", "38%", "38%"])
+            self.script = gr.State(None)  # {"speech": which upload, "script": the DubScript's JSON}
+            self.subtitles = gr.Radio(list(SUBTITLE_LABELS), value=next(iter(SUBTITLE_LABELS)), label="Subtitles",
+                                      elem_id="dub-subtitles")
+
+    def wire(self, on: DemoHandlers, voice_mode, video_in, audio_in, language, sources) -> None:
+        """Shown in translate mode; the button is the API endpoint ``transcribe``; a new video or target language
+        empties the table (its rows would be spoken over other words)."""
+        voice_mode.change(on.dub_widgets, voice_mode, self.group, api_visibility="private")
+        self.button.click(on.transcribe, [video_in, audio_in, self.target, language, sources],
+                          [self.table, self.script, self.note], api_name="transcribe", concurrency_limit=1)
+        for event in (video_in.upload, video_in.clear, self.target.input):
+            event(on.clear_transcript, None, [self.table, self.script, self.note], queue=False,
+                  api_visibility="private")
 
 
 def build_demo(service: LipSyncService, allow_download: bool = True, consent_text: str | None = None) -> gr.Blocks:
@@ -109,6 +141,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                         language = gr.Dropdown(list(LANGUAGES), value=None, label="Language (empty: detect / en)")
                         voice_reference = gr.Audio(label="Voice sample (optional; default: the video's own audio)",
                                                    sources=["upload", "microphone"], type="filepath")
+                        keep_room = gr.Checkbox(False, label="Keep the room sound", info=KEEP_ROOM, elem_id="keep-room")
+                    dub = DubPanel()
                     voice_note = gr.Markdown(visible=False, elem_id="voice-note")
                     cpml_agree = gr.Checkbox(False, label="I accept the CPML (needed to download XTTS)", visible=False)
                     voice_download_btn = gr.Button("Download voice models", visible=False)
@@ -152,6 +186,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
                 sync_md = gr.Markdown(visible=False, elem_id="sync-score")
                 download_out = gr.File(label="Download", elem_id="download-out")
+                subtitles_out = gr.File(label="Subtitles (.srt)", visible=False, elem_id="subtitles-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
         examples = sorted(ASSETS.glob("examples/*.mp4"))
         if examples:
@@ -160,8 +195,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
-                  audio_windows, listed_faces]
-        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
+                  audio_windows, listed_faces, dub.target, dub.table, dub.script, dub.subtitles, keep_room]
+        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note, subtitles_out]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
         # One progress display: the status line (stage, elapsed, ETA; its clock ticks during slow steps), not
@@ -191,6 +226,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
             trigger(on.sampler_widgets, [preset, sampler], [sampler, steps, guidance], api_visibility="private")
         voice_outputs = [script, voice_options, voice_note, cpml_agree, voice_download_btn, voice_out]
         voice_mode.change(on.voice_widgets, voice_mode, voice_outputs, api_visibility="private")
+        dub.wire(on, voice_mode, video_in, audio_in, language, sources)
         voice_download_btn.click(on.download_voice, [voice_mode, cpml_agree],
                                  [status, voice_note, cpml_agree, voice_download_btn], api_visibility="private")
     return demo

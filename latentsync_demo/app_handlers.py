@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .errors import LatentSyncError, as_sentence, user_message
+from .errors import InputError, LatentSyncError, as_sentence, user_message
 from .media.preview import browser_preview, needs_preview
 from .pipeline import SAMPLERS
 from .provenance.consent import ConsentError
@@ -27,6 +27,7 @@ from .service import LipSyncService, run_summary
 from .settings import GenerationSettings, VoiceRequest
 from .space import gpu_seconds, on_gpu
 from .store import DEFAULT_PRESET, PRESETS
+from .voice.dubbing import DubScript, script_from_json, xtts_language
 
 log = logging.getLogger("latentsync_demo.app")
 
@@ -35,8 +36,13 @@ SAMPLER_LABELS = {"DDIM (quality)": "ddim", "DPM-Solver++ · 8 steps (fast)": "d
                   "LCM · 4 steps (speed)": "lcm"}
 LABEL_OF_SAMPLER = {name: label for label, name in SAMPLER_LABELS.items()}
 VOICE_LABELS = {"Off: use the uploaded speech": "off", "Re-voice: its words in the speaker's own voice": "revoice",
-                "Script: type what the speaker says": "script"}
+                "Script: type what the speaker says": "script",
+                "Translate: dub into another language": "translate"}
 VOICE_OFF = next(iter(VOICE_LABELS))
+SUBTITLE_LABELS = {"Soft: a track players can switch on and off": "soft", "Burned into the picture": "burn",
+                   "Off: only the .srt file": "off"}
+DUB_HEADERS = ["start", "end", "original", "translation"]
+DUB_EDITABLE_COLUMN = 3  # the translation: start, end and original stay as transcribed
 TINY_WEIGHTS_NOTE = ("To try the app offline without them, the host can write tiny random weights "
                      "(`python -m latentsync_demo.testing.tiny_checkpoints checkpoints/tiny`) and restart with "
                      "`--checkpoints checkpoints/tiny` (results are noise, every step runs).")
@@ -179,6 +185,24 @@ def form_note(exc: LatentSyncError, names: dict[str, str] | None = None) -> str:
     return as_sentence(user_message(exc, names))
 
 
+def speech_key(video: str | None, audio: str | None) -> str | None:
+    """Which speech a transcript was made from: the video's content and the uploaded speech's (None: unreadable)."""
+    try:
+        return "|".join(content_key(path) if path else "" for path in (video, audio))
+    except OSError:
+        return None
+
+
+def _cell(value) -> str:
+    """A table cell as text (an emptied cell arrives as None or NaN)."""
+    return "" if value is None or value != value else str(value)
+
+
+def transcript_rows(script: DubScript) -> list[list]:
+    """The table's rows: start, end, original, translation."""
+    return [[round(s.start, 2), round(s.end, 2), s.source, s.text] for s in script.segments]
+
+
 @dataclass(frozen=True)
 class LipSyncForm:
     """One lipsync request's widget values, in the endpoint's API order."""
@@ -202,6 +226,11 @@ class LipSyncForm:
     deepcache: bool = True
     audio_windows: str = "seamless"
     listed_faces: dict | None = None  # the face thumbnails shown for an upload: {"video": content_key, "faces": [...]}
+    target_language: str | None = None  # translate: the language to dub into
+    dub_table: list | None = None  # translate: the transcript table as the user edited it (rows of DUB_HEADERS)
+    dub_script: dict | None = None  # translate: what the table shows, as transcribed: {"speech": key, "script": json}
+    subtitles: str = "soft"  # translate: a SUBTITLE_LABELS label (or its value)
+    keep_room: bool = False  # any voice mode: the new speech over the video's own sound, ducked
 
     @cached_property
     def source(self) -> str | None:
@@ -219,6 +248,37 @@ class LipSyncForm:
         except OSError:  # not a readable file: validation names the problem
             return None
         return tuple(listed["faces"]) if same_video else None
+
+    def voice_request(self) -> VoiceRequest:
+        """The voice widgets as the service's VoiceRequest. Translate mode speaks the table's edited translations;
+        with no table yet, the job transcribes and translates by itself."""
+        mode = VOICE_LABELS.get(self.voice_label, self.voice_label)
+        if mode != "translate":
+            return VoiceRequest(mode, self.script or None, self.language or None, self.voice_reference,
+                                keep_room=bool(self.keep_room))
+        return VoiceRequest(mode, None, self.language or None, self.voice_reference,
+                            target_language=self.target_language or None, transcript=self.edited_transcript(),
+                            subtitles=SUBTITLE_LABELS.get(self.subtitles, self.subtitles or "soft"),
+                            keep_room=bool(self.keep_room))
+
+    def edited_transcript(self) -> DubScript | None:
+        """The transcript the table showed, with the translation column as edited; times and original words stay
+        as transcribed whatever the table says. InputError when the table was made for other speech or another
+        target language (the edits would be spoken over the wrong words)."""
+        held = self.dub_script
+        if not held:
+            return None
+        script = script_from_json(held["script"])
+        if held.get("speech") != speech_key(self.source, self.audio):
+            raise InputError("the transcript table was made for another video or speech: press “Transcribe & "
+                             "translate” again for this one.")
+        target = xtts_language(self.target_language) if self.target_language else script.target_language
+        if target != script.target_language:
+            raise InputError(f"the table is translated into {script.target_language!r}, but the target language is "
+                             f"now {target!r}: press “Transcribe & translate” again to translate into it.")
+        rows = self.dub_table or []
+        return script.with_texts([_cell(row[DUB_EDITABLE_COLUMN]) if len(row) > DUB_EDITABLE_COLUMN else ""
+                                  for row in rows])
 
     def display_names(self) -> dict[str, str]:
         """Server path -> the file name the user uploaded, for error messages."""
@@ -247,6 +307,7 @@ class DemoHandlers:
         # Gradio uses for API names); off ZeroGPU on_gpu returns them unchanged.
         self.lipsync = on_gpu(self.lipsync, duration=lipsync_gpu_seconds)
         self.score_result = on_gpu(self.score_result)
+        self.transcribe = on_gpu(self.transcribe)  # Whisper and the translation model share the accelerator
 
     # --- model weights, sampler and voice widgets -------------------------------------------------------------
     def weights_note(self, preset_label: str):
@@ -307,6 +368,40 @@ class DemoHandlers:
         except LatentSyncError as exc:
             raise user_error(exc) from exc
         return ("Voice models are ready.", *self.voice_widgets(voice_label)[2:5])
+
+    # --- translate mode: the editable transcript -----------------------------------------------------------------
+    @staticmethod
+    def dub_widgets(voice_label: str):
+        """The target language, transcript table and subtitle choice: shown in translate mode only."""
+        return gr.update(visible=VOICE_LABELS.get(voice_label) == "translate")
+
+    @staticmethod
+    def clear_transcript():
+        """(table, transcript, note) emptied: a new video or target language needs a new transcript."""
+        return [], None, gr.update(value="", visible=False)
+
+    def transcribe(self, video, audio=None, target_language=None, language=None, sources=None):
+        # The transcribe endpoint: (table rows, the transcript behind them, note). What the video (or the uploaded
+        # speech) says, as timed segments translated into the target language, for the user to edit before
+        # generating. A user mistake (no target language, no speech, missing models) is the note, as in a job.
+        source = original_upload(video, sources)
+        names = {str(path): Path(path).name for path in (source, audio) if path}
+        try:
+            script = self.service.transcribe_translate(source, target_language, audio=audio or None,
+                                                       language=language or None)
+        except LatentSyncError as exc:
+            log_user_error("transcription", exc)
+            return *self.clear_transcript()[:2], gr.update(value=form_note(exc, names), visible=True)
+        except Exception as exc:  # keep serving; the log has the trace
+            log.exception("transcription failed")
+            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again.") from exc
+        count = len(script.segments)
+        note = (f"{count} segment{'s' if count > 1 else ''}, {script.source_language or '?'} → "
+                f"{script.target_language}. "
+                "Edit the translation column (double-click a cell, Enter to keep it), then press Lip-sync. "
+                "Generating again after an edit speaks only the edited rows again.")
+        return (transcript_rows(script), {"speech": speech_key(source, audio), "script": script.to_json()},
+                gr.update(value=note, visible=True))
 
     def preview_notice(self, video):
         """Said under the video at once, while ``show_upload`` makes the preview behind its spinner."""
@@ -395,8 +490,7 @@ class DemoHandlers:
         preset = PRESET_BY_LABEL.get(form.preset_label, form.preset_label)
         settings = collect_settings(form.steps, form.guidance, form.seed, form.face_index, form.length_mode,
                                     form.sampler_label, form.landmarks, form.deepcache, form.audio_windows)
-        voice = VoiceRequest(VOICE_LABELS.get(form.voice_label, form.voice_label), form.script or None,
-                             form.language or None, form.voice_reference)
+        voice = form.voice_request()
         stem = Path(form.source).stem if form.source else "video"
         out = self.service.new_output_path(name=f"{stem}_lipsync")
         compare = out.with_name(f"{stem}_side_by_side.mp4")
@@ -407,28 +501,30 @@ class DemoHandlers:
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
                  sources=None, consent=False, deepcache=True, audio_windows="seamless", listed_faces=None,
-                 request: gr.Request = None, progress=gr.Progress()):
-        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note) updates.
-        # A user mistake is the note by the consent box and leaves the results alone (no error badges); only
-        # real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
+                 target_language=None, dub_table=None, dub_script=None, subtitles=next(iter(SUBTITLE_LABELS)),
+                 keep_room=False, request: gr.Request = None, progress=gr.Progress()):
+        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note, subtitles)
+        # updates. A user mistake is the note by the consent box and leaves the results alone (no error badges);
+        # only real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
-                           consent, deepcache, audio_windows, listed_faces)
+                           consent, deepcache, audio_windows, listed_faces, target_language, dub_table, dub_script,
+                           subtitles, keep_room)
         keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()
         if session in self.stop_early:
             self.stop_early.discard(session)
-            yield "**Stopped** before it started.", keep, keep, keep, keep, keep, no_note
+            yield "**Stopped** before it started.", keep, keep, keep, keep, keep, no_note, keep
             return
         try:
             job, settings, preset = self.start_job(form, stop)
-            for update in self._follow(ticking(job, self.tick_seconds), settings, preset, stop, progress):
-                yield *update, no_note
+            for *update, srt in self._follow(ticking(job, self.tick_seconds), settings, preset, stop, progress):
+                yield *update, no_note, srt
         except LatentSyncError as exc:
             log_user_error("lip-sync", exc)
             note = form_note(exc, form.display_names())
-            yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True)
+            yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True), keep
         except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again; "
@@ -439,7 +535,7 @@ class DemoHandlers:
 
     def _follow(self, job, settings: GenerationSettings, preset: str, stop: threading.Event, progress):
         """A running job's events as the app's updates: a status line with progress and ETA, each chunk's preview,
-        the new speech when a voice mode made it, and the videos at the end (done or stopped)."""
+        the new speech when a voice mode made it, and the videos (and a dub's subtitles) at the end."""
         keep = gr.update()
         started = time.monotonic()
         warning = ""  # told before the job (silent speech), kept under the status line while it runs
@@ -450,27 +546,29 @@ class DemoHandlers:
             if event is None:  # a slow step (ticking's heartbeat): the clock runs on, the ETA counts down
                 progress(fraction, desc=label)
                 eta = None if left is None else left - (now - last_event)
-                yield progress_line(label, fraction, elapsed, eta) + warning, keep, keep, keep, keep, keep
+                yield progress_line(label, fraction, elapsed, eta) + warning, keep, keep, keep, keep, keep, keep
                 continue
             if event.stage in ("done", "stopped"):
                 summary = run_summary(event.frames, elapsed, settings, preset, self.service.device)
                 head = "**Done**" if event.stage == "done" else f"**Stopped** after chunk {event.chunk} of " \
                     f"{event.num_chunks}; the finished part is below"
-                notes = f"\n\n{event.notes}" if event.notes else ""  # what was looped, cut or padded
+                notes = f"\n\n{event.notes}" if event.notes else ""  # what was looped, cut, padded or did not fit
+                srt = gr.update(value=str(event.subtitles), visible=True) if event.subtitles else \
+                    gr.update(value=None, visible=False)
                 yield f"{head} · {summary}{notes}", keep, str(event.compare), str(event.output), \
-                    str(event.output), keep
+                    str(event.output), keep, srt
                 return
             warning = f"\n\n{event.notes}" if event.notes else warning
             if stop.is_set() and event.stage in EARLY_STAGES:
                 job.close()
-                yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep
+                yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep, keep
                 return
             label, fraction, last_event = stage_label(event), event.fraction, now
             left = time_left(fraction, elapsed)
             progress(fraction, desc=label)
             preview = event.preview if event.preview is not None else keep
             speech = str(event.audio) if event.audio is not None else keep
-            yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech
+            yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech, keep
 
     # --- lip-sync score (an option under Advanced) ---------------------------------------------------------------
     def score_option(self, wanted: bool, progress=gr.Progress(track_tqdm=True)):

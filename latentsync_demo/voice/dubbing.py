@@ -32,7 +32,8 @@ def xtts_language(code: str | None) -> str:
     """XTTS's code for a target language ("zh" and "zh-CN" are "zh-cn"); InputError listing the choices."""
     code = (code or "").strip().lower().replace("_", "-")
     if not code:
-        raise InputError(f"choose the language to dub into (--to): one of {', '.join(LANGUAGES)}.")
+        raise InputError(f"choose the language to dub into (--to): one of {', '.join(LANGUAGES)}.",
+                         web="Choose the language to dub into in the “Dub into” menu first.")
     for candidate in (code, code.split("-")[0], f"{code.split('-')[0]}-cn"):
         if candidate in LANGUAGES:
             return candidate
