@@ -94,7 +94,7 @@ class DubPanel:
             self.table = gr.Dataframe(headers=DUB_HEADERS, datatype=["number", "number", "str", "str"], type="array",
                                       interactive=True, static_columns=fixed, wrap=True, elem_id="dub-table",
                                       label="Transcript: edit the translation before generating",
-                                      column_widths=["12%", "12%", "38%", "38%"])
+                                      column_widths=["15%", "15%", "35%", "35%"])
             self.script = gr.State(None)  # {"speech": which upload, "script": the DubScript's JSON}
             self.subtitles = gr.Radio(list(SUBTITLE_LABELS), value=next(iter(SUBTITLE_LABELS)), label="Subtitles",
                                       elem_id="dub-subtitles")

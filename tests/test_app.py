@@ -81,8 +81,9 @@ def test_api_streams_one_update_per_chunk_and_returns_the_video(app, media):
     from PIL import Image
 
     assert Image.open(previews[0]).size == (512, 256)  # 64 px crops of the tiny set, shown 256 px high
-    status, _, compare, result, download, _, note = updates[-1]
+    status, _, compare, result, download, _, note, subtitles = updates[-1]
     assert note.get("visible") is False  # no note: nothing was refused
+    assert subtitles.get("visible") is False  # no voice translation: no subtitles to offer
     assert status.startswith("**Done** · 35 frames (1.4 s of video) in ") and "frames/s · DDIM 20 steps, " \
         "guidance 1.5, seed 1247 · LatentSync 1.5 · 256 px · cpu" in status
     assert result == download and Path(result).name == "face_lipsync.mp4"  # the download's name

@@ -106,7 +106,8 @@ def test_lipsync_streams_chunks_then_the_videos(tiny_service, media):
         "Generating chunk 1 of 2", "Generating chunk 2 of 2", "Writing the video"]
     assert calls == [m[1] for m in labels]  # the progress bar follows the status line
     assert sum(not isinstance(u[1], dict) for u in updates) == 2  # one preview image per chunk
-    status, _, compare, result, download, _, note = updates[-1]
+    status, _, compare, result, download, _, note, subtitles = updates[-1]
+    assert subtitles == {"__type__": "update", "value": None, "visible": False}  # not a dub: no .srt
     assert note == {"__type__": "update", "value": "", "visible": False}  # no note from an earlier mistake
     assert status.startswith("**Done** · 20 frames") and "DDIM 2 steps" in status
     assert result == download and result.endswith("face_lipsync.mp4") and compare.endswith("face_side_by_side.mp4")
@@ -129,7 +130,8 @@ def _refused(handlers, video, audio, consent=True):
     updates = list(handlers.lipsync(str(video), str(audio), "LatentSync 1.5 · 256 px", "DDIM (quality)", 2, 1.5,
                                     1247, 0, "pingpong", consent=consent, request=_session()))
     assert len(updates) == 1
-    status, *results, note = updates[0]
+    status, *results, note, subtitles = updates[0]
+    assert subtitles == gr.update()
     assert status == "Results appear here." and all(r == gr.update() for r in results)  # no error badges
     assert note["visible"] is True
     return note["value"]
