@@ -351,8 +351,9 @@ class DemoHandlers:
         mode = VOICE_LABELS[voice_label]
         missing = self.service.voice.missing_files(mode) if mode != "off" else []
         folders = sorted({path.parent.name for path in missing})
+        size = "about 2 GB, and 2 GB more for the translation model" if mode == "translate" else "about 2 GB"
         note = (f"**Voice models missing** ({', '.join(folders)}): accept the licence and download them below "
-                "(about 2 GB) before running." if missing else "")
+                f"({size}) before running." if missing else "")
         can_download = bool(missing) and self.allow_download
         return (gr.update(visible=mode == "script"), gr.update(visible=mode != "off"),
                 gr.update(value=note, visible=bool(missing)), gr.update(visible=can_download),

@@ -151,3 +151,21 @@ def test_the_table_speaks_only_its_translation_column_and_only_for_its_own_speec
         _form(media["clip"], [*table, [4.0, 5.0, "", "más"]], held).voice_request()
     emptied = _form(media["clip"], table, held).voice_request().transcript
     assert emptied.segments[1].text == ""  # the job's check_script then names the row without words
+
+
+def test_a_dubs_end_shows_its_timing_notes_and_offers_its_srt(tiny_service, tmp_path):
+    """The tiny XTTS never speaks long enough to overrun a slot, so the done event is made here: what did not
+    fit is in the status line's notes, and the .srt is the last output, shown."""
+    import threading
+
+    from latentsync_demo.app_handlers import DemoHandlers, collect_settings
+    from latentsync_demo.settings import JobEvent
+
+    notes = "Segment 2 (1.00-2.00 s) is too long for its slot even at 1.25x speed: it runs 0.40 s into segment 3."
+    done = JobEvent("done", 1.0, "wrote it", output=tmp_path / "out.mp4", frames=25, compare=tmp_path / "c.mp4",
+                    subtitles=tmp_path / "out.srt", notes=notes)
+    settings = collect_settings(1, 1.5, 1247, 0, "pingpong", "DDIM (quality)", "auto")
+    *_, last = DemoHandlers(tiny_service)._follow(iter([done]), settings, "latentsync-1.5", threading.Event(),
+                                                  lambda *a, **k: None)
+    assert last[0].startswith("**Done**") and last[0].endswith(f"\n\n{notes}")
+    assert last[-1] == {"__type__": "update", "value": str(tmp_path / "out.srt"), "visible": True}
