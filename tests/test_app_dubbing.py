@@ -92,6 +92,9 @@ def test_browser_edit_a_translation_cell_then_its_subtitle_shows_the_edit(dub_ap
         page.goto(dub_app)
         page.locator("#video-in input[type=file]").set_input_files(str(media["clip"]))
         page.get_by_label(TRANSLATE).check()
+        page.locator("#dub-transcribe").click()  # no target language yet: said at the button, no error badge
+        page.locator("#dub-note").get_by_text("Choose the language to dub into", exact=False).wait_for(timeout=30_000)
+        assert page.get_by_text("Error", exact=True).count() == 0
         page.locator("#dub-target input").click()
         page.get_by_role("option", name="es", exact=True).click()
         page.locator("#dub-transcribe").click()
@@ -169,3 +172,15 @@ def test_a_dubs_end_shows_its_timing_notes_and_offers_its_srt(tiny_service, tmp_
                                                   lambda *a, **k: None)
     assert last[0].startswith("**Done**") and last[0].endswith(f"\n\n{notes}")
     assert last[-1] == {"__type__": "update", "value": str(tmp_path / "out.srt"), "visible": True}
+
+
+def test_translate_mode_names_the_missing_translation_model_and_offers_the_download(tiny_service):
+    from latentsync_demo.app_handlers import DemoHandlers
+
+    on = DemoHandlers(tiny_service)  # the shared tiny set has no voice models
+    script, options, note, agree, download, speech = on.voice_widgets(TRANSLATE)
+    assert not script["visible"] and options["visible"] and agree["visible"] and download["visible"]
+    assert "translation" in note["value"] and "2 GB more for the translation model" in note["value"]
+    assert "translation" not in on.voice_widgets("Re-voice: its words in the speaker's own voice")[2]["value"]
+    assert on.dub_widgets(TRANSLATE) == {"__type__": "update", "visible": True}
+    assert on.dub_widgets("Script: type what the speaker says") == {"__type__": "update", "visible": False}
