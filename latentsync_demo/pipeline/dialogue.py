@@ -88,13 +88,13 @@ def presence_notes(followed, num_frames: int, sources: Sequence[int] | None = No
 
 
 def spans(flags: Sequence[bool], fps: float = MODEL_FPS) -> str:
-    """The runs of True in per-frame ``flags`` as seconds: "0.4-1.2 s, 3.0-3.1 s" (a run ends after its last
+    """The runs of True in per-frame ``flags`` as seconds: "0.40-1.20 s, 3.00-3.08 s" (a run ends after its last
     frame)."""
     runs, start = [], None
     for i, flag in enumerate([*flags, False]):
         if flag and start is None:
             start = i
         elif not flag and start is not None:
-            runs.append(f"{start / fps:.1f}-{i / fps:.1f} s")
+            runs.append(f"{start / fps:.2f}-{i / fps:.2f} s")
             start = None
     return ", ".join(runs)
