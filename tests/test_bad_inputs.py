@@ -23,6 +23,7 @@ from latentsync_demo.cli import main as cli_main
 from latentsync_demo.errors import InputError, LatentSyncError, as_sentence, user_message
 from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.service import LipSyncService
+from latentsync_demo.settings import VoiceRequest
 from latentsync_demo.store import DEFAULT_PRESET
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.webhooks import CallbackPolicy
@@ -244,6 +245,42 @@ def test_a_face_index_no_thumbnail_showed_is_refused_before_work(corpus):
     note = updates[-1][6]
     assert len(updates) == 1 and note["visible"] and re.match(expected, note["value"]), updates
     assert "click a face's thumbnail" in note["value"] and service._models == {}
+
+
+def test_speech_tracks_per_face_are_checked_before_work(corpus, capsys):
+    """A dialogue (a speech track per face): a track for a face the listing did not show, or that the video's
+    first seconds do not show; two tracks for one face; tracks beside the single audio or a voice mode; a bad
+    FACE=FILE; a missing, corrupt or soundless track. One message each, before a model loads (API and CLI)."""
+    service, root = _service(corpus), corpus["root"]
+    two, speech = corpus["two"], corpus["speech"]
+    cases = [
+        ({"speech": {0: speech, 3: speech}}, r"speech track for face 3, but the video's first seconds show no such "
+                                             r"face: give speech tracks to face 0 or 1"),
+        ({"speech": {0: speech, 1: speech}, "shown_faces": (0,)}, r"speech track for face 1, .*to face 0 \("),
+        ({"speech": [f"0={speech}", f"1={speech}", f"0={corpus['nan']}"]},
+         r"face 0 has two speech tracks \(speech\.wav and nan\.wav\)"),
+        ({"speech": {0: speech, 1: speech}, "audio": speech}, r"either one speech audio .* or a speech track per face"),
+        ({"speech": {0: speech, 1: speech}, "voice": VoiceRequest("revoice")}, r"cannot be combined with a voice mode"),
+        ({"speech": ["speech.wav"]}, r"FACE=FILE, e\.g\. 0=alice\.wav .* not 'speech\.wav'"),
+        ({"speech": [f"left={speech}"]}, r"FACE=FILE"),
+        ({"speech": {0: speech, 1: root / "gone.wav"}}, r"file not found: .*gone\.wav"),
+        ({"speech": {0: speech, 1: corpus["notes"]}}, r"not a video or audio file.*notes\.mp4"),
+        ({"speech": {0: speech, 1: corpus["big"]}}, r"big\.mp4 has no sound"),
+        ({"speech": {4: speech}}, r"speech track for face 4, .*give speech tracks to face 0 or 1"),
+    ]
+    for kwargs, expected in cases:
+        kwargs = {"audio": None, **kwargs}
+        audio = kwargs.pop("audio")
+        with pytest.raises(InputError, match=expected):
+            service.lipsync(two, audio, root / "o.mp4", consent=True, **kwargs)
+    assert service._models == {}
+    base = ["--checkpoints", str(corpus["tiny"]), "--device", "cpu", "--video", str(two), "--out", str(root / "c.mp4")]
+    for extra, expected in [(["--speech", f"0={speech}", "--speech", f"0={speech}"], "face 0 has two speech tracks"),
+                            (["--speech", f"0={speech}", "--audio", str(speech)], "or a speech track per face, not both"),
+                            (["--speech", f"1={speech}", "--speech", f"7={speech}"], "speech track for face 7"),
+                            (["--speech", "0:speech.wav"], "FACE=FILE")]:
+        rc, err = _cli(capsys, *base, *extra)
+        assert rc == 2 and expected in err, (extra, err)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
