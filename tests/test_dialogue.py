@@ -179,3 +179,31 @@ def test_cli_dialogue_end_to_end(clips, tiny_checkpoints, capsys):
     assert "the output follows the longest, face 1's (0.6 s)" in printed.out
     assert "face 0's ends at 0.4 s" in printed.out
     assert len(read_frames(out)) == 15  # the longest track: 0.6 s at 25 fps (the 0.4 s clip plays back and forth)
+
+
+def test_rest_takes_a_list_of_speech_files_with_their_faces(tiny_service, clips, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from latentsync_demo.rest import RestAPI
+
+    api = RestAPI(tiny_service, root=tmp_path / "jobs")
+    client = TestClient(api.app)
+
+    def post(path, faces, tracks):
+        files = [("video", ("two.mp4", clips.two.read_bytes()))]
+        files += [("speech", (track.name, track.read_bytes())) for track in tracks]
+        return client.post(path, files=files, data={"speech_face": [str(f) for f in faces], "steps": "1",
+                                                    "consent": "true"})
+
+    mismatch = post("/jobs", [0], [clips.a, clips.b])
+    assert mismatch.status_code == 400 and "one speech_face (the face index) per speech file" in mismatch.text
+    absent = post("/jobs", [0, 5], [clips.a, clips.b])
+    assert absent.status_code == 400 and "speech track for face 5" in absent.json()["error"], absent.text
+    api.manager.start()
+    try:
+        answer = post("/sync", [0, 1], [clips.a, clips.long_b])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "video/mp4", answer.text
+        (tmp_path / "sync.mp4").write_bytes(answer.content)
+        assert len(read_frames(tmp_path / "sync.mp4")) == 15  # the longest track, 0.6 s
+    finally:
+        api.manager.stop()

@@ -160,6 +160,10 @@ class RestAPI:
         audio: UploadFile | None = File(None, description="speech (or a video with sound); "
                                         "optional with voice=script"),
         voice_reference: UploadFile | None = File(None, description="a clip of the speaker's voice (voice modes)"),
+        speech: list[UploadFile] | None = File(None, description="a dialogue, instead of audio: one speech file per "
+                                               "speaker (repeat the field), each with its speech_face"),
+        speech_face: list[int] | None = Form(None, description="the face index of each speech file, in the same "
+                                             "order (repeat the field; latentsync --list-faces lists faces)"),
         preset: str = Form(DEFAULT_PRESET),
         sampler: str = Form("ddim", description=" | ".join(SAMPLERS)),
         steps: int | None = Form(None, description="default: the sampler's (ddim 20, lcm 4)"),
@@ -204,9 +208,10 @@ class RestAPI:
             if voice_reference is not None:
                 reference = await save_upload(voice_reference, folder, "voice_reference", AUDIO_SUFFIXES,
                                               self.max_upload_bytes)
+            tracks = await self._save_speech(speech or [], speech_face or [], folder)
             voice_request = VoiceRequest(voice, text, language or None, reference) if voice != "off" else None
             prepared = await asyncio.to_thread(self._prepare, folder, video_path, audio_path, preset, settings,
-                                               voice_request, callback_url)
+                                               voice_request, callback_url, tracks)
             if request.url.path.endswith("/sync"):
                 self._check_sync_length(prepared)
         except BaseException:
@@ -214,16 +219,27 @@ class RestAPI:
             raise
         return self.manager.submit(job_id, folder, prepared)
 
+    async def _save_speech(self, files: list[UploadFile], faces: list[int], folder: Path) -> list[tuple[int, Path]]:
+        """A dialogue's speech files (``speech``), saved, with their face indices (``speech_face``, same order)."""
+        if len(files) != len(faces):
+            raise RequestError(400, f"give one speech_face (the face index) per speech file: got {len(files)} speech "
+                                    f"file{'s' if len(files) != 1 else ''} and {len(faces)} speech_face "
+                                    f"value{'s' if len(faces) != 1 else ''}")
+        return [(face, await save_upload(upload, folder, f"speech{n}", AUDIO_SUFFIXES, self.max_upload_bytes))
+                for n, (face, upload) in enumerate(zip(faces, files))]
+
     def _prepare(self, folder: Path, video: Path, audio: Path | None, preset: str, settings: GenerationSettings,
-                 voice: VoiceRequest | None, callback_url: str | None) -> PreparedRequest:
+                 voice: VoiceRequest | None, callback_url: str | None, speech: list) -> PreparedRequest:
         try:  # consent=True: require_consent passed above; the callback is resolved here (DNS: off the event loop)
             return self.service.prepare(video, audio, folder / Job.OUTPUT_NAME, preset, settings, voice,
-                                        consent=True, callback_url=callback_url, callbacks=self.callbacks)
+                                        consent=True, callback_url=callback_url, callbacks=self.callbacks,
+                                        speech=speech)
         except LatentSyncError as exc:
             raise RequestError(400, hide_folder(str(exc), folder)) from exc
 
     def _check_sync_length(self, prepared: PreparedRequest) -> None:
-        longest = max(info.duration for info in (prepared.video, prepared.audio) if info is not None)
+        inputs = (prepared.video, prepared.audio, *(track for _, track in prepared.speech))
+        longest = max(info.duration for info in inputs if info is not None)
         if longest > self.sync_max_seconds:
             raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:g} s (this one lasts "
                                     f"{longest:.1f} s); queue it with POST {PREFIX}/jobs instead")
