@@ -207,3 +207,27 @@ def test_rest_takes_a_list_of_speech_files_with_their_faces(tiny_service, clips,
         assert len(read_frames(tmp_path / "sync.mp4")) == 15  # the longest track, 0.6 s
     finally:
         api.manager.stop()
+
+
+def test_batch_manifests_take_speech_lists(tiny_service, clips, tmp_path):
+    import argparse
+    import json
+
+    from latentsync_demo.batch import read_manifest, run_row
+    from latentsync_demo.errors import InputError
+
+    (tmp_path / "jobs.jsonl").write_text(
+        json.dumps({"id": "listed", "video": str(clips.two), "speech": [f"0={clips.a}", "1=b.wav"]}) + "\n"
+        + json.dumps({"id": "object", "video": str(clips.two), "speech": {"1": str(clips.b), "0": str(clips.a)}}))
+    (tmp_path / "jobs.csv").write_text(f"id,video,speech\ncell,{clips.two},1=b.wav; 0=a.wav\n")
+    listed, as_object = read_manifest(tmp_path / "jobs.jsonl")
+    assert listed.speech == ((0, clips.a), (1, tmp_path / "b.wav"))  # relative to the manifest's folder
+    assert as_object.speech == ((0, clips.a), (1, clips.b))
+    assert read_manifest(tmp_path / "jobs.csv")[0].speech == ((0, tmp_path / "a.wav"), (1, tmp_path / "b.wav"))
+    (tmp_path / "twice.csv").write_text(f"id,video,speech\nx,{clips.two},0=a.wav;0=b.wav\n")
+    with pytest.raises(InputError, match=r"twice\.csv row 1: face 0 has two speech tracks"):
+        read_manifest(tmp_path / "twice.csv")
+    defaults = argparse.Namespace(preset="latentsync-1.5", sampler=None, steps=1, guidance=None, seed=None,
+                                  face_index=None, length_mode=None, audio_windows=None)
+    result = run_row(tiny_service, listed, tmp_path, defaults)  # b.wav is not there: refused before work
+    assert result["status"] == "failed" and "b.wav" in result["error"], result
