@@ -100,6 +100,12 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 listed_faces = gr.State(None)  # the indices the thumbnails show, and for which video
                 audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
                                     elem_id="audio-in")
+                with gr.Accordion("Dialogue: add a second speaker", open=False):  # their own speech, one job
+                    second_face = gr.Number(value=1, precision=0, label="Second speaker's face index",
+                                            elem_id="second-face")
+                    second_speech = gr.Audio(label="Second speaker's speech (the Speech above goes to the chosen "
+                                             "face)", sources=["upload", "microphone"], type="filepath",
+                                             elem_id="second-speech")
                 with gr.Group():
                     voice_mode = gr.Radio(list(VOICE_LABELS), value=VOICE_OFF, label="Voice",
                                           elem_id="voice-mode")
@@ -160,7 +166,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
-                  audio_windows, listed_faces]
+                  audio_windows, listed_faces, second_face, second_speech]
         outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")

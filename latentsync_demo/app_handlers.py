@@ -202,6 +202,8 @@ class LipSyncForm:
     deepcache: bool = True
     audio_windows: str = "seamless"
     listed_faces: dict | None = None  # the face thumbnails shown for an upload: {"video": content_key, "faces": [...]}
+    second_face: float | None = None  # a dialogue: the second speaker's face index ...
+    second_speech: str | None = None  # ... and speech (the first speaker is face_index with the Speech upload)
 
     @cached_property
     def source(self) -> str | None:
@@ -220,9 +222,19 @@ class LipSyncForm:
             return None
         return tuple(listed["faces"]) if same_video else None
 
+    def speech(self) -> list[tuple] | None:
+        """A dialogue's (face index, speech) pairs: the chosen face with the Speech upload, the second speaker's
+        face with theirs; None without a second speaker's speech (a one-face job)."""
+        if not self.second_speech:
+            return None
+        first = int(self.face_index) if self.face_index is not None else 0
+        second = int(self.second_face) if self.second_face is not None else None
+        return [(first, self.audio), (second, self.second_speech)]
+
     def display_names(self) -> dict[str, str]:
         """Server path -> the file name the user uploaded, for error messages."""
-        names = {str(p): Path(p).name for p in (self.source, self.audio, self.voice_reference) if p}
+        names = {str(p): Path(p).name for p in (self.source, self.audio, self.voice_reference, self.second_speech)
+                 if p}
         if self.video and self.source != self.video:
             names[str(self.video)] = Path(self.source).name
         return names
@@ -400,20 +412,22 @@ class DemoHandlers:
         stem = Path(form.source).stem if form.source else "video"
         out = self.service.new_output_path(name=f"{stem}_lipsync")
         compare = out.with_name(f"{stem}_side_by_side.mp4")
-        request = self.service.prepare(form.source, form.audio or None, out, preset, settings, voice,
-                                       compare=compare, consent=form.consent is True, shown_faces=form.shown_faces())
+        speech = form.speech()  # a dialogue: the Speech upload is the first speaker's track, not the one audio
+        request = self.service.prepare(form.source, None if speech else form.audio or None, out, preset, settings,
+                                       voice, compare=compare, consent=form.consent is True,
+                                       shown_faces=form.shown_faces(), speech=speech)
         return self.service.run(request, stop), settings, preset
 
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
                  sources=None, consent=False, deepcache=True, audio_windows="seamless", listed_faces=None,
-                 request: gr.Request = None, progress=gr.Progress()):
+                 second_face=None, second_speech=None, request: gr.Request = None, progress=gr.Progress()):
         # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note) updates.
         # A user mistake is the note by the consent box and leaves the results alone (no error badges); only
         # real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
-                           consent, deepcache, audio_windows, listed_faces)
+                           consent, deepcache, audio_windows, listed_faces, second_face, second_speech)
         keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()

@@ -132,7 +132,7 @@ def speech_pairs(speech: SpeechInput) -> tuple[tuple[int, Path], ...]:
             face, sep, path = item.partition("=")
             if not sep or not face.strip().isdigit() or not path.strip():
                 raise InputError(f"a speech track is given as FACE=FILE, e.g. 0=alice.wav (the face's index, as "
-                                 f"--list-faces prints it, then its speech file), not {item!r}.")
+                                 f"the face listing numbers it, then its speech file), not {item!r}.")
             item = (int(face), path.strip())
         face, path = item
         if isinstance(face, str) and face.strip().isdigit():
@@ -173,8 +173,7 @@ def check_speech_faces(faces: Sequence[int], found: Sequence[int] | None) -> Non
             raise InputError(f"there is a speech track for face {face}, but no face was found in the video's first "
                              "seconds: upload a clip where each speaker's face is clearly visible.")
         raise InputError(f"there is a speech track for face {face}, but the video's first seconds show no such "
-                         f"face: give speech tracks to face {_one_of(found)} (the face thumbnails, or "
-                         "--list-faces, show them).")
+                         f"face: give speech tracks to face {_one_of(found)} (the face listing shows them).")
 
 
 def prepare_request(

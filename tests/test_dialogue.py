@@ -231,3 +231,27 @@ def test_batch_manifests_take_speech_lists(tiny_service, clips, tmp_path):
                                   face_index=None, length_mode=None, audio_windows=None)
     result = run_row(tiny_service, listed, tmp_path, defaults)  # b.wav is not there: refused before work
     assert result["status"] == "failed" and "b.wav" in result["error"], result
+
+
+def test_app_second_speaker_makes_a_dialogue_through_the_handler(tiny_service, clips):
+    from latentsync_demo.app_handlers import DemoHandlers, LipSyncForm
+
+    on = DemoHandlers(tiny_service)
+    _, listed, _ = on.list_faces(str(clips.two), None, "LatentSync 1.5 · 256 px", "mediapipe")
+    args = (str(clips.two), str(clips.a), "LatentSync 1.5 · 256 px", "DDIM (quality)", 1, 1.5, 1247)
+    form = LipSyncForm(*args, 0, "pingpong", second_face=1, second_speech=str(clips.b))
+    assert form.speech() == [(0, str(clips.a)), (1, str(clips.b))]
+    assert LipSyncForm(*args, 0, "pingpong").speech() is None  # no second speech: a one-face job
+
+    def note(face, second_face):
+        updates = list(on.lipsync(*args, face, "pingpong", consent=True, landmarks="mediapipe",
+                                  listed_faces=listed, second_face=second_face, second_speech=str(clips.b)))
+        return updates[-1][6]["value"]
+
+    assert "Face 0 has two speech tracks (a.wav and b.wav)" in note(0, 0)
+    assert note(0, 3) == ("There is a speech track for face 3, but the video's first seconds show no such face: "
+                          "give speech tracks to face 0 or 1 (the face listing shows them).")
+    done = list(on.lipsync(*args, 0, "pingpong", consent=True, landmarks="mediapipe", listed_faces=listed,
+                           second_face=1, second_speech=str(clips.long_b)))[-1]
+    assert done[0].startswith("**Done**") and "face 1's (0.6 s)" in done[0], done[0]
+    assert len(read_frames(done[3])) == 15  # the result: as long as the second speaker's longer track

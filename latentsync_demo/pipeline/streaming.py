@@ -147,7 +147,7 @@ class FaceAnalysis(threading.Thread):
         for person in self.followed[1:]:  # a dialogue: every person given a speech track must be there
             if all(m is None for m in person.matrices):
                 raise InputError(f"face {person.face_index} was not found in any frame of the video: give speech "
-                                 "tracks only to the faces --list-faces shows")
+                                 "tracks only to the faces the face listing shows")
 
     def wait(self, index: int | None = None, timeout: float | None = None) -> bool:
         """Block until frame ``index`` is analysed (None: the whole clip); re-raises the thread's error.
