@@ -78,6 +78,16 @@ PAGE_HEAD = """<script>
 </script>"""
 
 
+def second_speaker():
+    """A dialogue's second speaker: their face index and speech (the Speech upload goes to the chosen face); both
+    faces are lip-synced in one job (``LipSyncForm.speech``)."""
+    with gr.Accordion("Dialogue: add a second speaker", open=False):
+        face = gr.Number(value=1, precision=0, label="Second speaker's face index", elem_id="second-face")
+        speech = gr.Audio(label="Second speaker's speech (the Speech above goes to the chosen face)",
+                          sources=["upload", "microphone"], type="filepath", elem_id="second-speech")
+    return face, speech
+
+
 def build_demo(service: LipSyncService, allow_download: bool = True, consent_text: str | None = None) -> gr.Blocks:
     """The page: layout, then each widget's events wired to a DemoHandlers method."""
     statement = consent_text or consent_statement()  # set by the host: --consent-text / LATENTSYNC_CONSENT_TEXT
@@ -100,12 +110,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 listed_faces = gr.State(None)  # the indices the thumbnails show, and for which video
                 audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
                                     elem_id="audio-in")
-                with gr.Accordion("Dialogue: add a second speaker", open=False):  # their own speech, one job
-                    second_face = gr.Number(value=1, precision=0, label="Second speaker's face index",
-                                            elem_id="second-face")
-                    second_speech = gr.Audio(label="Second speaker's speech (the Speech above goes to the chosen "
-                                             "face)", sources=["upload", "microphone"], type="filepath",
-                                             elem_id="second-speech")
+                second_face, second_speech = second_speaker()
                 with gr.Group():
                     voice_mode = gr.Radio(list(VOICE_LABELS), value=VOICE_OFF, label="Voice",
                                           elem_id="voice-mode")
