@@ -6,6 +6,9 @@ One manifest row per job. Columns (CSV header or JSON keys; only ``video`` is re
     video        talking-head video; relative paths are relative to the manifest's folder
     audio        speech; may be left out when ``text`` is given (the speaker says it, voice cloning)
     text         script for voice=script; language: its language code
+    voice        off | revoice | script | translate (default: script when text is given, else off)
+    to           voice=translate: the language to dub into; transcript: an edited .json/.srt transcript
+    subtitles    voice=translate: soft | burn | off; keep_room: 1 mixes the video's own sound under the speech
     speech       a dialogue, instead of audio: a speech track per face, FACE=FILE each; in a CSV cell separated
                  by ";" (``0=alice.wav;1=bob.wav``), in JSONL a list (``["0=alice.wav", "1=bob.wav"]``) or an
                  object (``{"0": "alice.wav", "1": "bob.wav"}``)
@@ -43,6 +46,7 @@ from .store import DEFAULT_PRESET, PRESETS
 RESULT_FIELDS = ("id", "status", "output", "duration", "wall_time", "error")
 _SETTINGS = {"sampler": str, "steps": int, "guidance": float, "seed": int, "face_index": int, "length_mode": str,
              "audio_windows": str}
+_VOICE = ("voice", "to", "transcript", "subtitles", "keep_room")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class BatchRow:
     language: str | None
     preset: str | None
     settings: dict  # the manifest's own setting columns, as strings
+    voice: dict = None  # the manifest's voice columns (_VOICE), as strings; transcript as a path
     speech: tuple[tuple[int, Path], ...] = ()  # a dialogue: (face index, speech file) per face
 
 
@@ -91,7 +96,9 @@ def read_manifest(path: str | Path) -> list[BatchRow]:
             return (path.parent / record[key]) if key in record else None
 
         rows.append(BatchRow(row_id, where("video"), where("audio"), record.get("text"), record.get("language"),
-                             record.get("preset"), {k: record[k] for k in _SETTINGS if k in record}, speech))
+                             record.get("preset"), {k: record[k] for k in _SETTINGS if k in record},
+                             {k: (where(k) if k == "transcript" else record[k]) for k in _VOICE if k in record},
+                             speech))
     return rows
 
 
@@ -154,8 +161,10 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
     try:
         if row.video is None:
             raise InputError("the row has no video")
-        if row.audio is None and not row.text and not row.speech:
-            raise InputError("the row needs audio, speech tracks per face, or text for the speaker to say")
+        voice = row_voice(row)
+        if row.audio is None and not row.speech and (voice is None or voice.mode == "revoice"):
+            raise InputError("the row needs audio, speech tracks per face (speech), or text for the speaker to say "
+                             "(or voice=translate and to=LANG)")
         try:
             values = {k: cast(row.settings.get(k, getattr(defaults, k))) for k, cast in _SETTINGS.items()
                       if row.settings.get(k, getattr(defaults, k)) is not None}
@@ -165,7 +174,6 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
                                  guidance_scale=values.get("guidance"), seed=values.get("seed"),
                                  face_index=values.get("face_index"), length_mode=values.get("length_mode"),
                                  audio_windows=values.get("audio_windows"))
-        voice = VoiceRequest("script", row.text, row.language) if row.text else None
         request = service.prepare(row.video, row.audio, out, row.preset or defaults.preset, settings, voice,
                                   consent=True, speech=row.speech or None)  # main() refused without consent
         for event in service.run(request):
@@ -177,6 +185,19 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
         record["error"] = f"{type(exc).__name__}: {exc}"
     record.update(wall_time=f"{time.time() - started:.2f}", finished=f"{time.time():.6f}")
     return record
+
+
+def row_voice(row: BatchRow) -> VoiceRequest | None:
+    """The row's voice request: its ``voice`` column, else "script" when it has text; None for plain audio."""
+    columns = row.voice or {}
+    mode = columns.get("voice") or ("script" if row.text else "off")
+    if mode == "off":
+        return None
+    keep_room = columns.get("keep_room", "0").lower()
+    if keep_room not in ("0", "1", "true", "false", "yes", "no"):
+        raise InputError(f"keep_room is {keep_room!r}: write 1 or 0")
+    return VoiceRequest(mode, row.text, row.language, None, columns.get("to"), columns.get("transcript"),
+                        columns.get("subtitles", "soft"), keep_room in ("1", "true", "yes"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,10 +20,11 @@ from .face.landmarks import LANDMARK_CHOICES
 from .face.listing import LIST_SECONDS
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
-from .settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
+from .settings import AUDIO_WINDOW_MODES, SUBTITLE_MODES, VOICE_MODES, GenerationSettings, VoiceRequest
 from .provenance.consent import consent_from_env, consent_statement
 from .provenance.manifest import sidecar_path
 from .store import DEFAULT_PRESET, PRESETS
+from .voice.xtts import LANGUAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,11 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     c2pa.add_argument("--c2pa-cert", help="your PEM certificate chain (signing certificate first); with --c2pa-key")
     c2pa.add_argument("--c2pa-key", help="the PEM private key of the signing certificate")
     voice = parser.add_argument_group("voice (XTTS v2 voice cloning; non-commercial CPML licence)")
-    voice.add_argument("--voice", default="off", choices=["off", "revoice", "script"],
-                       help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text")
+    voice.add_argument("--voice", default="off", choices=VOICE_MODES,
+                       help="revoice: say the audio's words in the on-screen speaker's voice; script: say --text; "
+                       "translate: dub the video's own speech into --to, in the speaker's voice")
     voice.add_argument("--text", help="what the speaker should say (--voice script)")
     voice.add_argument("--language", help="language code of the speech, e.g. en, de, es (default: detected / en)")
     voice.add_argument("--voice-reference", help="a clip of the speaker's voice (default: the video's own audio)")
+    voice.add_argument("--keep-room", action="store_true",
+                       help="mix the video's own sound, ducked, under the new speech (music and ambience survive)")
+    dub = parser.add_argument_group("translation dubbing (--voice translate)")
+    dub.add_argument("--to", metavar="LANG", help="the language to dub into: " + ", ".join(LANGUAGES))
+    dub.add_argument("--transcript-out", metavar="FILE", help="write the transcript (times, original, translation) "
+                     "as .json or .srt; without --out, stop there so you can edit it")
+    dub.add_argument("--transcript", metavar="FILE",
+                     help="speak this edited transcript (.json or .srt) instead of transcribing and translating")
+    dub.add_argument("--subtitles", choices=SUBTITLE_MODES, default="soft",
+                     help="soft (default): a subtitle track in the MP4 and an .srt beside it; burn: drawn into the "
+                     "picture; off: only the .srt")
     return parser
 
 
@@ -108,13 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_faces is not None:
         return _list_faces(args)
-    missing = [flag for flag, value in (("--video", args.video), ("--out", args.out)) if value is None]
-    if missing:
-        parser.error(f"the following arguments are required: {', '.join(missing)} (or --list-faces VIDEO)")
-    if args.audio is None and args.voice != "script" and not args.speech:
-        parser.error("--audio is required (unless --voice script --text ..., or --speech FACE=FILE per speaker)")
-    if args.voice == "script" and not args.text:
-        parser.error("--voice script needs --text")
+    _check_arguments(parser, args)
+    if args.transcript_out and args.out is None:
+        return _write_transcript(args)
     consent = args.consent or consent_from_env() or _ask_consent()
     if not consent:
         print("error: no consent given. Lip sync needs the consent of the person shown (and of the voice's "
@@ -135,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         _make_output_folder(args.out)
         service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None, max_pixels=None,
                                  compile_unet=args.compile, c2pa=_c2pa_choice(args), keep_records=not args.no_record)
-        voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference)
+        voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference, args.to,
+                             args.transcript, args.subtitles, args.keep_room)
+        if args.transcript_out:  # transcribe and translate once: the file, and the job speaks what it holds
+            voice = replace(voice, transcript=_transcribe(service, args))
         # Every input is checked here: bad input fails before a model loads or a progress bar is drawn.
         request = service.prepare(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent,
                                   speech=args.speech)
@@ -155,6 +168,55 @@ def main(argv: list[str] | None = None) -> int:
             print(service.score_job(args.out, request.video, args.audio))
         except LatentSyncError as exc:
             print(f"lip sync not scored: {exc}", file=sys.stderr)
+    return 0
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    """The argument combinations argparse cannot express; parser.error (exit 2) names the one that is wrong."""
+    transcript_only = args.voice == "translate" and args.transcript_out and args.out is None
+    missing = [flag for flag, value in (("--video", args.video), ("--out", args.out))
+               if value is None and not (flag == "--out" and transcript_only)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --list-faces VIDEO)")
+    if args.audio is None and args.voice not in ("script", "translate") and not args.speech:
+        parser.error("--audio is required (unless --voice script --text ..., --voice translate --to LANG, or "
+                     "--speech FACE=FILE per speaker)")
+    if args.voice == "script" and not args.text:
+        parser.error("--voice script needs --text")
+    if args.voice == "translate" and not (args.to or args.transcript):
+        parser.error("--voice translate needs --to LANG (the language to dub into), or an edited --transcript")
+    dub_flags = [flag for flag, value in (("--to", args.to), ("--transcript", args.transcript),
+                                          ("--transcript-out", args.transcript_out)) if value]
+    if dub_flags and args.voice != "translate":
+        parser.error(f"{' and '.join(dub_flags)} belong to --voice translate (dubbing into another language)")
+    if args.transcript and args.transcript_out:
+        parser.error("--transcript (speak an edited transcript) and --transcript-out (write a new one) exclude "
+                     "each other: write one with --transcript-out, edit it, then pass it with --transcript")
+
+
+def _transcribe(service, args):
+    """Transcribe and translate the clip's speech, and write the transcript to ``--transcript-out``."""
+    script = service.transcribe_translate(args.video, args.to, args.audio, args.language)
+    script.save(args.transcript_out)
+    print(f"wrote the transcript {args.transcript_out} ({len(script.segments)} segments, {script.source_language} "
+          f"-> {script.target_language})")
+    return script
+
+
+def _write_transcript(args) -> int:
+    """``--voice translate --transcript-out FILE`` without ``--out``: the transcript to edit, no lip sync."""
+    from .logs import quiet_native_logs
+    from .service import LipSyncService
+
+    quiet_native_logs()
+    try:
+        service = LipSyncService(checkpoints=args.checkpoints, device=args.device, max_seconds=None,
+                                 max_pixels=None)
+        _transcribe(service, args)
+    except LatentSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"edit its translations, then: --voice translate --transcript {args.transcript_out} --out OUT.mp4")
     return 0
 
 

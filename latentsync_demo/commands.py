@@ -28,6 +28,8 @@ COMMANDS = {
                          "the official TREPA encoder file -> a transformers VideoMAE folder"),
     "tiny-checkpoints": ("latentsync_demo.testing.tiny_checkpoints", "write a tiny random checkpoint set (smoke runs)"),
     "tiny-voice": ("latentsync_demo.testing.tiny_voice", "write tiny random voice models (smoke runs)"),
+    "tiny-translation": ("latentsync_demo.testing.tiny_translation",
+                         "write a tiny random translation model (smoke runs)"),
     "demo-media": ("latentsync_demo.testing.media_demo", "write a small demo clip and speech-like audio"),
 }
 DEFAULT_COMMAND = "run"

@@ -19,6 +19,7 @@ from .audio.windows import check_audio_windows
 from .errors import InputError
 from .face.landmarks import LANDMARK_CHOICES
 from .media import MediaInfo
+from .media.subtitles import find_subtitle_font, iso639_2, read_srt
 from .pipeline.length import resolve_length_mode
 from .pipeline.samplers import SAMPLERS
 from .provenance.consent import require_consent
@@ -26,8 +27,8 @@ from .provenance.restrict import JobRequest, RestrictionCheck, enforce
 from .provenance.watermark import job_number
 from .settings import GenerationSettings, VoiceRequest
 from .store import PRESETS, resolve
-from .validation import (check_audio, check_output, check_settings, check_video, check_voice,
-                         check_voice_reference)
+from .validation import (check_audio, check_output, check_settings, check_speech_to_translate, check_video,
+                         check_voice, check_voice_reference)
 from .webhooks import CallbackPolicy, CallbackTarget
 
 
@@ -56,6 +57,12 @@ class PreparedRequest:
     voice: VoiceRequest | None = None  # None unless the speech is re-voiced or scripted
     compare: Path | None = None  # also write the original | result video here
     callback: CallbackTarget | None = None  # POST a signed summary here when the job ends (REST jobs)
+    # What the output plays instead of ``audio`` (e.g. new speech over the ducked original sound); the lips
+    # follow ``audio``. Subtitles: a SubRip file muxed as a soft track (or burned in), copied beside the output.
+    soundtrack: MediaInfo | None = None
+    subtitles: Path | None = None
+    subtitle_language: str | None = None  # an XTTS code ("es") or ISO 639-2 tag; None: undetermined
+    burn_subtitles: bool = False
     # A dialogue: (face index, speech track) per face, by face index, each face lip-synced to its own track in
     # one job (``audio`` is then the first face's track; the output's soundtrack is the tracks mixed).
     speech: tuple[tuple[int, MediaInfo], ...] = ()
@@ -176,11 +183,22 @@ def check_speech_faces(faces: Sequence[int], found: Sequence[int] | None) -> Non
                          f"face: give speech tracks to face {_one_of(found)} (the face listing shows them).")
 
 
+def check_voice_models(voice: VoiceRequest, checkpoints=None) -> None:
+    """CheckpointError naming the download command when a voice model this request needs is missing: XTTS always,
+    the recogniser to re-voice or to transcribe, the translation model to translate."""
+    from .voice.store import resolve_voice_models
+
+    transcribes = voice.mode == "revoice" or (voice.mode == "translate" and voice.transcript is None)
+    resolve_voice_models(checkpoints).require(need_asr=transcribes,
+                                              need_translation=voice.mode == "translate" and voice.transcript is None)
+
+
 def prepare_request(
     video, audio, out, *, preset: str, settings: GenerationSettings, voice: VoiceRequest | None = None,
     compare=None, consent: bool = False, checkpoints=None, limits: Limits = Limits(),
     restrictions: list[RestrictionCheck] = (), callback_url: str | None = None,
     callbacks: CallbackPolicy = CallbackPolicy(), shown_faces: tuple[int, ...] | None = None,
+    soundtrack=None, subtitles=None, subtitle_language: str | None = None, burn_subtitles: bool = False,
     speech: SpeechInput | None = None, find_faces: Callable[[MediaInfo], Sequence[int]] | None = None,
 ) -> PreparedRequest:
     """Check one request completely (InputError with the first problem) and probe each input once.
@@ -188,6 +206,8 @@ def prepare_request(
     ``callback_url`` is checked against the host's ``callbacks`` policy (by default no destination is allowed).
     ``shown_faces``: the face indices a face listing showed the user for this video (the app's thumbnails); the
     face index must be one of them. None: no listing was shown (the job says if the index finds no face).
+    ``soundtrack``, ``subtitles``, ``subtitle_language``, ``burn_subtitles``: see ``PreparedRequest``
+    (``check_subtitles``).
     ``speech``: a speech track per face (``speech_pairs``; ``audio`` then None): a dialogue. Their faces must be
     among ``shown_faces``, or, with no listing shown, among the faces ``find_faces(video)`` finds in the video's
     first seconds. One track is the same as that face's index with that audio."""
@@ -209,17 +229,46 @@ def prepare_request(
         check_face_shown(settings.face_index, shown_faces)
     tracks = tuple((face, check_audio(path, limits.max_seconds)) for face, path in pairs)
     audio_info = tracks[0][1] if tracks else check_audio(audio, limits.max_seconds) if audio is not None else None
+    check_subtitles(subtitles, subtitle_language, burn_subtitles, out, (video, audio, *(path for _, path in pairs)))
+    soundtrack_info = check_audio(soundtrack, limits.max_seconds) if soundtrack is not None else None
     if speech:  # the speakers' faces must be there, whether a listing was shown or not (scanned last: the dearest)
         found = shown_faces if shown_faces is not None or find_faces is None else tuple(find_faces(video_info))
         check_speech_faces([face for face, _ in pairs] or [settings.face_index], found)
     reference = voice.reference if mode != "off" else None
     if reference is not None:
         check_voice_reference(reference)
+    if mode == "translate" and voice.transcript is None:
+        check_speech_to_translate(video_info, audio_info)
+    if mode != "off":
+        check_voice_models(voice, checkpoints)
     job_id = uuid.uuid4().hex[:12]
     voice = voice if mode != "off" else None
     speech_file = pairs[0][1] if pairs else audio  # a dialogue's restrictions see its first track
     enforce(restrictions, JobRequest(Path(video), Path(speech_file) if speech_file is not None else None, preset,
                                      job_id, settings, voice))
     return PreparedRequest(video_info, audio_info, Path(out), preset, settings, length_mode, job_id,
-                           job_number(job_id), voice, Path(compare) if compare else None, callback, tracks)
+                           job_number(job_id), voice, Path(compare) if compare else None, callback, soundtrack_info,
+                           Path(subtitles) if subtitles is not None else None, subtitle_language, bool(burn_subtitles),
+                           tracks)
+
+
+def check_subtitles(subtitles, language: str | None, burn: bool, out, inputs: tuple) -> None:
+    """InputError for subtitles a job could not use: a malformed or empty SubRip file (naming the line), a
+    language XTTS lacks, burning without subtitles or without a font for their characters, or a ``<out>.srt``
+    beside the output that would overwrite an input."""
+    if subtitles is None:
+        if burn:
+            raise InputError("burning subtitles in needs subtitles: pass a SubRip (.srt) file")
+        return
+    cues = read_srt(subtitles)
+    if not cues:
+        raise InputError(f"the subtitle file {Path(subtitles).name} has no cues: nothing to show")
+    if language is not None:
+        iso639_2(language)
+    if burn:
+        find_subtitle_font("".join(cue.text for cue in cues))
+    beside = Path(out).with_suffix(".srt")
+    if any(source is not None and Path(source).resolve() == beside.resolve() for source in inputs):
+        raise InputError(f"the subtitles beside the output ({beside.name}) would overwrite an input: choose "
+                         "another output name")
 

@@ -33,6 +33,7 @@ from .face.landmarks import make_detector
 from .face.listing import LIST_SECONDS, ListedFace, list_faces
 from .loading import LoadedModels, load_lcm_unet, load_models
 from .media import MODEL_FPS, MediaInfo, iter_frames, job_tempdir, probe
+from .media.subtitles import iso639_2
 from .pipeline import SAMPLERS, LipSyncPipeline, make_scheduler
 from .pipeline.batching import OFFICIAL_WINDOW, auto_window_frames
 from .pipeline.job import JobPlan, run_lipsync_job
@@ -43,10 +44,11 @@ from .provenance.manifest import container_tags, input_hashes, side_by_side_tags
 from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
 from .request import (Limits, PreparedRequest, SpeechInput, check_choices, check_landmarks, check_preset,
-                      prepare_request)
+                      check_voice_models, prepare_request)
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, get_preset, resolve
-from .validation import check_audio, check_device, check_output, check_video
+from .validation import (check_audio, check_device, check_output, check_speech_to_translate, check_video,
+                         check_voice)
 from .webhooks import CallbackPolicy
 
 DEFAULT_MAX_SECONDS = 120.0
@@ -141,15 +143,33 @@ class LipSyncService:
         return self._voice
 
     def voice_audio(self, video: str | Path, audio: str | Path | None, request: VoiceRequest,
-                    seed: int | None = None) -> Path:
-        """New speech in the speaker's voice for a "revoice" or "script" ``request``: a .wav in output_dir,
-        kept after the job so the app can play it."""
-        from .voice import prepare_driving_audio  # coqui-tts is a heavy import: only for voice jobs
+                    seed: int | None = None):
+        """New speech in the speaker's voice for a voice ``request`` (``voice.service.Speech``): its files moved
+        to output_dir and kept after the job, so the app can play the speech and offer the subtitles."""
+        from .voice.service import prepare_speech  # coqui-tts is a heavy import: only for voice jobs
 
         with job_tempdir() as work:
-            made = prepare_driving_audio(request.mode, video, audio, request.text, request.language,
-                                         request.reference, work, self.voice, seed=seed)
-            return Path(made.replace(self.new_output_path(".wav")))
+            speech = prepare_speech(request, video, audio, work, self.voice, seed=seed)
+            keep = {name: Path(path.replace(self.new_output_path(path.suffix))) if path is not None else None
+                    for name, path in (("driving", speech.driving), ("soundtrack", speech.soundtrack),
+                                       ("subtitles", speech.subtitles))}
+            if request.mode == "off":
+                keep["driving"] = speech.driving  # the upload itself: nothing was made
+            return replace(speech, **keep)
+
+    def transcribe_translate(self, video: str | Path, target_language: str, audio: str | Path | None = None,
+                             language: str | None = None):
+        """The editable transcript of a dub (``voice.dubbing.DubScript``): what ``audio`` (default: the video's own
+        sound) says, as timed segments, each translated into ``target_language``. Checks first (InputError for a
+        bad language or a clip without speech; CheckpointError naming the download for a missing model)."""
+        voice = VoiceRequest("translate", language=language, target_language=target_language)
+        check_voice(voice, video, audio)
+        video_info = check_video(video, self.max_seconds, self.max_pixels)
+        audio_info = check_audio(audio, self.max_seconds) if audio is not None else None
+        check_speech_to_translate(video_info, audio_info)
+        check_voice_models(voice, self.checkpoints)
+        with self._run_lock:  # the recogniser and the translator share the accelerator with generation
+            return self.voice.transcribe_translate((audio_info or video_info).path, target_language, language)
 
     def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
         """The preset's models, loaded once per process."""
@@ -201,6 +221,10 @@ class LipSyncService:
         callback_url: str | None = None,
         callbacks: CallbackPolicy | None = None,
         shown_faces: tuple[int, ...] | None = None,
+        soundtrack: str | Path | None = None,
+        subtitles: str | Path | None = None,
+        subtitle_language: str | None = None,
+        burn_subtitles: bool = False,
         speech: SpeechInput | None = None,
         **overrides,
     ) -> PreparedRequest:
@@ -212,7 +236,9 @@ class LipSyncService:
         (num_inference_steps, guidance_scale, seed, ...). ``compare``: also write the original | result video.
         ``callback_url``: where a REST job posts its summary, checked against ``callbacks`` (the REST server's
         policy; none = no destination allowed). ``shown_faces``: the indices a face listing (``list_faces``)
-        showed the user; the face index must be one of them.
+        showed the user; the face index must be one of them. ``soundtrack``: what the output plays instead of
+        ``audio`` (the lips still follow ``audio``); ``subtitles``: a SubRip file added as a soft track in
+        ``subtitle_language`` (or burned into the frames, ``burn_subtitles``) and copied to ``<out stem>.srt``.
 
         ``speech``: a dialogue, one speech track per face instead of ``audio`` (None): ``{0: "a.wav", 1: "b.wav"}``,
         ``[(0, "a.wav"), ...]`` or ``["0=a.wav", ...]``. Each face is lip-synced to its own track in one job and
@@ -228,7 +254,9 @@ class LipSyncService:
                                consent=consent, checkpoints=self.checkpoints,
                                limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions,
                                callback_url=callback_url, callbacks=callbacks or CallbackPolicy(),
-                               shown_faces=shown_faces, speech=speech, find_faces=find_faces)
+                               shown_faces=shown_faces, soundtrack=soundtrack, subtitles=subtitles,
+                               subtitle_language=subtitle_language, burn_subtitles=burn_subtitles, speech=speech,
+                               find_faces=find_faces)
 
     def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
                 voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,
@@ -249,10 +277,13 @@ class LipSyncService:
         when signing is configured (``c2pa``); the ``compare`` video gets the same provenance.
         """
         with self._run_lock:  # one job at a time on the accelerator: voice cloning and generation
+            speech_notes = ""
             if request.voice is not None:
-                yield JobEvent("voice", 0.0, "speaking in the on-screen speaker's voice")
-                request = replace(request, audio=self._speech(request))  # the speech made for this job
-                yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path))
+                yield JobEvent("voice", 0.0, "translating the speech and speaking it in the on-screen speaker's "
+                               "voice" if request.voice_mode == "translate" else
+                               "speaking in the on-screen speaker's voice")
+                request, speech_notes = self._with_speech(request)  # the speech made for this job
+                yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path), notes=speech_notes)
             if (request.preset, self.device, self.dtype) not in self._models:
                 yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
             pipeline = self.pipeline(request.preset, request.settings.sampler)
@@ -267,6 +298,8 @@ class LipSyncService:
                     else:
                         yield event
         self._remember_track(request.out, final.face_track)
+        if speech_notes:  # what did not fit the original timing (translate), before what the length mode did
+            final = replace(final, notes="\n".join(n for n in (speech_notes, final.notes) if n))
         yield self._stamp(final, request, plan)  # hashing and signing need no accelerator
 
     def _remember_track(self, out: Path, track: FaceTrack | None, keep: int = 16) -> None:
@@ -276,21 +309,41 @@ class LipSyncService:
             while len(self._face_tracks) > keep:
                 self._face_tracks.popitem(last=False)
 
-    def _speech(self, request: PreparedRequest) -> MediaInfo:
-        """The new speech of a voice request, probed and checked like an upload."""
+    def _with_speech(self, request: PreparedRequest) -> tuple[PreparedRequest, str]:
+        """The request with the speech its voice request made (probed and checked like an upload), the
+        soundtrack and subtitles that came with it; and the notes on its timing."""
         audio = Path(request.audio.path) if request.audio is not None else None
-        made = self.voice_audio(request.video.path, audio, request.voice, request.settings.seed)
-        return check_audio(made, self.max_seconds)
+        speech = self.voice_audio(request.video.path, audio, request.voice, request.settings.seed)
+        voice = request.voice
+        changes = {"audio": check_audio(speech.driving, self.max_seconds)}
+        if speech.soundtrack is not None:
+            changes["soundtrack"] = check_audio(speech.soundtrack, self.max_seconds)
+        if speech.subtitles is not None:
+            if voice.subtitles == "off":  # only the file beside the output, no track
+                shutil.copyfile(speech.subtitles, request.out.with_suffix(".srt"))
+            else:
+                changes.update(subtitles=speech.subtitles, burn_subtitles=voice.subtitles == "burn",
+                               subtitle_language=speech.script.target_language)
+        if speech.script is not None:  # the languages the provenance names: what was heard, what is spoken
+            changes["voice"] = replace(voice, language=speech.script.source_language,
+                                       target_language=speech.script.target_language)
+        return replace(request, **changes), speech.notes
 
     def job_plan(self, request: PreparedRequest, pipeline: LipSyncPipeline) -> JobPlan:
         """The resolved plan of a request on ``pipeline``: window length, container tags."""
+        subtitles = "off" if request.subtitles is None else "burned" if request.burn_subtitles else "soft"
+        language = iso639_2(request.subtitle_language) if request.subtitle_language else None
+        voice = request.voice
+        translation = (voice.language or "", voice.target_language) if request.voice_mode == "translate" else None
         tags = container_tags(request.job_id, request.preset, request.settings, f"{request.watermark:04x}",
-                              request.voice_mode)
+                              request.voice_mode, subtitles, language, translation)
         window = self.window_frames(self.models(request.preset), request.settings, pipeline)
         record = {"preset": request.preset, "watermark": request.watermark, "job_id": request.job_id,
                   "device": self.device} if self.keep_records and not request.speech else None  # no dialogue redo yet
         return JobPlan(request.video, request.audio, request.out, request.settings, request.length_mode, window,
                        request.compare, tags, side_by_side_tags(tags) if request.compare else {}, record,
+                       soundtrack=request.soundtrack, subtitles=request.subtitles,
+                       subtitle_language=request.subtitle_language, burn_subtitles=request.burn_subtitles,
                        speech=request.speech)
 
     def _stamp(self, final: JobEvent, request: PreparedRequest, plan: JobPlan) -> JobEvent:
@@ -299,6 +352,10 @@ class LipSyncService:
         inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)} if not request.speech else {
             "video": Path(request.video.path), **{f"speech of face {face}": Path(track.path)
                                                   for face, track in request.speech}}
+        if request.soundtrack is not None:
+            inputs["soundtrack"] = Path(request.soundtrack.path)
+        if final.subtitles is not None:  # the .srt beside the output: what the track or the burned text shows
+            inputs["subtitles"] = final.subtitles
         hashes = input_hashes(inputs)
         manifest = stamp(request.out, inputs, dict(plan.tags), self.c2pa_signing, hashes)
         if plan.record_meta is not None and final.stage == "done":

@@ -38,16 +38,26 @@ class GenerationSettings:
 @dataclass(frozen=True)
 class VoiceRequest:
     """Whose voice drives the lip sync: "off" (the uploaded audio), "revoice" (its words, in the on-screen
-    speaker's voice) or "script" (typed ``text`` in that voice). ``reference``: a clip of the speaker's
-    voice to use instead of the video's own audio track."""
+    speaker's voice), "script" (typed ``text`` in that voice) or "translate" (the video's own speech, translated
+    into ``target_language`` and spoken in that voice: dubbing). ``reference``: a clip of the speaker's voice to
+    use instead of the video's own audio track. ``language``: the language of the speech (default: detected)."""
 
     mode: str = "off"
     text: str | None = None
     language: str | None = None
     reference: str | Path | None = None
+    target_language: str | None = None  # translate: the XTTS language to dub into ("es", "de", "zh-cn", ...)
+    # translate: an edited transcript to speak instead of transcribing and translating: a .json/.srt file or a
+    # voice.dubbing.DubScript (the app's edited table)
+    transcript: object = None
+    subtitles: str = "soft"  # translate: a SUBTITLE_MODES name
+    keep_room: bool = False  # the output's sound: the new speech over the video's own sound, ducked under it
 
 
-VOICE_MODES = ("off", "revoice", "script")
+VOICE_MODES = ("off", "revoice", "script", "translate")
+# Subtitles of a dub: soft = a subtitle track in the MP4 (players can switch it off) and an .srt beside it;
+# burn = drawn into the picture (and the .srt); off = the .srt beside the output only.
+SUBTITLE_MODES = ("soft", "burn", "off")
 
 
 @dataclass(frozen=True)
@@ -74,5 +84,6 @@ class JobEvent:
     frames: int | None = None  # "done"/"stopped": frames in the output
     compare: Path | None = None  # "done"/"stopped": the original | result video, when one was asked for
     manifest: Path | None = None  # provenance sidecar (C2PA-style JSON) of the output, on the done event
+    subtitles: Path | None = None  # "done"/"stopped": the .srt written beside the output, when the job had subtitles
     face_track: FaceTrack | None = field(default=None, repr=False)  # "done"/"stopped": the source's face boxes
     notes: str = ""  # what the user should know: a warning before the job, what was looped/cut/padded at the end

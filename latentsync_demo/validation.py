@@ -19,7 +19,7 @@ import torch
 from .errors import InputError
 from .media import MediaInfo, probe
 from .media.audio import check_finite_samples
-from .settings import VOICE_MODES, GenerationSettings
+from .settings import SUBTITLE_MODES, VOICE_MODES, GenerationSettings
 
 SEED_RANGE = (0, 2**32 - 1)  # what torch, numpy and the UI all accept
 GUIDANCE_RANGE = (1.0, 3.0)  # 1 = no guidance; the official app offers 1-3
@@ -36,11 +36,42 @@ def check_voice(voice, video, audio) -> str:
         raise InputError(f"unknown voice mode {mode!r}; choose one of {', '.join(VOICE_MODES)}.")
     if mode == "script" and not (voice.text or "").strip():
         raise InputError("Script voice needs the words the speaker should say: type them in the Script box.")
+    if mode == "translate":
+        check_translate(voice)
     if video is None:
         raise InputError("no video given: upload (or record) a video of a talking face.")
-    if audio is None and mode != "script":
+    if audio is None and mode not in ("script", "translate"):
         raise InputError("no speech given: upload (or record) the speech the face should say.")
     return mode
+
+
+def check_translate(voice) -> None:
+    """A translate request: a language to dub into, a subtitle mode, and an edited transcript that parses."""
+    from .voice.dubbing import DubScript, check_script, load_script, xtts_language
+
+    if voice.subtitles not in SUBTITLE_MODES:
+        raise InputError(f"unknown subtitles choice {voice.subtitles!r}; choose one of {', '.join(SUBTITLE_MODES)}.")
+    if voice.transcript is None:
+        xtts_language(voice.target_language)
+    elif isinstance(voice.transcript, DubScript):
+        xtts_language(voice.target_language or voice.transcript.target_language)
+        check_script(voice.transcript)
+    else:
+        load_script(voice.transcript, voice.target_language)
+
+
+def check_speech_to_translate(video: MediaInfo, audio: MediaInfo | None) -> None:
+    """Translate mode transcribes the uploaded speech, else the video's own: it must have sound with speech."""
+    from .media.audio import load_audio
+    from .voice.reference import voiced_regions
+
+    source = audio or video
+    if not source.has_audio:
+        raise InputError(f"{Path(source.path).name} has no sound to translate: upload a video in which someone "
+                         "speaks, or the speech as an audio file, or an edited transcript.")
+    if not voiced_regions(load_audio(source, 16000), 16000):
+        raise InputError(f"no speech was found in {Path(source.path).name}, so there is nothing to translate: "
+                         "upload a clip in which someone speaks, or use the type-a-script voice mode.")
 
 
 def check_voice_reference(reference) -> MediaInfo:

@@ -12,6 +12,7 @@ from ..errors import InputError
 from .audio import SAMPLE_RATE, write_wav
 from .ffmpeg import fs_path, run_ffmpeg
 from .probe import MediaInfo, count_frames, probe
+from .subtitles import iso639_2, read_srt
 from .temp import job_tempdir
 
 
@@ -25,6 +26,8 @@ def mux(
     fps: float | None = None,
     metadata: Mapping[str, str] | None = None,
     audio_bitrate: str = "192k",
+    subtitles: str | os.PathLike | None = None,
+    subtitle_language: str | None = None,
 ) -> Path:
     """Write `out_path` (MP4): the video stream of `video_path` copied as is, plus `audio` encoded as AAC.
 
@@ -34,7 +37,10 @@ def mux(
     to whole audio packets); num_frames is counted from the file when not given, fps probed when not given.
     metadata: container tags written in this same pass (see `set_metadata` for the key rules), so a finished
     output is written once.
+    subtitles: a SubRip (.srt) file added as a soft ``mov_text`` track in this same pass, tagged with
+    ``subtitle_language`` (an XTTS code such as "es", or an ISO 639-2 tag; None: "und", undetermined).
     """
+    subtitle_args = _subtitle_args(subtitles, subtitle_language)  # checked before any work
     if fps is None:
         info = probe(video_path)
         if not info.has_video:
@@ -53,9 +59,9 @@ def mux(
                 raise InputError(f"no audio track in {audio_info.path}; pass a file with sound.")
             source = audio_info.path
         # apad makes the audio at least as long as the video; -t (sample-accurate on filtered audio) cuts both.
-        args = ["-y", "-i", fs_path(video_path), "-i", fs_path(source), "-map", "0:V:0", "-map", "1:a:0",
-                "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-b:a", audio_bitrate, "-t", f"{duration:.6f}",
-                *_metadata_args(metadata or {}),
+        args = ["-y", "-i", fs_path(video_path), "-i", fs_path(source), *subtitle_args[0], "-map", "0:V:0",
+                "-map", "1:a:0", *subtitle_args[1], "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-b:a", audio_bitrate,
+                *subtitle_args[2], "-t", f"{duration:.6f}", *_metadata_args(metadata or {}),
                 "-movflags", "+faststart" + ("+use_metadata_tags" if metadata else ""), fs_path(out)]
         try:
             run_ffmpeg(args)
@@ -63,6 +69,18 @@ def mux(
             out.unlink(missing_ok=True)
             raise
     return out
+
+
+def _subtitle_args(subtitles, language: str | None) -> tuple[list[str], list[str], list[str]]:
+    """The input, map and codec options of a soft subtitle track (three empty lists without one)."""
+    if subtitles is None:
+        return [], [], []
+    if not read_srt(subtitles):  # InputError naming the line of a malformed file
+        raise InputError(f"the subtitle file {Path(subtitles).name} has no cues: nothing to add as subtitles")
+    tag = iso639_2(language) if language else "und"
+    # A SubRip input always gets the track's own input index 2 (video 0, audio 1).
+    return (["-f", "srt", "-i", fs_path(subtitles)], ["-map", "2:s:0"],
+            ["-c:s", "mov_text", "-metadata:s:s:0", f"language={tag}"])
 
 
 def _metadata_args(metadata: Mapping[str, str]) -> list[str]:

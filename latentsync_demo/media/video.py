@@ -127,17 +127,21 @@ def read_frames(
     return np.stack(list(iter_frames(path, fps, size)))
 
 
-def h264_args(width: int, height: int, crf: int = 18, preset: str = "veryfast", keyint: int | None = None) -> list[str]:
+def h264_args(width: int, height: int, crf: int = 18, preset: str = "veryfast", keyint: int | None = None,
+              video_filter: str | None = None) -> list[str]:
     """ffmpeg output options for a silent, widely playable H.264 yuv420p MP4 of an RGB input.
 
     ``keyint``: an IDR frame exactly every ``keyint`` frames and nowhere else (closed GOPs, no scene cuts), so
-    whole GOPs can be replaced by re-encoded ones and the others copied (a redo); None: x264's own choice."""
+    whole GOPs can be replaced by re-encoded ones and the others copied (a redo); None: x264's own choice.
+    ``video_filter``: an ffmpeg filter applied to the RGB frames first (burned-in subtitles,
+    ``media.subtitles.burn_filter``); it sees each frame at its own timestamp, frame index / fps."""
+    first = f"{video_filter}," if video_filter else ""
     gop = ["-g", str(keyint), "-keyint_min", str(keyint), "-sc_threshold", "0"] if keyint else []
     # yuv420p needs even dimensions: drop the odd last row/column rather than add a black line.
     even = f"crop={width - width % 2}:{height - height % 2}:0:0," if width % 2 or height % 2 else ""
     # Convert with and tag BT.709 so players show the same colours as the RGB frames.
     color = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
-    return ["-an", "-vf", f"{even}scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+    return ["-an", "-vf", f"{first}{even}scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
             "-c:v", "libx264", "-preset", preset, "-crf", str(crf), *gop, *color, "-movflags", "+faststart"]
 
 
@@ -145,17 +149,21 @@ class VideoWriter:
     """Encode RGB frames into a video file through a pipe to ffmpeg, frame by frame.
 
     Default output: silent H.264 yuv420p MP4 (crf 18, faststart); add sound afterwards with `mux`.
-    `input_args` / `output_args` let callers add inputs or replace the codec options (tests use this).
+    `input_args` / `output_args` let callers add inputs or replace the codec options (tests use this);
+    `video_filter` draws on the frames as they are encoded (burned-in subtitles).
     Use as a context manager: on an exception inside the block the partial file is deleted.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float = MODEL_FPS, *,
                  crf: int = 18, preset: str = "veryfast", input_args: Sequence[str] = (),
-                 output_args: Sequence[str] | None = None, keyint: int | None = None):
+                 output_args: Sequence[str] | None = None, keyint: int | None = None,
+                 video_filter: str | None = None):
         self.path, self.width, self.height, self.fps = Path(path), int(width), int(height), fps
         self.frames_written = 0
         if output_args is None:
-            output_args = h264_args(self.width, self.height, crf, preset, keyint)
+            output_args = h264_args(self.width, self.height, crf, preset, keyint, video_filter)
+        elif video_filter:
+            raise ValueError("video_filter applies to the default H.264 options; put it in output_args instead")
         cmd = [ffmpeg_exe(), *BASE_ARGS, "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{self.width}x{self.height}", "-framerate", str(fps), "-i", "pipe:0",
                *input_args, *output_args, fs_path(self.path)]

@@ -34,6 +34,7 @@ from ..face import FaceAligner
 from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux, probe
 from ..media.audio import silence_note, write_wav
 from ..media.preview import CompareVideo, chunk_preview
+from ..media.subtitles import burn_filter, read_srt
 from ..provenance.detect import NoMarker
 from ..settings import GenerationSettings, JobEvent
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
@@ -73,7 +74,23 @@ class JobPlan:
     # A dialogue: (face index, speech track) per person, each face lip-synced to its own track in this one job
     # (``pipeline.dialogue``); empty: one face (settings.face_index) and ``audio``. A dialogue keeps no record.
     speech: tuple[tuple[int, MediaInfo], ...] = ()
-    soundtrack: MediaInfo | None = None  # mux this instead of ``audio`` (a dialogue: its tracks mixed)
+    # What the output plays: None = ``audio``, the speech the lips follow; else another track (e.g. the speech
+    # mixed over the original room sound, or a dialogue's tracks mixed). Lip sync always follows ``audio`` (a
+    # dialogue: each face its own track in ``speech``).
+    soundtrack: MediaInfo | None = None
+    subtitles: Path | None = None  # a SubRip file: muxed as a soft track (or burned in) and copied beside the output
+    subtitle_language: str | None = None  # its language (XTTS code or ISO 639-2 tag); None: undetermined
+    burn_subtitles: bool = False  # draw the subtitles into the frames instead of adding a soft track
+
+    @property
+    def played_audio(self) -> MediaInfo:
+        """The track the output (and the side-by-side video) plays."""
+        return self.soundtrack if self.soundtrack is not None else self.audio
+
+    @property
+    def subtitles_out(self) -> Path | None:
+        """Where the job writes its subtitles beside the output: ``<out stem>.srt``."""
+        return self.out.with_suffix(".srt") if self.subtitles is not None else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,8 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
         if plan.speech and plan.soundtrack is None:  # lives in the job folder until the mux
             write_wav(workdir / "soundtrack.wav", audio)
             plan = replace(plan, soundtrack=probe(workdir / "soundtrack.wav", "soundtrack"))
+        # Burned subtitles: the cues and a font go into the job folder now, so a missing font fails before work.
+        burn = burn_filter(read_srt(plan.subtitles), workdir) if plan.burn_subtitles and plan.subtitles else None
         # Stage 1 (threads): decode, landmarks, align. Host memory stays flat: frames and faces live in the job
         # folder, and the paste-back reads the frames from there (the one decode of the input video).
         analysis = FaceAnalysis(plan.video, pipeline.resolution, faces, detector, workdir)
@@ -125,7 +144,8 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
             if stages.face_pass_first:
                 analysis.wait()
             end = yield from _run_stages(pipeline, plan, analysis, tracks, workdir, num_out, expected,
-                                         marker or NoMarker(), stop, stages, getattr(detector, "name", "landmarks"))
+                                         marker or NoMarker(), stop, stages, getattr(detector, "name", "landmarks"),
+                                         burn)
         finally:
             analysis.close()
     notes = [quiet, tracks_note(faces, tracks) if plan.speech else "",
@@ -146,9 +166,11 @@ def _check_scratch_space(workdir: Path, video: MediaInfo, frames: int, resolutio
 
 
 def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, tracks, workdir: Path, num_out: int,
-                expected: int, marker, stop, stages: StagePolicy, backend: str) -> Iterator[JobEvent]:
+                expected: int, marker, stop, stages: StagePolicy, backend: str, burn: str | None = None
+                ) -> Iterator[JobEvent]:
     """Stages 2-4: chunked generation in this thread, restore + mark + encode in others, then the one mux.
-    ``tracks``: the speech samples, one track per followed face. Returns the final ("done" or "stopped") event."""
+    ``tracks``: the speech samples, one track per followed face. ``burn``: the filter that draws the subtitles
+    into the encoded frames. Returns the final ("done" or "stopped") event."""
     yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
     while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
         yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
@@ -173,7 +195,7 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, tracks, workdir
     recorder = JobRecorder(workdir) if plan.record_meta is not None and not plan.speech else None
     keyint = REDO_GOP if recorder is not None else None  # closed 1 s GOPs: a redo re-encodes only its own
     with CompareVideo(plan.compare, workdir, (width, height), MODEL_FPS) as compare, \
-            VideoWriter(silent, width, height, MODEL_FPS, keyint=keyint) as writer:
+            VideoWriter(silent, width, height, MODEL_FPS, keyint=keyint, video_filter=burn) as writer:
         paster = PasteBack(analysis, length, writer, restore, marker.mark, on_chunk, compare.write,
                            workers=stages.restore_workers)
         paster.start()
@@ -208,14 +230,16 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, tracks, workdir
         frames = writer.frames_written
 
     yield JobEvent("writing", _MUXING, "adding the audio track")
-    soundtrack = plan.soundtrack or plan.audio
-    mux(silent, soundtrack, plan.out, num_frames=frames, fps=MODEL_FPS, metadata=dict(plan.tags))
-    compared = compare.finish(soundtrack, frames, dict(plan.compare_tags))
+    soft = plan.subtitles if not plan.burn_subtitles else None
+    mux(silent, plan.played_audio, plan.out, num_frames=frames, fps=MODEL_FPS, metadata=dict(plan.tags),
+        subtitles=soft, subtitle_language=plan.subtitle_language if soft else None)
+    subtitles = _copy_subtitles(plan)
+    compared = compare.finish(plan.played_audio, frames, dict(plan.compare_tags))
     track = analysis.face_track() if analysis.finished and analysis.error is None else None  # the whole clip's
     if recorder is not None and not paster.skip_tail:  # a stopped job keeps no record: it has no whole result
         meta = {**plan.record_meta, **record_meta(plan, pipeline.resolution, frames)}
         recorder.write(plan.out, meta, Path(plan.video.path), Path(plan.audio.path), length.final().sources,
-                       analysis.matrices)
+                       analysis.matrices, plan.subtitles if plan.burn_subtitles else None)
     elif recorder is not None:
         recorder.discard()
     lip_synced = length.final().sources[:min(frames, length.final().num_generated)]
@@ -224,9 +248,21 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, tracks, workdir
         done = _DETECT + _AUDIO + _GENERATE * progress.generated / progress.num_chunks
         return JobEvent("stopped", done, f"stopped after chunk {progress.generated} of {progress.num_chunks}: wrote "
                         f"{plan.out.name} ({frames / MODEL_FPS:.1f} s)", progress.generated, progress.num_chunks,
-                        output=plan.out, frames=frames, compare=compared, face_track=track, notes=notes)
+                        output=plan.out, frames=frames, compare=compared, face_track=track, subtitles=subtitles,
+                        notes=notes)
     return JobEvent("done", 1.0, f"wrote {plan.out.name}", output=plan.out, frames=frames, compare=compared,
-                    face_track=track, notes=notes)
+                    face_track=track, subtitles=subtitles, notes=notes)
+
+
+def _copy_subtitles(plan: JobPlan) -> Path | None:
+    """The job's subtitles copied to ``<out stem>.srt`` beside the output (for players and editors that read a
+    sidecar, and for burned subtitles, which the MP4 holds only as pixels)."""
+    target = plan.subtitles_out
+    if target is None:
+        return None
+    if not (target.exists() and target.samefile(plan.subtitles)):
+        shutil.copyfile(plan.subtitles, target)
+    return target
 
 
 def _audio_chunks(encoder, length: StreamingPlan, track: np.ndarray, windows: str):

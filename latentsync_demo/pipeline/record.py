@@ -11,7 +11,9 @@ A record is the folder ``<output>.job/`` next to the output MP4:
   pipeline's dtype: float32 on a CPU, float16 on most GPUs), so the frames outside a redone span are restored
   into the same pixels as the first time;
 * ``matrices.npy`` (per source frame, NaN where no face) and ``sources.npy`` (the source frame of each output
-  frame).
+  frame);
+* ``subtitles.srt``: only for an output with subtitles burned into its frames (the redo burns the same cues into
+  the frames it re-encodes).
 
 The MP4 is never decoded for a redo (its frames are lossy H.264): the redo rebuilds only the frames of the
 GOPs it re-encodes from the record and copies every other GOP's packets unchanged (``pipeline.redo``).
@@ -36,6 +38,7 @@ RECORD_VERSION = 1
 # Every output of a recorded job is encoded in closed 1 s GOPs (an IDR every 25 frames, no scene cuts), so a
 # redo re-encodes whole GOPs and copies the others' packets.
 REDO_GOP = 25
+BURNED_SUBTITLES = "subtitles.srt"
 
 
 def record_dir(output: str | Path) -> Path:
@@ -63,8 +66,10 @@ class JobRecorder:
         self._outputs.write(memoryview(array).cast("B"))
         self.generated += len(array)
 
-    def write(self, out: Path, meta: dict, video: Path, audio: Path, sources, matrices) -> Path:
-        """Write the record of the finished output ``out`` (replacing an older one)."""
+    def write(self, out: Path, meta: dict, video: Path, audio: Path, sources, matrices,
+              burned_subtitles: Path | None = None) -> Path:
+        """Write the record of the finished output ``out`` (replacing an older one). ``burned_subtitles``: the
+        SubRip file the job burned into the frames."""
         self._inputs.close()
         self._outputs.close()
         folder = record_dir(out)
@@ -79,6 +84,9 @@ class JobRecorder:
         np.save(folder / "sources.npy", np.asarray(sources, np.int64))
         np.save(folder / "matrices.npy", np.stack([np.full((2, 3), np.nan) if m is None else np.asarray(m, np.float64)
                                                    for m in matrices]))
+        if burned_subtitles is not None:
+            shutil.copyfile(burned_subtitles, folder / BURNED_SUBTITLES)
+            meta = {**meta, "burned_subtitles": BURNED_SUBTITLES}
         meta = {**meta, "version": RECORD_VERSION, "video": video_copy.name, "audio": audio_copy.name,
                 "video_sha256": sha256(video_copy), "audio_sha256": sha256(audio_copy), "num_generated": self.generated,
                 "faces_out_dtype": self.out_dtype, "gop": REDO_GOP}
@@ -137,6 +145,12 @@ class JobRecord:
     def audio(self) -> Path:
         return self.folder / self.meta["audio"]
 
+    @property
+    def burned_subtitles(self) -> Path | None:
+        """The SubRip file the job burned into its frames (None: nothing burned)."""
+        name = self.meta.get("burned_subtitles")
+        return self.folder / name if name else None
+
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
 
@@ -168,7 +182,7 @@ def load_record(job: str | Path) -> JobRecord:
     if meta.get("version") != RECORD_VERSION:
         raise InputError(f"the job record {folder} was written by another version: run the job again")
     missing = [name for name in ("faces_in.u8", "faces_out.raw", "sources.npy", "matrices.npy", meta["video"],
-                                 meta["audio"]) if not (folder / name).is_file()]
+                                 meta["audio"], meta.get("burned_subtitles")) if name and not (folder / name).is_file()]
     if missing:
         raise InputError(f"the job record {folder} is incomplete (missing {', '.join(missing)}): run the job again")
     if sha256(output) != meta.get("output_sha256"):

@@ -7,7 +7,9 @@ unchanged, so every frame outside the region decodes to exactly the same pixels.
 the span are rebuilt from the record (the same source frames, the same generated faces, the same paste-back
 and watermark), so only the new encode of their GOP touches them (lossy, as any H.264 encode; measured in
 ``bench/redo_record.py``). Inside the span the first and last ``CROSSFADE_FRAMES`` frames blend the old and
-the new face, so the mouth does not jump at the span's edges.
+the new face, so the mouth does not jump at the span's edges. Subtitles burned into the first output are burned
+into the region again (the record keeps them: the same cues at the same frame times, with the same font), and a
+soft subtitle track is copied with the soundtrack.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
 from ..media import MODEL_FPS, SAMPLE_RATE, VideoWriter, iter_frames, job_tempdir, load_audio
 from ..media.ffmpeg import fs_path, run_ffmpeg
+from ..media.subtitles import burn_filter, find_subtitle_font, read_srt, shift_cues
 from ..settings import GenerationSettings, JobEvent
 from .length import plan_length
 from .lipsync import LipSyncPipeline
@@ -45,7 +48,9 @@ class RedoSpan:
 
 def check_span(record: JobRecord, start: float, end: float) -> RedoSpan:
     """The span of seconds [start, end) as output frames; InputError for a span that is reversed, empty,
-    outside the clip, or over frames the job did not lip-sync."""
+    outside the clip, or over frames the job did not lip-sync; and a missing font for burned-in subtitles."""
+    if record.burned_subtitles is not None:
+        find_subtitle_font("".join(cue.text for cue in read_srt(record.burned_subtitles)))
     seconds = record.num_frames / MODEL_FPS
     if not (math.isfinite(start) and math.isfinite(end)):
         raise InputError(f"the span {start}-{end} s is not a pair of numbers: give --start and --end in seconds")
@@ -135,7 +140,8 @@ def _write_region(record: JobRecord, span: RedoSpan, faces: torch.Tensor, aligne
     try:
         first = frames[0]
         height, width = first.shape[:2]
-        with VideoWriter(path, width, height, MODEL_FPS, keyint=int(record.meta["gop"])) as writer:
+        with VideoWriter(path, width, height, MODEL_FPS, keyint=int(record.meta["gop"]),
+                         video_filter=_burn_region(record, span, work)) as writer:
             for i in region:
                 s = int(sources[i])
                 frame, matrix = frames[stored[s]], matrices[s]
@@ -146,6 +152,16 @@ def _write_region(record: JobRecord, span: RedoSpan, faces: torch.Tensor, aligne
                 writer.write(mark(result, matrix))
     finally:
         frames.close()
+
+
+def _burn_region(record: JobRecord, span: RedoSpan, work: Path) -> str | None:
+    """The filter that burns the job's subtitles into the region as the job did: the region's first frame is
+    encoded at time 0, so the cues move back by its start (None: nothing burned, or no cue in the region)."""
+    if record.burned_subtitles is None:
+        return None
+    start, end = span.region_start / MODEL_FPS, span.region_end / MODEL_FPS
+    cues = [cue for cue in shift_cues(read_srt(record.burned_subtitles), start) if cue.start < end - start]
+    return burn_filter(cues, work) if cues else None
 
 
 def _decode_sources(video: Path, needed: set[int], work: Path) -> tuple[FrameStore, dict[int, int]]:
@@ -167,10 +183,10 @@ def _decode_sources(video: Path, needed: set[int], work: Path) -> tuple[FrameSto
 
 def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, out: Path, work: Path) -> None:
     """``out``: ``old``'s GOPs outside the region copied packet for packet, the re-encoded region between them,
-    and ``old``'s soundtrack and container tags."""
+    and ``old``'s soundtrack, soft subtitle track (if any) and container tags."""
     failure = f"ffmpeg could not splice {old.name}"  # our own parts: what can fail is the job's output
     cuts = ",".join(str(k) for k in range(gop, num_frames, gop))
-    segment = ["-f", "segment", "-segment_frames", cuts] if cuts else ["-f", "segment", "-segment_time", "1e9"]
+    segment = ["-f", "segment", "-segment_frames", cuts] if cuts else ["-f", "segment", "-segment_time", "1000000000"]
     run_ffmpeg(["-y", "-i", fs_path(old), "-map", "0:V:0", "-c", "copy", *segment, "-reset_timestamps", "1",
                 "-segment_format", "mp4", str(work / "gop%06d.mp4")], input_error=failure)
     gops = sorted(work.glob("gop*.mp4"))
@@ -181,5 +197,6 @@ def splice(old: Path, region: Path, span: RedoSpan, num_frames: int, gop: int, o
     listing = work / "parts.txt"
     listing.write_text("".join(f"file '{p}'\n" for p in parts))  # our own temp names: nothing to escape
     run_ffmpeg(["-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", fs_path(old), "-map", "0:v:0",
-                "-map", "1:a:0?", "-c", "copy", "-map_metadata", "1", "-movflags", "+faststart", fs_path(out)],
+                "-map", "1:a:0?", "-map", "1:s?", "-c", "copy", "-map_metadata", "1", "-movflags", "+faststart",
+                fs_path(out)],
                input_error=failure)

@@ -44,9 +44,13 @@ def sidecar_path(out: str | os.PathLike) -> Path:
     return Path(out).with_name(Path(out).name + SIDECAR_SUFFIX)
 
 
-def container_tags(job_id: str, preset: str, settings, watermark: str | None, voice: str = "off") -> dict[str, str]:
+def container_tags(job_id: str, preset: str, settings, watermark: str | None, voice: str = "off",
+                   subtitles: str = "off", subtitle_language: str | None = None,
+                   translation: tuple[str, str] | None = None) -> dict[str, str]:
     """The MP4 tags: readable by people ("comment") and by machines (one key per fact). ``voice``: the voice
-    request's mode; when not "off" the speech itself was synthesized (tag ``voice``)."""
+    request's mode; when not "off" the speech itself was synthesized (tag ``voice``). ``subtitles``: "soft" (a
+    subtitle track) or "burned" (drawn into the frames), in ``subtitle_language`` (ISO 639-2); "off": none.
+    ``translation``: (from, into) language codes when the speech was translated (the translate voice mode)."""
     fields = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings or {})
     tags = {
         "comment": f"AI-generated: lip-synced by {TOOL} {__version__} (LatentSync, preset {preset}).",
@@ -62,12 +66,20 @@ def container_tags(job_id: str, preset: str, settings, watermark: str | None, vo
     if voice != "off":
         tags["voice"] = voice
         tags["comment"] += " The speech was synthesized in the speaker's voice (voice cloning)."
+    if translation is not None:
+        tags["translation"] = f"{translation[0] or 'und'}->{translation[1]}"
+        tags["comment"] += (f" It was machine-translated from {translation[0] or 'an unstated language'} into "
+                            f"{translation[1]}.")
+    if subtitles != "off":
+        tags["subtitles"] = subtitles
+        tags["subtitle_language"] = subtitle_language or "und"
     return tags
 
 
 # C2PA relationship of each input to the output: the edited video, the speech that drove it, and (for the
 # side-by-side video) the lip-synced result shown beside the original.
-RELATIONSHIPS = {"video": "parentOf", "audio": "inputTo", "result": "componentOf"}
+RELATIONSHIPS = {"video": "parentOf", "audio": "inputTo", "result": "componentOf", "soundtrack": "componentOf",
+                 "subtitles": "componentOf"}
 GENERATION_LABEL = "latentsync_demo.generation"
 
 
@@ -85,6 +97,13 @@ def _action(tags: dict[str, str], inputs: dict[str, Path]) -> dict:
     if "voice" in tags:
         description += "; the speech was synthesized in the speaker's voice (voice cloning)"
         parameters["voice"] = tags["voice"]
+    if "translation" in tags:
+        description += f"; the speech was machine-translated ({tags['translation']})"
+        parameters["translation"] = tags["translation"]
+    if "subtitles" in tags:
+        description += ("; subtitles burned into the frames" if tags["subtitles"] == "burned"
+                        else "; with a soft subtitle track")
+        parameters["subtitles"] = _subtitle_facts(tags)
     if "result" in inputs:
         description += "; shown side by side with the original"
     return {"action": "c2pa.edited" if "video" in inputs else "c2pa.created",
@@ -135,6 +154,10 @@ def c2pa_definition(out: Path, inputs: dict[str, Path], tags: dict[str, str], ha
     }
     if "voice" in tags:
         generation["voice"] = tags["voice"]
+    if "translation" in tags:
+        generation["translation"] = tags["translation"]
+    if "subtitles" in tags:
+        generation["subtitles"] = _subtitle_facts(tags)
     if test_certificate:
         generation["signing"] = "UNTRUSTED TEST SIGNING: a throwaway certificate made by latentsync_demo"
     return {
@@ -144,6 +167,11 @@ def c2pa_definition(out: Path, inputs: dict[str, Path], tags: dict[str, str], ha
         "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}},
                        {"label": GENERATION_LABEL, "data": generation}],
     }
+
+
+def _subtitle_facts(tags: dict[str, str]) -> dict:
+    """How the output carries its subtitles: burned into the frames or as a soft track, and their language."""
+    return {"burned": tags["subtitles"] == "burned", "language": tags.get("subtitle_language", "und")}
 
 
 def input_hashes(inputs: dict[str, Path | None]) -> dict[str, str]:

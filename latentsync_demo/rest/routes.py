@@ -6,6 +6,9 @@
     POST   /api/v1/jobs/{id}/redo     start, end (seconds), seed / steps / sampler -> a new job redoing that span
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
+    POST   /api/v1/transcripts        video (+ audio), to -> the dub's transcript (JSON) to edit and send back
+                                      with voice=translate as the job's ``transcript`` file
+    GET    /api/v1/jobs/{id}/subtitles  the .srt of a finished translate job
 
 Docs at ``/api/v1/docs`` (``/docs`` redirects there), with their assets served from this server (``docs``: they
 work offline). Every error is JSON ``{"error": "..."}``: 4xx names the problem with the request, 5xx is the
@@ -18,6 +21,7 @@ destinations the host allows (``callbacks``; by default none).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import shutil
@@ -32,18 +36,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from ..errors import LatentSyncError, as_sentence
+from ..errors import CheckpointError, LatentSyncError, as_sentence
 from ..pipeline.length import DEFAULT_LENGTH_MODE, LENGTH_MODES
 from ..pipeline.samplers import SAMPLERS
 from ..provenance.consent import require_consent
 from ..request import PreparedRequest, settings_from
 from ..service import LipSyncService
-from ..settings import AUDIO_WINDOW_MODES, GenerationSettings, VoiceRequest
+from ..settings import AUDIO_WINDOW_MODES, SUBTITLE_MODES, VOICE_MODES, GenerationSettings, VoiceRequest
 from ..store import DEFAULT_PRESET, PRESETS, resolve
 from ..webhooks import CallbackPolicy
 from .docs import add_offline_docs
 from .jobs import Job, JobManager, hide_folder
-from .uploads import AUDIO_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
+from .uploads import AUDIO_SUFFIXES, TRANSCRIPT_SUFFIXES, VIDEO_SUFFIXES, RequestError, save_upload
 
 log = logging.getLogger("latentsync_demo.rest")
 
@@ -134,6 +138,27 @@ class RestAPI:
                 raise RequestError(400, hide_folder(str(exc), source.folder)) from exc
             return {**job.summary(), **job.links(PREFIX, queued=True)}
 
+        @app.get("/jobs/{job_id}/subtitles", summary="The .srt subtitles of a finished translate job",
+                 response_class=FileResponse)
+        def job_subtitles(job_id: str):
+            job = self._job(job_id)
+            srt = job.output.with_suffix(".srt")
+            if job.status != "done" or not srt.is_file():
+                raise RequestError(409 if job.status != "done" else 404,
+                                   f"job {job_id} is {job.status}; subtitles exist once a voice=translate job is done"
+                                   if job.status != "done" else f"job {job_id} made no subtitles (voice=translate "
+                                   "jobs do)")
+            return FileResponse(srt, media_type="application/x-subrip", filename=f"lipsync_{job_id[:12]}.srt")
+
+        @app.post("/transcripts", summary="Transcribe a clip's speech and translate it: the transcript to edit",
+                  description="Answers with the segments (start, end, source, text). Edit the texts, save the JSON "
+                              "as a .json file and send it as transcript= with voice=translate.")
+        async def transcripts(video: UploadFile = File(...), audio: UploadFile | None = File(None),
+                              to: str = Form(..., description="the language to dub into (XTTS codes)"),
+                              language: str | None = Form(None, description="the speech's language (default: "
+                                                          "detected)")) -> dict:
+            return await self._transcript(video, audio, to, language)
+
         @app.delete("/jobs/{job_id}", summary="Cancel a queued or running job, or delete an ended one")
         def delete_job(job_id: str) -> dict:
             job = self.manager.cancel(job_id)
@@ -177,7 +202,13 @@ class RestAPI:
         audio_windows: str = Form(_DEFAULTS.audio_windows, description=" | ".join(AUDIO_WINDOW_MODES) + ": "
                                   "Whisper windows of speech over 30 s (seamless: overlapping, no glitch every 30 s; "
                                   "official: the official features)"),
-        voice: str = Form("off", description="off | revoice | script (XTTS v2, non-commercial CPML)"),
+        voice: str = Form("off", description=" | ".join(VOICE_MODES) + " (XTTS v2, non-commercial CPML)"),
+        to: str | None = Form(None, description="voice=translate: the language to dub into (en, es, de, zh-cn, ...)"),
+        transcript: UploadFile | None = File(None, description="voice=translate: an edited transcript (.json from "
+                                             "POST /transcripts, or .srt) to speak instead of translating anew"),
+        subtitles: str = Form("soft", description=" | ".join(SUBTITLE_MODES) + ": voice=translate's subtitles (a "
+                              "track in the mp4, drawn into the picture, or only the .srt)"),
+        keep_room: bool = Form(False, description="voice modes: the video's own sound, ducked, under the new speech"),
         text: str | None = Form(None, description="what the speaker says (voice=script)"),
         language: str | None = Form(None),
         consent: bool = Form(False, description="required: true confirms the consent of the person shown (and "
@@ -209,7 +240,12 @@ class RestAPI:
                 reference = await save_upload(voice_reference, folder, "voice_reference", AUDIO_SUFFIXES,
                                               self.max_upload_bytes)
             tracks = await self._save_speech(speech or [], speech_face or [], folder)
-            voice_request = VoiceRequest(voice, text, language or None, reference) if voice != "off" else None
+            script = None
+            if transcript is not None:
+                script = await save_upload(transcript, folder, "transcript", TRANSCRIPT_SUFFIXES,
+                                           self.max_upload_bytes)
+            voice_request = VoiceRequest(voice, text, language or None, reference, to or None, script, subtitles,
+                                         keep_room) if voice != "off" else None
             prepared = await asyncio.to_thread(self._prepare, folder, video_path, audio_path, preset, settings,
                                                voice_request, callback_url, tracks)
             if request.url.path.endswith("/sync"):
@@ -236,6 +272,24 @@ class RestAPI:
                                         speech=speech)
         except LatentSyncError as exc:
             raise RequestError(400, hide_folder(str(exc), folder)) from exc
+
+    async def _transcript(self, video: UploadFile, audio: UploadFile | None, to: str, language: str | None) -> dict:
+        """POST /transcripts: the uploads in a scratch folder, transcribed and translated, then removed."""
+        self.manager.root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="transcript_", dir=self.manager.root))
+        try:
+            video_path = await save_upload(video, folder, "video", VIDEO_SUFFIXES, self.max_upload_bytes)
+            audio_path = None
+            if audio is not None:
+                audio_path = await save_upload(audio, folder, "audio", AUDIO_SUFFIXES, self.max_upload_bytes)
+            try:
+                script = await asyncio.to_thread(self.service.transcribe_translate, video_path, to, audio_path,
+                                                 language or None)
+            except LatentSyncError as exc:
+                raise RequestError(_status(exc), hide_folder(str(exc), folder)) from exc
+            return json.loads(script.to_json())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _check_sync_length(self, prepared: PreparedRequest) -> None:
         inputs = (prepared.video, prepared.audio, *(track for _, track in prepared.speech))
@@ -268,6 +322,11 @@ class RestAPI:
             return _json(413, f"the request is larger than this server's limit of {self.max_upload_bytes // 2**20} "
                               "MB per file")
         return await call_next(request)
+
+
+def _status(exc: LatentSyncError) -> int:
+    """400 for a problem with the request; 503 for a model this server lacks (its admin's download to run)."""
+    return 503 if isinstance(exc, CheckpointError) else 400
 
 
 def _json(status: int, message: str, headers: dict | None = None) -> JSONResponse:

@@ -12,6 +12,7 @@ from fastapi import UploadFile
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac", *VIDEO_SUFFIXES)
+TRANSCRIPT_SUFFIXES = (".json", ".srt")  # an edited dub transcript (voice=translate)
 _CHUNK = 1 << 20
 
 

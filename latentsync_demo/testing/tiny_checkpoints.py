@@ -28,7 +28,8 @@ def write_tiny_checkpoints(
 ) -> Path:
     """Write the tiny set into ``folder`` (created if needed) and return it.
 
-    ``voice`` also writes a tiny XTTS and a tiny Whisper ASR (``xtts-v2/``, ``asr/``); off by default here
+    ``voice`` also writes a tiny XTTS, a tiny Whisper ASR and a tiny M2M100 translation model (``xtts-v2/``,
+    ``asr/``, ``translation/``: every voice mode, translation dubbing included); off by default here
     because importing coqui-tts costs seconds, on by default on the command line.
     """
     folder = Path(folder)
@@ -39,9 +40,11 @@ def write_tiny_checkpoints(
     tiny_vae(seed).save_pretrained(folder / VAE_DIR, safe_serialization=True)
     write_tiny_lcm(folder, seed)
     if voice:
+        from .tiny_translation import write_tiny_translation_model
         from .tiny_voice import write_tiny_voice_models
 
         write_tiny_voice_models(folder)
+        write_tiny_translation_model(folder)
     return folder
 
 

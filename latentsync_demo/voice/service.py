@@ -3,6 +3,8 @@
     voice = VoiceService("checkpoints", device="cpu")
     audio, sr = voice.revoice("speech.wav", speaker_reference("in.mp4"), out_path="revoiced.wav")
     audio, sr = voice.script("Hello there.", "en", speaker_reference("in.mp4"), out_path="spoken.wav")
+    script = voice.transcribe_translate("in.mp4", "es")          # an editable DubScript
+    audio, sr, placements = voice.dub(script, speaker_reference("in.mp4"), total_seconds=12.0)
 
 or, for a lip-sync job, one call that returns the audio file to drive it with (see ``prepare_driving_audio``).
 Models load lazily, once per process (shared by all VoiceService objects), and a lock serialises their use.
@@ -12,21 +14,27 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from ..media import load_audio, write_wav
-from ..settings import VOICE_MODES
+from ..settings import VOICE_MODES, VoiceRequest
 from .asr import ASR_RATE, Transcriber
+from .dubbing import DubScript, DubSegment, Placement, check_script, place_dub, xtts_language
 from .reference import REFERENCE_RATE, speaker_reference
 from .store import VoiceModelPaths, download_voice_models, resolve_voice_models
 from .timing import place_segments, trim_silence
 from .xtts import VoiceCloner
 
-_MODELS: dict[tuple, object] = {}  # (kind, folder, device) -> VoiceCloner | Transcriber, for the whole process
+_MODELS: dict[tuple, object] = {}  # (kind, folder, device) -> VoiceCloner | Transcriber | Translator, per process
 _LOCK = threading.RLock()
+# Spoken dub segments by (speaker, language, text, seed): re-dubbing an edited transcript speaks only what changed.
+_SEGMENTS: OrderedDict[tuple, np.ndarray] = OrderedDict()
+SEGMENT_CACHE_SIZE = 512  # a few long videos' worth of phrases (each a few seconds of 24 kHz float32)
 
 
 def _default_device() -> str:
@@ -42,18 +50,20 @@ class VoiceService:
 
     # --- models -----------------------------------------------------------------------------------------
     def missing_files(self, mode: str = "revoice") -> list[Path]:
-        return self.paths.missing(need_asr=mode == "revoice")
+        return self.paths.missing(need_asr=mode in ("revoice", "translate"), need_translation=mode == "translate")
 
     def download(self, agree_to_cpml: bool = False, mode: str = "revoice") -> VoiceModelPaths:
         """Fetch missing voice models; XTTS needs CPML agreement (or COQUI_TOS_AGREED=1)."""
-        return download_voice_models(self.paths.root, agree_to_cpml, need_asr=mode == "revoice")
+        return download_voice_models(self.paths.root, agree_to_cpml, need_asr=mode in ("revoice", "translate"),
+                                     need_translation=mode == "translate")
 
     def _model(self, kind: str, factory):
-        folder = self.paths.xtts if kind == "xtts" else self.paths.asr
+        folder = {"xtts": self.paths.xtts, "asr": self.paths.asr, "translation": self.paths.translation}[kind]
         key = (kind, str(folder.resolve()), self.device)
         with _LOCK:
             if key not in _MODELS:
-                self.paths.require(need_asr=kind == "asr", need_xtts=kind == "xtts")
+                self.paths.require(need_asr=kind == "asr", need_xtts=kind == "xtts",
+                                   need_translation=kind == "translation")
                 _MODELS[key] = factory(folder, self.device)
             return _MODELS[key]
 
@@ -62,6 +72,11 @@ class VoiceService:
 
     def transcriber(self) -> Transcriber:
         return self._model("asr", Transcriber)
+
+    def translator(self):
+        from .translate import Translator
+
+        return self._model("translation", Translator)
 
     # --- jobs ---------------------------------------------------------------------------------------------
     def _latents(self, speaker_reference_audio: np.ndarray | str | os.PathLike):
@@ -108,33 +123,141 @@ class VoiceService:
             write_wav(out_path, audio, cloner.sample_rate)
         return audio, cloner.sample_rate
 
+    def transcribe_translate(self, speech: str | os.PathLike, target_language: str,
+                             source_language: str | None = None) -> DubScript:
+        """What ``speech`` (a video with sound, or an audio file) says, as timed segments, each translated into
+        ``target_language`` (an XTTS code): the transcript a user reviews and edits before dubbing."""
+        target = xtts_language(target_language)
+        self.paths.require(need_asr=True, need_xtts=False, need_translation=True)
+        audio = load_audio(speech, ASR_RATE)
+        with _LOCK:
+            transcript = self.transcriber().transcribe(audio, source_language)
+            translator = self.translator()
+            texts = translator.translate([s.text for s in transcript.segments], transcript.language, target)
+        segments = tuple(DubSegment(s.start, s.end, s.text, t) for s, t in zip(transcript.segments, texts))
+        return check_script(DubScript(transcript.language, target, segments), "the transcript of the speech")
+
+    def speak_segment(self, text: str, language: str, latents, seed: int | None) -> np.ndarray:
+        """One dub segment in the cloned voice, silence trimmed; cached, so only edited segments are re-spoken.
+        Each segment is seeded on its own (XTTS samples), so its audio never depends on the other segments."""
+        key = (latents.key, language, text, seed)
+        with _LOCK:
+            if key in _SEGMENTS:
+                _SEGMENTS.move_to_end(key)
+                return _SEGMENTS[key]
+            cloner = self.cloner()
+            audio = trim_silence(cloner.synthesize(text, language, latents, seed), cloner.sample_rate)
+            _SEGMENTS[key] = audio
+            while len(_SEGMENTS) > SEGMENT_CACHE_SIZE:
+                _SEGMENTS.popitem(last=False)
+            return audio
+
+    def dub(self, script: DubScript, speaker_reference: np.ndarray | str | os.PathLike, total_seconds: float,
+            seed: int | None = None) -> tuple[np.ndarray, int, list[Placement]]:
+        """The transcript's ``text``s spoken in the reference speaker's voice, each starting at its segment's
+        start and stretched towards its length (``dubbing.place_dub``): (track, sample rate, placements)."""
+        self.paths.require(need_asr=False)
+        with _LOCK:
+            cloner = self.cloner()
+            latents = self._latents(speaker_reference)
+            language = cloner.language(script.target_language)
+            pieces = [(s.start, s.end, self.speak_segment(s.text, language, latents, seed)) for s in script.segments]
+        sr = cloner.sample_rate
+        track, placements = place_dub(pieces, int(round(total_seconds * sr)), sr)
+        return track, sr, placements
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What a voice request made for a job: the speech the lip sync follows, and what else the output carries."""
+
+    driving: Path
+    soundtrack: Path | None = None  # the output's audio instead of ``driving``: speech over the ducked room
+    script: DubScript | None = None  # translate: the transcript that was spoken
+    subtitles: Path | None = None  # translate: .srt of the spoken text at the times it is heard
+    notes: str = ""  # what did not fit (translate), for the job's result
+
 
 def prepare_driving_audio(mode: str, video_path: str | os.PathLike, audio_path: str | os.PathLike | None,
                           text: str | None, language: str | None, reference: str | os.PathLike | None,
                           workdir: str | os.PathLike, voice_service: VoiceService | None,
                           seed: int | None = None) -> Path:
-    """The audio file that should drive the lip sync for voice ``mode`` ("off" | "revoice" | "script").
+    """The audio file that should drive the lip sync for voice ``mode`` ("off" | "revoice" | "script"); see
+    ``prepare_speech`` for every mode and what else a voice request makes."""
+    request = VoiceRequest(mode, text, language, reference)
+    return prepare_speech(request, video_path, audio_path, workdir, voice_service, seed).driving
+
+
+def prepare_speech(request: VoiceRequest, video_path: str | os.PathLike, audio_path: str | os.PathLike | None,
+                   workdir: str | os.PathLike, voice_service: VoiceService | None = None,
+                   seed: int | None = None) -> Speech:
+    """The speech a job should lip-sync to, for ``request.mode``:
 
     off: ``audio_path`` as is. revoice: ``audio_path``'s words in the speaker's voice, same timing. script:
-    ``text`` in the speaker's voice. The speaker's voice comes from ``reference`` when given, else from the
-    video's own audio track. New audio is written as WAV into ``workdir``; ``seed`` makes XTTS repeatable.
+    ``request.text`` in the speaker's voice. translate: the speech of ``audio_path`` (default: the video's own)
+    transcribed, translated into ``request.target_language`` (or ``request.transcript``, an edited one) and
+    spoken in the speaker's voice on the original timing, with subtitles. The speaker's voice comes from
+    ``request.reference`` when given, else from the video's own audio track. ``request.keep_room``: the output's
+    soundtrack is the new speech over the video's own sound, ducked. New audio is written as WAV into
+    ``workdir``; ``seed`` makes XTTS repeatable.
     """
+    mode = request.mode
     if mode not in VOICE_MODES:
         raise InputError(f"unknown voice mode {mode!r}; choose one of {', '.join(VOICE_MODES)}.")
     if mode in ("off", "revoice") and audio_path is None:
         raise InputError("upload the speech audio that the video should lip-sync to.")
     if mode == "off":
-        return Path(audio_path)
-    if mode == "script" and not (text and text.strip()):
+        return Speech(Path(audio_path))
+    if mode == "script" and not (request.text and request.text.strip()):
         raise InputError("type the script the speaker should say (or switch voice mode off and upload audio).")
     voice_service = voice_service or VoiceService()
-    voice_service.paths.require(need_asr=mode == "revoice")  # before any work: say what to download
-    ref = speaker_reference(reference, user_supplied=True) if reference else speaker_reference(video_path)
+    needs_transcript = mode == "revoice" or (mode == "translate" and request.transcript is None)
+    voice_service.paths.require(need_asr=needs_transcript,  # before any work: say what to download
+                                need_translation=mode == "translate" and request.transcript is None)
+    ref = (speaker_reference(request.reference, user_supplied=True) if request.reference
+           else speaker_reference(video_path))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / f"voice_{mode}.wav"
+    if mode == "translate":
+        return _dub(request, audio_path or video_path, video_path, ref, out, voice_service, seed)
     if mode == "revoice":
-        voice_service.revoice(audio_path, ref, out_path=out, language=language, seed=seed)
+        audio, sr = voice_service.revoice(audio_path, ref, out_path=out, language=request.language, seed=seed)
     else:
-        voice_service.script(text, language, ref, out_path=out, seed=seed)
-    return out
+        audio, sr = voice_service.script(request.text, request.language, ref, out_path=out, seed=seed)
+    return Speech(out, _room_soundtrack(request, video_path, audio, sr, workdir))
+
+
+def _dub(request: VoiceRequest, speech_path, video_path, reference, out: Path, voice_service: VoiceService,
+         seed: int | None) -> Speech:
+    """Translate mode: the transcript (given or made), spoken and placed; subtitles at the heard times."""
+    from ..media.subtitles import Cue, write_srt
+    from .dubbing import load_script, timing_notes
+
+    source = load_audio(speech_path, ASR_RATE)
+    duration = source.size / ASR_RATE
+    script = request.transcript
+    if script is None:
+        script = voice_service.transcribe_translate(speech_path, request.target_language, request.language)
+    elif not isinstance(script, DubScript):
+        script = load_script(script, request.target_language)
+    script = check_script(script, duration=duration)
+    audio, sr, placements = voice_service.dub(script, reference, duration, seed)
+    write_wav(out, audio, sr)
+    subtitles = out.with_suffix(".srt")
+    write_srt([Cue(p.start, p.end, s.text) for p, s in zip(placements, script.segments)], subtitles)
+    return Speech(out, _room_soundtrack(request, video_path, audio, sr, out.parent), script, subtitles,
+                  timing_notes(placements, script))
+
+
+def _room_soundtrack(request: VoiceRequest, video_path, speech: np.ndarray, sample_rate: int,
+                     workdir: Path) -> Path | None:
+    """With ``keep_room``: the new speech over the video's own sound, ducked while the speech plays."""
+    if not request.keep_room:
+        return None
+    from ..media.mix import duck_under
+
+    room = load_audio(video_path, sample_rate)
+    path = workdir / "soundtrack.wav"
+    write_wav(path, duck_under(room, speech, sample_rate), sample_rate)
+    return path
