@@ -255,3 +255,14 @@ def test_app_second_speaker_makes_a_dialogue_through_the_handler(tiny_service, c
                            second_face=1, second_speech=str(clips.long_b)))[-1]
     assert done[0].startswith("**Done**") and "face 1's (0.6 s)" in done[0], done[0]
     assert len(read_frames(done[3])) == 15  # the result: as long as the second speaker's longer track
+
+
+def test_a_face_missing_from_the_whole_clip_fails_clearly(tiny_service, clips):
+    """A listing that showed a face the job never finds (here: one claimed for a one-face clip): a clear error
+    naming the face, not a crash."""
+    from latentsync_demo.errors import InputError
+
+    with pytest.raises(InputError, match=r"^face 1 was not found in any frame of the video"):
+        list(tiny_service.lipsync(clips.root / "face.mp4", None, clips.root / "missing.mp4", shown_faces=(0, 1),
+                                  speech={0: clips.a, 1: clips.b}, landmarks="mediapipe", num_inference_steps=1,
+                                  consent=True))

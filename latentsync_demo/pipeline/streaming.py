@@ -132,6 +132,12 @@ class FaceAnalysis(threading.Thread):
     def _finish(self) -> None:
         if self.count == 0:
             raise InputError(f"could not read any frame from {Path(self.video.path).name}: is the file complete?")
+        if len(self.followed) > 1:  # a dialogue: every person given a speech track must be there
+            for person in self.followed:
+                if all(m is None for m in person.matrices):
+                    raise InputError(f"face {person.face_index} was not found in any frame of the video: give speech "
+                                     "tracks only to the faces the face listing shows")
+            return
         most = self.counter.most
         if all(m is None for m in self.matrices) and 0 < most <= self.face_index:
             raise InputError(
@@ -144,10 +150,6 @@ class FaceAnalysis(threading.Thread):
                 "no face was found in any frame of the video: upload a clip where one face is clearly visible "
                 "(frontal, not too small)"
             )
-        for person in self.followed[1:]:  # a dialogue: every person given a speech track must be there
-            if all(m is None for m in person.matrices):
-                raise InputError(f"face {person.face_index} was not found in any frame of the video: give speech "
-                                 "tracks only to the faces the face listing shows")
 
     def wait(self, index: int | None = None, timeout: float | None = None) -> bool:
         """Block until frame ``index`` is analysed (None: the whole clip); re-raises the thread's error.
