@@ -10,9 +10,10 @@ import latentsync_demo.service as service_module
 from latentsync_demo.errors import InputError
 from latentsync_demo.media import VideoWriter, load_audio, mux, read_frames, write_wav
 from latentsync_demo.media.ffmpeg import ffmpeg_exe
+from latentsync_demo.media import subtitles
 from latentsync_demo.media.mix import duck_under, mix_tracks
-from latentsync_demo.media.subtitles import (MP4_LANGUAGES, Cue, burn_filter, find_subtitle_font, iso639_2,
-                                             read_srt, srt_text, write_srt)
+from latentsync_demo.media.subtitles import (MP4_LANGUAGES, SCRIPT_SAMPLES, Cue, burn_filter, check_burn_font,
+                                             find_subtitle_font, iso639_2, read_srt, srt_text, write_srt)
 from latentsync_demo.provenance.detect import make_marker
 from latentsync_demo.provenance import c2pa_embed
 from latentsync_demo.provenance.manifest import GENERATION_LABEL, read_metadata, stamp
@@ -72,6 +73,7 @@ def test_language_tags():
     assert iso639_2("zh") == iso639_2("ZH-CN") == iso639_2("zho") == "zho"
     with pytest.raises(InputError, match="unknown subtitle language 'xx'; choose one of en, es"):
         iso639_2("xx")
+    assert set(SCRIPT_SAMPLES) == set(MP4_LANGUAGES)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +140,17 @@ def test_burning_without_a_font_for_the_script_fails_clearly(tmp_path, monkeypat
     monkeypatch.setenv("LATENTSYNC_SUBTITLE_FONT", str(latin))
     with pytest.raises(InputError, match="has glyphs for all their characters.*Noto Sans CJK"):
         burn_filter([Cue(0, 1, "你好")], tmp_path)
+    assert check_burn_font("es") == latin  # a translate request checks its target language's script up front
+    with pytest.raises(InputError, match="cannot burn zh-cn subtitles: no font on this host has that script.*"
+                                         "Noto Sans CJK"):
+        check_burn_font("zh")
+    # Without the variable: only matplotlib's fonts (DejaVu, and LastResort, which "covers" every code point with
+    # boxes showing its number and must not count) -> Russian and Arabic yes, Hindi no.
+    monkeypatch.delenv("LATENTSYNC_SUBTITLE_FONT")
+    monkeypatch.setattr(subtitles, "_font_dirs", lambda: [latin.parent])
+    assert check_burn_font("ru").name == check_burn_font("ar").name == "DejaVuSans.ttf"
+    with pytest.raises(InputError, match="cannot burn hi subtitles.*Noto Sans Devanagari"):
+        check_burn_font("hi")
 
 
 # --- jobs on the tiny models -------------------------------------------------------------------------------------
