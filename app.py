@@ -28,7 +28,8 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from latentsync_demo.app_handlers import (  # noqa: E402
-    GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, SAMPLER_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
+    GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, REDO_IDLE, SAME_SAMPLER, SAMPLER_LABELS, VOICE_LABELS,
+    VOICE_OFF, DemoHandlers,
 )
 from latentsync_demo.errors import LatentSyncError  # noqa: E402
 from latentsync_demo.face.landmarks import LANDMARK_CHOICES  # noqa: E402
@@ -57,6 +58,10 @@ SCROLL_TO_STATUS = "() => document.getElementById('status')?.scrollIntoView({beh
 SCROLL_TO_NOTE = ("() => { const note = document.getElementById('form-note'); "
                   "if (note && note.offsetParent && note.textContent.trim()) "
                   "note.scrollIntoView({behavior: 'smooth', block: 'center'}); }")
+
+REDO_HELP = ("**Redo a segment** of this result: seconds start-end are generated again with another seed (or "
+             "steps, sampler) and cross-fade in over 3 frames at each edge; every whole second of the video outside "
+             "them stays exactly as it is (the seconds that hold the span are re-encoded).")
 
 # Gradio's upload boxes refuse a wrong kind of file in the browser, before any handler runs, with "Invalid file
 # type: speech.wav. Only video/x-m4v,video/* allowed." (MIME jargon, fixed in its video component). This says it in
@@ -153,6 +158,24 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 sync_md = gr.Markdown(visible=False, elem_id="sync-score")
                 download_out = gr.File(label="Download", elem_id="download-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
+                redo_base = gr.State(None)  # the finished job (its result, with the record beside it) a redo works on
+                # After a finished job: regenerate seconds of its result; the first result stays above.
+                with gr.Column(visible=False, variant="panel", elem_id="redo") as redo_group:
+                    gr.Markdown(REDO_HELP)
+                    with gr.Row():
+                        redo_start = gr.Number(0.0, label="Start (s)", step=0.04, elem_id="redo-start")
+                        redo_end = gr.Number(1.0, label="End (s)", step=0.04, elem_id="redo-end")
+                    with gr.Row():
+                        redo_seed = gr.Number(1248, precision=0, label="Seed", elem_id="redo-seed")
+                        redo_steps = gr.Number(None, precision=0, label="Steps (empty: the job's)",
+                                               elem_id="redo-steps")
+                        redo_sampler = gr.Dropdown([SAME_SAMPLER, *SAMPLER_LABELS], value=SAME_SAMPLER,
+                                                   label="Sampler", elem_id="redo-sampler")
+                    redo_btn = gr.Button("Redo", elem_id="redo-run")
+                    redo_note = gr.Markdown(visible=False, elem_id="redo-note")  # a user mistake, said here
+                    redo_status = gr.Markdown(REDO_IDLE, elem_id="redo-status")
+                    redo_out = gr.Video(label="Redone", interactive=False, elem_id="redo-out")
+                    redo_download = gr.File(label="Download the redone video", elem_id="redo-download")
         examples = sorted(ASSETS.glob("examples/*.mp4"))
         if examples:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
@@ -161,7 +184,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
                   audio_windows, listed_faces]
-        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note]
+        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note, redo_base]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
         # One progress display: the status line (stage, elapsed, ETA; its clock ticks during slow steps), not
@@ -172,6 +195,12 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         job.then(None, js=SCROLL_TO_NOTE)
         job.success(on.score_result, [status, video_in, audio_in, result_out, sources, want_score], sync_md,
                     api_visibility="private")
+        job.success(on.redo_controls, redo_base, [redo_group, redo_start, redo_end, redo_seed, redo_status, redo_out,
+                                                  redo_download, redo_note], api_visibility="private")
+        # The redo endpoint: on this session's last finished job (redo_base); one progress display, as above.
+        redo_btn.click(on.redo, [redo_base, redo_start, redo_end, redo_seed, redo_steps, redo_sampler],
+                       [redo_status, redo_out, redo_download, redo_note], api_name="redo", concurrency_limit=1,
+                       show_progress="hidden", show_progress_on=[redo_base])
         # .input, not .change: unticking the box after a failed download must not hide the note saying why
         want_score.input(on.score_option, want_score, [want_score, score_note], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")
