@@ -83,6 +83,37 @@ PAGE_HEAD = """<script>
 </script>"""
 
 
+class RedoPanel:
+    """"Redo a segment" under the result, shown after a finished job: a span, seed, steps and sampler, and the
+    redone video with its own download (the first result stays where it is)."""
+
+    def __init__(self):
+        with gr.Column(visible=False, variant="panel", elem_id="redo") as self.group:
+            gr.Markdown(REDO_HELP)
+            with gr.Row():
+                self.start = gr.Number(0.0, label="Start (s)", step=0.04, elem_id="redo-start")
+                self.end = gr.Number(1.0, label="End (s)", step=0.04, elem_id="redo-end")
+            with gr.Row():
+                self.seed = gr.Number(1248, precision=0, label="Seed", elem_id="redo-seed")
+                self.steps = gr.Number(None, precision=0, label="Steps (empty: the job's)", elem_id="redo-steps")
+                self.sampler = gr.Dropdown([SAME_SAMPLER, *SAMPLER_LABELS], value=SAME_SAMPLER, label="Sampler",
+                                           elem_id="redo-sampler")
+            self.button = gr.Button("Redo", elem_id="redo-run")
+            self.note = gr.Markdown(visible=False, elem_id="redo-note")  # a user mistake, said here
+            self.status = gr.Markdown(REDO_IDLE, elem_id="redo-status")
+            self.video = gr.Video(label="Redone", interactive=False, elem_id="redo-out")
+            self.download = gr.File(label="Download the redone video", elem_id="redo-download")
+
+    def wire(self, on: DemoHandlers, job, base: gr.State) -> None:
+        """Shown (span bounded by the result's length) after ``job`` ends; the Redo button is the API endpoint
+        ``redo``, on the session's last finished job (``base``), with one progress display (its status)."""
+        job.success(on.redo_controls, base, [self.group, self.start, self.end, self.seed, self.status, self.video,
+                                             self.download, self.note], api_visibility="private")
+        self.button.click(on.redo, [base, self.start, self.end, self.seed, self.steps, self.sampler],
+                          [self.status, self.video, self.download, self.note], api_name="redo", concurrency_limit=1,
+                          show_progress="hidden", show_progress_on=[base])
+
+
 def build_demo(service: LipSyncService, allow_download: bool = True, consent_text: str | None = None) -> gr.Blocks:
     """The page: layout, then each widget's events wired to a DemoHandlers method."""
     statement = consent_text or consent_statement()  # set by the host: --consent-text / LATENTSYNC_CONSENT_TEXT
@@ -159,23 +190,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 download_out = gr.File(label="Download", elem_id="download-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
                 redo_base = gr.State(None)  # the finished job (its result, with the record beside it) a redo works on
-                # After a finished job: regenerate seconds of its result; the first result stays above.
-                with gr.Column(visible=False, variant="panel", elem_id="redo") as redo_group:
-                    gr.Markdown(REDO_HELP)
-                    with gr.Row():
-                        redo_start = gr.Number(0.0, label="Start (s)", step=0.04, elem_id="redo-start")
-                        redo_end = gr.Number(1.0, label="End (s)", step=0.04, elem_id="redo-end")
-                    with gr.Row():
-                        redo_seed = gr.Number(1248, precision=0, label="Seed", elem_id="redo-seed")
-                        redo_steps = gr.Number(None, precision=0, label="Steps (empty: the job's)",
-                                               elem_id="redo-steps")
-                        redo_sampler = gr.Dropdown([SAME_SAMPLER, *SAMPLER_LABELS], value=SAME_SAMPLER,
-                                                   label="Sampler", elem_id="redo-sampler")
-                    redo_btn = gr.Button("Redo", elem_id="redo-run")
-                    redo_note = gr.Markdown(visible=False, elem_id="redo-note")  # a user mistake, said here
-                    redo_status = gr.Markdown(REDO_IDLE, elem_id="redo-status")
-                    redo_out = gr.Video(label="Redone", interactive=False, elem_id="redo-out")
-                    redo_download = gr.File(label="Download the redone video", elem_id="redo-download")
+                redo = RedoPanel()  # after a finished job: regenerate seconds of its result
         examples = sorted(ASSETS.glob("examples/*.mp4"))
         if examples:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
@@ -195,12 +210,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         job.then(None, js=SCROLL_TO_NOTE)
         job.success(on.score_result, [status, video_in, audio_in, result_out, sources, want_score], sync_md,
                     api_visibility="private")
-        job.success(on.redo_controls, redo_base, [redo_group, redo_start, redo_end, redo_seed, redo_status, redo_out,
-                                                  redo_download, redo_note], api_visibility="private")
-        # The redo endpoint: on this session's last finished job (redo_base); one progress display, as above.
-        redo_btn.click(on.redo, [redo_base, redo_start, redo_end, redo_seed, redo_steps, redo_sampler],
-                       [redo_status, redo_out, redo_download, redo_note], api_name="redo", concurrency_limit=1,
-                       show_progress="hidden", show_progress_on=[redo_base])
+        redo.wire(on, job, redo_base)
         # .input, not .change: unticking the box after a failed download must not hide the note saying why
         want_score.input(on.score_option, want_score, [want_score, score_note], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")

@@ -533,7 +533,8 @@ class DemoHandlers:
         if start is None or end is None:
             raise InputError("give the segment's start and end in seconds (the result lasts "
                              f"{base['seconds']:.2f} s)")
-        sampler = None if sampler_label in (None, "", SAME_SAMPLER) else SAMPLER_LABELS.get(sampler_label, sampler_label)
+        same = sampler_label in (None, "", SAME_SAMPLER)
+        sampler = None if same else SAMPLER_LABELS.get(sampler_label, sampler_label)
         seed, steps = _whole(seed), _whole(steps)
         out = self.service.new_output_path(name=f"{job.stem}_redo")
         events = self.service.redo(job, start, end, seed=seed, steps=steps, sampler=sampler, out=out)
