@@ -130,6 +130,9 @@ class RestAPI:
         def redo_job(job_id: str, start: float = Form(...), end: float = Form(...), seed: int | None = Form(None),
                      steps: int | None = Form(None), sampler: str | None = Form(None)) -> dict:
             source = self._job(job_id)
+            conflict = self.manager.redo_conflict(source)
+            if conflict is not None:  # 409: the job is there (404 is for an unknown id), its state refuses a redo
+                raise RequestError(409, conflict)
             if self.manager.pending() >= self.max_pending:
                 raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
             try:
