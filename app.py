@@ -95,7 +95,7 @@ class RedoPanel:
                 self.end = gr.Number(1.0, label="End (s)", step=0.04, elem_id="redo-end")
             with gr.Row():
                 self.seed = gr.Number(1248, precision=0, label="Seed", elem_id="redo-seed")
-                self.steps = gr.Number(None, precision=0, label="Steps (empty: the job's)", elem_id="redo-steps")
+                self.steps = gr.Number(0, precision=0, label="Steps (0: the job's)", elem_id="redo-steps")
                 self.sampler = gr.Dropdown([SAME_SAMPLER, *SAMPLER_LABELS], value=SAME_SAMPLER, label="Sampler",
                                            elem_id="redo-sampler")
             self.button = gr.Button("Redo", elem_id="redo-run")

@@ -535,7 +535,7 @@ class DemoHandlers:
                              f"{base['seconds']:.2f} s)")
         same = sampler_label in (None, "", SAME_SAMPLER)
         sampler = None if same else SAMPLER_LABELS.get(sampler_label, sampler_label)
-        seed, steps = _whole(seed), _whole(steps)
+        seed, steps = _whole(seed), _whole(steps) or None  # the page sends 0 for the job's (an empty box too)
         out = self.service.new_output_path(name=f"{job.stem}_redo")
         events = self.service.redo(job, start, end, seed=seed, steps=steps, sampler=sampler, out=out)
         name = (sampler or base["sampler"]).upper()
@@ -543,7 +543,7 @@ class DemoHandlers:
         return events, f"seconds {float(start):g}-{float(end):g} with seed {base['seed'] if seed is None else seed}, " \
             f"{name} {count} steps"
 
-    def redo(self, base, start, end, seed, steps=None, sampler_label=SAME_SAMPLER, request: gr.Request = None,
+    def redo(self, base, start, end, seed, steps=0, sampler_label=SAME_SAMPLER, request: gr.Request = None,
              progress=gr.Progress()):
         # The redo endpoint (on the page's last finished job, a State): streams (status, redone video, its
         # download, note) updates. The first result stays where it is (player and download). A user mistake is

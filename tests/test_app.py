@@ -165,6 +165,16 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.locator("#compare-out video").wait_for(timeout=30_000)  # original | result, one player
         assert page.locator("#result-out video").count() == 1
         assert page.locator("#status").is_visible() and page.locator("#preview img").count() == 1
+        # "Redo a segment" appears under the finished result, its span bounded by the result's 1.4 s
+        page.locator("#redo").wait_for(state="visible", timeout=30_000)
+        assert page.locator("#redo-end input").get_attribute("max") == "1.4"
+        page.locator("#redo-start input").fill("0.4")
+        page.locator("#redo-end input").fill("0.8")
+        page.locator("#redo-steps input").fill("1")
+        page.locator("#redo-run").click()
+        page.locator("#redo-status").get_by_text("redid seconds 0.4-0.8 with seed 1248, DDIM 1 steps", exact=False).wait_for(timeout=120_000)
+        page.locator("#redo-out video").wait_for(timeout=30_000)
+        assert page.locator("#result-out video").count() == 1  # the first result stays
         browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
 
@@ -195,7 +205,7 @@ def test_redo_a_segment_of_the_result_through_the_api(app, media):
         status, redone, _, note = list(client.submit(start, end, 7, api_name="/redo"))[-1]
         assert note["visible"] and words in note["value"] and "Traceback" not in note["value"], note
         assert redone == {"__type__": "update"}  # nothing replaced
-    redo = client.submit(0.4, 0.8, 7, None, "Same as the job", api_name="/redo")
+    redo = client.submit(0.4, 0.8, 7, 0, "Same as the job", api_name="/redo")  # 0 steps: the job's
     updates = list(redo)
     redo.result()
     status, redone, download, note = updates[-1]

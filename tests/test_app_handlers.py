@@ -90,7 +90,7 @@ def test_gpu_seconds_reads_the_lipsync_handlers_own_arguments(media, tiny_servic
 def test_redo_gpu_seconds_reads_the_redo_handlers_own_arguments(tiny_service):
     """A redo borrows the GPU for its span's frames, with the job's preset and sampler unless it changes them."""
     base = {"job": "x.mp4", "seconds": 60.0, "seed": 1, "sampler": "ddim", "steps": 20, "preset": "latentsync-1.6"}
-    args = (base, 2.0, 52.0, 7, None, "Same as the job")
+    args = (base, 2.0, 52.0, 7, 0, "Same as the job")  # 0 steps: the job's
     inspect.signature(DemoHandlers(tiny_service).redo).bind(*args, request=None)  # the handler's arity
     assert redo_gpu_seconds(*args, request=None) == space.frames_gpu_seconds(50 * 25, "latentsync-1.6", "ddim", 20)
     assert redo_gpu_seconds(base, 2.0, 52.0, 7, 4, "LCM · 4 steps (speed)") == \
