@@ -1,8 +1,9 @@
 """The web app's event handlers, apart from its layout (app.py), so that they can be tested without a server.
 
-``DemoHandlers(service, allow_download)`` holds every handler that app.py wires to a widget. Two functions carry
-the mappings a reader looks for: ``collect_settings`` (widget values -> GenerationSettings) and
-``DemoHandlers.start_job`` (one request's widget values -> the ``service.lipsync`` call).
+``DemoHandlers(service, allow_download)`` holds every handler that app.py wires to a widget. Three functions carry
+the mappings a reader looks for: ``collect_settings`` (widget values -> GenerationSettings),
+``DemoHandlers.start_job`` (one request's widget values -> the ``service.lipsync`` call) and
+``DemoHandlers.start_redo`` (the redo panel's values -> the ``service.redo`` call on the page's finished job).
 """
 
 from __future__ import annotations

@@ -288,6 +288,7 @@ def test_rest_redo_of_a_job_whose_record_is_gone_is_409_naming_the_job(corpus, t
             queued = submitted(client.post(f"/jobs/{first}/redo", data={"start": "0.1", "end": "0.3"}))
             while client.get(f"/jobs/{queued}").json()["status"] != "running":
                 time.sleep(0.05)
+            assert refused(queued) == f"Job {queued} is running: only a finished job's segment can be redone"
             shutil.rmtree(record_dir(api.manager.root / first / "result.mp4"))  # ... while the record goes
         status = finished(queued)
         expected = (f"The job record of job {first} is gone (%s): submit the job again (POST /api/v1/jobs; every job "
