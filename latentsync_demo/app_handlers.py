@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -529,16 +530,20 @@ class DemoHandlers:
         if not base:
             raise InputError(NO_JOB_TO_REDO)
         job = Path(base["job"])
-        if not job.is_file():
-            raise InputError(RESULT_GONE)
-        if start is None or end is None:
-            raise InputError("give the segment's start and end in seconds (the result lasts "
-                             f"{base['seconds']:.2f} s)")
-        same = sampler_label in (None, "", SAME_SAMPLER)
-        sampler = None if same else SAMPLER_LABELS.get(sampler_label, sampler_label)
-        seed, steps = _whole(seed), _whole(steps) or None  # the page sends 0 for the job's (an empty box too)
-        out = self.service.new_output_path(name=f"{job.stem}_redo")
-        events = self.service.redo(job, start, end, seed=seed, steps=steps, sampler=sampler, out=out)
+        out = self.service.new_output_path(name=f"{job.stem}_redo")  # first: it removes results past their hour
+        try:
+            if not job.is_file():
+                raise InputError(RESULT_GONE)
+            if start is None or end is None:
+                raise InputError("give the segment's start and end in seconds (the result lasts "
+                                 f"{base['seconds']:.2f} s)")
+            same = sampler_label in (None, "", SAME_SAMPLER)
+            sampler = None if same else SAMPLER_LABELS.get(sampler_label, sampler_label)
+            seed, steps = _whole(seed), _whole(steps) or None  # the page sends 0 for the job's (an empty box too)
+            events = self.service.redo(job, start, end, seed=seed, steps=steps, sampler=sampler, out=out)
+        except BaseException:
+            shutil.rmtree(out.parent, ignore_errors=True)  # the refused redo's own fresh folder
+            raise
         name = (sampler or base["sampler"]).upper()
         count = steps or (SAMPLERS[sampler].default_steps if sampler in SAMPLERS else base["steps"])
         return events, f"seconds {float(start):g}-{float(end):g} with seed {base['seed'] if seed is None else seed}, " \
