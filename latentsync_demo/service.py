@@ -384,6 +384,9 @@ class LipSyncService:
 
     def _redo(self, record, span, settings: GenerationSettings, out: Path) -> Iterator[JobEvent]:
         with self._run_lock:
+            # Checked again once its turn comes: a queued redo (the app's, a REST job's) may have waited while
+            # the job's output and record were removed (expired, deleted) or replaced.
+            load_record(record.output)
             pipeline = self.pipeline(record.meta["preset"], settings.sampler)
             marker = make_marker(record.meta["watermark"], resolution=pipeline.resolution)
             final = yield from run_redo(pipeline, record, span, settings, out, marker.mark)

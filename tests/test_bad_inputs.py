@@ -176,8 +176,10 @@ def test_redo_refuses_a_gone_record_and_bad_spans_before_any_work(corpus, capsys
     service, root = _service(corpus), corpus["root"]
     lonely = root / "lonely.mp4"
     shutil.copyfile(corpus["face"], lonely)
-    with pytest.raises(InputError, match=r"the job record of lonely\.mp4 is gone .*run the job again"):
+    with pytest.raises(InputError, match=r"the job record of lonely\.mp4 is gone .*run the job again without "
+                                         r"--no-record") as gone:
         service.redo(lonely, 0.2, 0.6, seed=7)
+    assert "--" not in user_message(gone.value) and "run the lip-sync again" in user_message(gone.value)  # the web's
     with pytest.raises(InputError, match=r"there is no finished job at .*missing\.mp4"):
         service.redo(root / "missing.mp4", 0.2, 0.6)
     job = root / "job.mp4"
@@ -193,11 +195,113 @@ def test_redo_refuses_a_gone_record_and_bad_spans_before_any_work(corpus, capsys
     with pytest.raises(InputError, match=r"Seed must be"):
         service.redo(job, 0.2, 0.6, seed=-1)
     assert not service._models  # all refused before any model loaded
-    for args, expected in [(["--from", str(lonely), "--start", "0.2", "--end", "0.6"], "record of lonely.mp4 is gone"),
+    for args, expected in [(["--from", str(lonely), "--start", "0.2", "--end", "0.6"],
+                            "record of lonely.mp4 is gone (lonely.mp4.job beside it was deleted, or the job ran with "
+                            "--no-record): a segment can only be redone while its record is kept; run the job again "
+                            "without --no-record"),
                            (["--from", str(job), "--start", "1", "--end", "0.5"], "reversed")]:
         assert commands_main(["redo", *args, "--checkpoints", str(corpus["tiny"]), "--device", "cpu"]) == 2
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
+
+
+def _finished_job(service: LipSyncService, corpus, name: str) -> Path:
+    out = corpus["root"] / name
+    assert list(service.lipsync(corpus["face"], corpus["speech"], out, num_inference_steps=1, consent=True))[-1].stage \
+        == "done"
+    return out
+
+
+def test_app_redo_of_a_result_whose_record_is_gone_is_a_note(corpus, tiny_service):
+    """The app's Redo works on the page's last finished job: when that job's record, or the result itself, is gone
+    (results expire after an hour), or no job ran yet, the note under the Redo button says so in the web's words,
+    before any work."""
+    import shutil
+
+    from latentsync_demo.app_handlers import DemoHandlers, redo_base
+    from latentsync_demo.pipeline.record import record_dir
+    from latentsync_demo.settings import GenerationSettings, JobEvent
+
+    on = DemoHandlers(tiny_service)
+    job = _finished_job(tiny_service, corpus, "app_job.mp4")
+    base = redo_base(JobEvent("done", 1.0, "", output=job, frames=10), GenerationSettings(), DEFAULT_PRESET)
+    assert base["job"] == str(job)
+
+    def note(base, start=0.1, end=0.3):
+        updates = list(on.redo(base, start, end, 7))
+        assert len(updates) == 1 and updates[0][1] == {"__type__": "update"}  # the players untouched
+        shown = updates[0][3]
+        assert shown["visible"] and "Traceback" not in shown["value"] and "/" not in shown["value"], shown
+        return shown["value"]
+
+    assert re.match(r"Give the segment's start and end in seconds \(the result lasts 0\.40 s\)", note(base, None))
+    assert re.match(r"The span 0\.3-0\.1 s is reversed", note(base, 0.3, 0.1))
+    shutil.rmtree(record_dir(job))
+    assert note(base) == ("The job record of app_job.mp4 is gone: a segment can only be redone while its record is "
+                          "kept; run the lip-sync again, then redo a segment of the new result")
+    job.unlink()
+    assert note(base).startswith("This result is no longer on the server (results are kept for an hour)")
+    assert note(None).startswith("There is no finished lip-sync result on this page to redo a segment of")
+
+
+def test_rest_redo_of_a_job_whose_record_is_gone_is_409_naming_the_job(corpus, tiny_service, tmp_path):
+    """REST: the job is there (its status answers), so not 404; its record is not, so the redo conflicts with its
+    state (409), and the message names the job and how to get a record. The same when the record goes while the
+    redo waits in the queue (the redo job fails with that message), and for a redo of a redo."""
+    import shutil
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from latentsync_demo.pipeline.record import record_dir
+    from latentsync_demo.rest import RestAPI
+
+    service = tiny_service
+    api = RestAPI(service, root=tmp_path / "jobs")
+    client = TestClient(api.app)
+    files = {"video": ("face.mp4", corpus["face"].read_bytes()), "audio": ("speech.wav", corpus["speech"].read_bytes())}
+    api.manager.start()
+    try:
+        def submitted(response) -> str:
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
+        def finished(job_id) -> dict:
+            deadline = time.time() + 120
+            while (status := client.get(f"/jobs/{job_id}").json())["status"] not in ("done", "failed"):
+                assert time.time() < deadline, status
+                time.sleep(0.05)
+            return status
+
+        def refused(job_id, status=409) -> str:
+            response = client.post(f"/jobs/{job_id}/redo", data={"start": "0.1", "end": "0.3", "seed": "7"})
+            assert response.status_code == status, response.text
+            return response.json()["error"]
+
+        first = submitted(client.post("/jobs", files=files, data={"steps": "1", "consent": "true"}))
+        assert finished(first)["status"] == "done"
+        second = submitted(client.post(f"/jobs/{first}/redo", data={"start": "0.1", "end": "0.3"}))
+        assert finished(second)["status"] == "done"
+        assert refused(second) == (f"Job {second} is itself a redo (of job {first}), and a redo's result keeps no "
+                                   f"job record: redo another segment of job {first} instead (each redo starts from "
+                                   "that job's result)")
+        with service._run_lock:  # the worker takes the redo, which waits for the accelerator ...
+            queued = submitted(client.post(f"/jobs/{first}/redo", data={"start": "0.1", "end": "0.3"}))
+            while client.get(f"/jobs/{queued}").json()["status"] != "running":
+                time.sleep(0.05)
+            assert refused(queued) == f"Job {queued} is running: only a finished job's segment can be redone"
+            shutil.rmtree(record_dir(api.manager.root / first / "result.mp4"))  # ... while the record goes
+        status = finished(queued)
+        expected = (f"The job record of job {first} is gone (%s): submit the job again (POST /api/v1/jobs; every job "
+                    "keeps its record until it expires or is deleted), then redo a segment of the new job")
+        assert status["status"] == "failed" and status["error"] == expected % (
+            "the job was deleted or expired before this redo ran"), status
+        assert refused(first) == expected % "its files were removed from the server"
+        assert client.get(f"/jobs/{first}").status_code == 200  # the job itself is still there: hence 409, not 404
+        assert client.delete(f"/jobs/{first}").status_code == 200
+        assert "unknown, expired or deleted" in refused(first, 404)
+    finally:
+        api.manager.stop()
 
 
 def test_float_wav_with_nan_is_refused_when_loading_audio(corpus):

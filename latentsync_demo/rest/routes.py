@@ -4,6 +4,7 @@
     GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, notes, error
     GET    /api/v1/jobs/{id}/result   the mp4 once the job is done
     POST   /api/v1/jobs/{id}/redo     start, end (seconds), seed / steps / sampler -> a new job redoing that span
+                                      (409 while the job is not done, or when its record is gone)
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
     POST   /api/v1/transcripts        video (+ audio), to -> the dub's transcript (JSON) to edit and send back
@@ -126,10 +127,15 @@ class RestAPI:
 
         @app.post("/jobs/{job_id}/redo", status_code=202, summary="Redo seconds start-end of a finished job",
                   description="A new job: the span regenerated with another seed, steps or sampler; every 1 s "
-                              "GOP of the result outside the span is copied unchanged from this job's result.")
+                              "GOP of the result outside the span is copied unchanged from this job's result. "
+                              "409 when the job has not finished or its job record is gone (a redo's own result "
+                              "keeps none: redo the original job).")
         def redo_job(job_id: str, start: float = Form(...), end: float = Form(...), seed: int | None = Form(None),
                      steps: int | None = Form(None), sampler: str | None = Form(None)) -> dict:
             source = self._job(job_id)
+            conflict = self.manager.redo_conflict(source)
+            if conflict is not None:  # 409: the job is there (404 is for an unknown id), its state refuses a redo
+                raise RequestError(409, conflict)
             if self.manager.pending() >= self.max_pending:
                 raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
             try:
