@@ -28,8 +28,8 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from latentsync_demo.app_handlers import (  # noqa: E402
-    DUB_EDITABLE_COLUMN, DUB_HEADERS, GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, SAMPLER_LABELS,
-    SUBTITLE_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
+    DUB_EDITABLE_COLUMN, DUB_HEADERS, GUIDANCE_INFO, LABEL_OF_SAMPLER, PRESET_BY_LABEL, REDO_IDLE, SAME_SAMPLER,
+    SAMPLER_LABELS, SUBTITLE_LABELS, VOICE_LABELS, VOICE_OFF, DemoHandlers,
 )
 from latentsync_demo.errors import LatentSyncError  # noqa: E402
 from latentsync_demo.face.landmarks import LANDMARK_CHOICES  # noqa: E402
@@ -60,6 +60,10 @@ SCROLL_TO_NOTE = ("() => { const note = document.getElementById('form-note'); "
                   "if (note && note.offsetParent && note.textContent.trim()) "
                   "note.scrollIntoView({behavior: 'smooth', block: 'center'}); }")
 
+REDO_HELP = ("**Redo a segment** of this result: seconds start-end are generated again with another seed (or "
+             "steps, sampler) and cross-fade in over 3 frames at each edge; every whole second of the video outside "
+             "them stays exactly as it is (the seconds that hold the span are re-encoded).")
+
 # Gradio's upload boxes refuse a wrong kind of file in the browser, before any handler runs, with "Invalid file
 # type: speech.wav. Only video/x-m4v,video/* allowed." (MIME jargon, fixed in its video component). This says it in
 # the app's words instead, in the same message box, as it appears.
@@ -80,6 +84,58 @@ PAGE_HEAD = """<script>
 </script>"""
 
 
+def second_speaker():
+    """A dialogue's second speaker: their face index and speech (the Speech upload goes to the chosen face); both
+    faces are lip-synced in one job (``LipSyncForm.speech``)."""
+    with gr.Accordion("Dialogue: add a second speaker", open=False):
+        face = gr.Number(value=1, precision=0, label="Second speaker's face index", elem_id="second-face")
+        speech = gr.Audio(label="Second speaker's speech (the Speech above goes to the chosen face)",
+                          sources=["upload", "microphone"], type="filepath", elem_id="second-speech")
+    return face, speech
+
+
+class RedoPanel:
+    """"Redo a segment" under the result, shown after a finished job: a span, seed, steps and sampler, and the
+    redone video with its own download (the first result stays where it is)."""
+
+    def __init__(self):
+        with gr.Column(visible=False, variant="panel", elem_id="redo") as self.group:
+            gr.Markdown(REDO_HELP)
+            with gr.Row():
+                self.start = gr.Number(0.0, label="Start (s)", step=0.04, elem_id="redo-start")
+                self.end = gr.Number(1.0, label="End (s)", step=0.04, elem_id="redo-end")
+            with gr.Row():
+                self.seed = gr.Number(1248, precision=0, label="Seed", elem_id="redo-seed")
+                self.steps = gr.Number(0, precision=0, label="Steps (0: the job's)", elem_id="redo-steps")
+                self.sampler = gr.Dropdown([SAME_SAMPLER, *SAMPLER_LABELS], value=SAME_SAMPLER, label="Sampler",
+                                           elem_id="redo-sampler")
+            self.button = gr.Button("Redo", elem_id="redo-run")
+            self.note = gr.Markdown(visible=False, elem_id="redo-note")  # a user mistake, said here
+            self.status = gr.Markdown(REDO_IDLE, elem_id="redo-status")
+            self.video = gr.Video(label="Redone", interactive=False, elem_id="redo-out")
+            self.download = gr.File(label="Download the redone video", elem_id="redo-download")
+
+    def wire(self, on: DemoHandlers, job, base: gr.State) -> None:
+        """Shown (span bounded by the result's length) after ``job`` ends; the Redo button is the API endpoint
+        ``redo``, on the session's last finished job (``base``), with one progress display (its status)."""
+        job.success(on.redo_controls, base, [self.group, self.start, self.end, self.seed, self.status, self.video,
+                                             self.download, self.note], api_visibility="private")
+        self.button.click(on.redo, [base, self.start, self.end, self.seed, self.steps, self.sampler],
+                          [self.status, self.video, self.download, self.note], api_name="redo", concurrency_limit=1,
+                          show_progress="hidden", show_progress_on=[base])
+
+
+def voice_options_column():
+    """What every voice mode may use (shown for all but Off): the speech's language, a voice sample, and whether the
+    video's own sound stays under the new speech. Stacked: side by side left a grey gap."""
+    with gr.Column(visible=False) as column:
+        language = gr.Dropdown(list(LANGUAGES), value=None, label="Language (empty: detect / en)")
+        reference = gr.Audio(label="Voice sample (optional; default: the video's own audio)",
+                             sources=["upload", "microphone"], type="filepath")
+        keep_room = gr.Checkbox(False, label="Keep the room sound", info=KEEP_ROOM, elem_id="keep-room")
+    return column, language, reference, keep_room
+
+
 class DubPanel:
     """Translate mode's widgets: the language to dub into, "Transcribe & translate", the transcript table (start,
     end, original, translation; only the translation is editable) and the subtitles choice. ``script`` holds the
@@ -98,6 +154,11 @@ class DubPanel:
             self.script = gr.State(None)  # {"speech": which upload, "script": the DubScript's JSON}
             self.subtitles = gr.Radio(list(SUBTITLE_LABELS), value=next(iter(SUBTITLE_LABELS)), label="Subtitles",
                                       elem_id="dub-subtitles")
+
+    def job_inputs(self) -> list:
+        """The lipsync endpoint's translate inputs, in its API order: target_language, dub_table, dub_script,
+        subtitles."""
+        return [self.target, self.table, self.script, self.subtitles]
 
     def wire(self, on: DemoHandlers, voice_mode, video_in, audio_in, language, sources) -> None:
         """Shown in translate mode; the button is the API endpoint ``transcribe``; a new video or target language
@@ -132,16 +193,12 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 listed_faces = gr.State(None)  # the indices the thumbnails show, and for which video
                 audio_in = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
                                     elem_id="audio-in")
+                second_face, second_speech = second_speaker()
                 with gr.Group():
-                    voice_mode = gr.Radio(list(VOICE_LABELS), value=VOICE_OFF, label="Voice",
-                                          elem_id="voice-mode")
+                    voice_mode = gr.Radio(list(VOICE_LABELS), value=VOICE_OFF, label="Voice", elem_id="voice-mode")
                     script = gr.Textbox(label="Script", lines=3, visible=False,
                                         placeholder="What should the speaker say?")
-                    with gr.Column(visible=False) as voice_options:  # stacked: side by side left a grey gap
-                        language = gr.Dropdown(list(LANGUAGES), value=None, label="Language (empty: detect / en)")
-                        voice_reference = gr.Audio(label="Voice sample (optional; default: the video's own audio)",
-                                                   sources=["upload", "microphone"], type="filepath")
-                        keep_room = gr.Checkbox(False, label="Keep the room sound", info=KEEP_ROOM, elem_id="keep-room")
+                    voice_options, language, voice_reference, keep_room = voice_options_column()
                     dub = DubPanel()
                     voice_note = gr.Markdown(visible=False, elem_id="voice-note")
                     cpml_agree = gr.Checkbox(False, label="I accept the CPML (needed to download XTTS)", visible=False)
@@ -186,8 +243,10 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
                 result_out = gr.Video(label="Lip-synced", interactive=False, elem_id="result-out")
                 sync_md = gr.Markdown(visible=False, elem_id="sync-score")
                 download_out = gr.File(label="Download", elem_id="download-out")
-                subtitles_out = gr.File(label="Subtitles (.srt)", visible=False, elem_id="subtitles-out")
+                srt_out = gr.File(label="Subtitles (.srt)", visible=False, elem_id="subtitles-out")
                 voice_out = gr.Audio(label="New speech (voice cloning)", interactive=False, visible=False)
+                redo_base = gr.State(None)  # the finished job (its result, with the record beside it) a redo works on
+                redo = RedoPanel()  # after a finished job: regenerate seconds of its result
         examples = sorted(ASSETS.glob("examples/*.mp4"))
         if examples:
             gr.Examples([[str(v), str(v.with_suffix(".wav"))] for v in examples], [video_in, audio_in])
@@ -195,8 +254,8 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         # The lipsync endpoint's inputs, in API order (video and audio first, everything else defaulted).
         inputs = [video_in, audio_in, preset, sampler, steps, guidance, seed, face_index, length_mode,
                   voice_mode, script, language, voice_reference, landmarks, sources, consent, deepcache,
-                  audio_windows, listed_faces, dub.target, dub.table, dub.script, dub.subtitles, keep_room]
-        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note, subtitles_out]
+                  audio_windows, listed_faces, second_face, second_speech, *dub.job_inputs(), keep_room]
+        outputs = [status, preview, compare_out, result_out, download_out, voice_out, form_note, srt_out, redo_base]
         run_btn.click(None, js=SCROLL_TO_STATUS)
         run_btn.click(on.arm, None, None, queue=False, api_visibility="private")
         # One progress display: the status line (stage, elapsed, ETA; its clock ticks during slow steps), not
@@ -207,6 +266,7 @@ def build_demo(service: LipSyncService, allow_download: bool = True, consent_tex
         job.then(None, js=SCROLL_TO_NOTE)
         job.success(on.score_result, [status, video_in, audio_in, result_out, sources, want_score], sync_md,
                     api_visibility="private")
+        redo.wire(on, job, redo_base)
         # .input, not .change: unticking the box after a failed download must not hide the note saying why
         want_score.input(on.score_option, want_score, [want_score, score_note], api_visibility="private")
         stop_btn.click(on.request_stop, None, status, queue=False, api_visibility="private")

@@ -1,8 +1,9 @@
 """The web app's event handlers, apart from its layout (app.py), so that they can be tested without a server.
 
-``DemoHandlers(service, allow_download)`` holds every handler that app.py wires to a widget. Two functions carry
-the mappings a reader looks for: ``collect_settings`` (widget values -> GenerationSettings) and
-``DemoHandlers.start_job`` (one request's widget values -> the ``service.lipsync`` call).
+``DemoHandlers(service, allow_download)`` holds every handler that app.py wires to a widget. Three functions carry
+the mappings a reader looks for: ``collect_settings`` (widget values -> GenerationSettings),
+``DemoHandlers.start_job`` (one request's widget values -> the ``service.lipsync`` call) and
+``DemoHandlers.start_redo`` (the redo panel's values -> the ``service.redo`` call on the page's finished job).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,12 +22,14 @@ from pathlib import Path
 import gradio as gr
 
 from .errors import InputError, LatentSyncError, as_sentence, user_message
+from .media import MODEL_FPS
 from .media.preview import browser_preview, needs_preview
 from .pipeline import SAMPLERS
+from .pipeline.record import record_dir
 from .provenance.consent import ConsentError
 from .service import LipSyncService, run_summary
 from .settings import GenerationSettings, VoiceRequest
-from .space import gpu_seconds, on_gpu
+from .space import frames_gpu_seconds, gpu_seconds, on_gpu
 from .store import DEFAULT_PRESET, PRESETS
 from .voice.dubbing import DubScript, script_from_json, xtts_language
 
@@ -54,6 +58,14 @@ SCORE_WEIGHTS_GONE = ("The lip-sync score needs the SyncNet weights, which this 
                       "adds them: `python -m latentsync_demo.download --metric`).")
 CONSENT_NOTE = ("**Tick the consent box above first.** Lip sync needs the consent of the person shown (and of the "
                 "voice's owner when cloning a voice).")
+# "Redo a segment": the sampler choice that keeps the job's own, and what the redo note says when there is
+# nothing (left) to redo.
+SAME_SAMPLER = "Same as the job"
+REDO_IDLE = "Choose seconds of the result to generate again."
+NO_JOB_TO_REDO = ("There is no finished lip-sync result on this page to redo a segment of: run a lip-sync job "
+                  "first (a stopped job cannot be redone).")
+RESULT_GONE = ("This result is no longer on the server (results are kept for an hour), and its job record went "
+               "with it: run the lip-sync again, then redo a segment of the new result.")
 # Stages before the first chunk: stopping there leaves nothing to keep.
 EARLY_STAGES = ("voice", "loading models", "reading", "detecting faces", "encoding audio")
 
@@ -77,6 +89,27 @@ def lipsync_gpu_seconds(video, audio, preset_label, sampler_label, steps, *_, **
     """ZeroGPU time for one lipsync request; ``spaces.GPU`` calls it with the handler's own arguments."""
     return gpu_seconds(audio or video, PRESET_BY_LABEL.get(preset_label, DEFAULT_PRESET),
                        SAMPLER_LABELS.get(sampler_label, "ddim"), steps)
+
+
+def redo_gpu_seconds(base, start, end, seed=None, steps=None, sampler_label=SAME_SAMPLER, *_, **__) -> int:
+    """ZeroGPU time for one redo request (the redo handler's own arguments): the span's frames."""
+    base = base or {}
+    try:
+        frames = max(0.0, float(end) - float(start)) * MODEL_FPS
+    except (TypeError, ValueError):  # the handler says what is wrong with the span
+        frames = 0.0
+    sampler = SAMPLER_LABELS.get(sampler_label, base.get("sampler", "ddim"))
+    return frames_gpu_seconds(frames, base.get("preset", DEFAULT_PRESET), sampler, steps or base.get("steps"))
+
+
+def redo_base(event, settings: GenerationSettings, preset: str) -> dict | None:
+    """What "Redo a segment" needs of a finished job (the lipsync endpoint's last output, a State): its result,
+    whose record lies beside it, the result's length (the span's bounds) and its settings. None for a stopped
+    job or one that kept no record: nothing to redo."""
+    if event.stage != "done" or not (record_dir(event.output) / "job.json").is_file():
+        return None
+    return {"job": str(event.output), "seconds": round(event.frames / MODEL_FPS, 2), "seed": settings.seed,
+            "sampler": settings.sampler, "steps": settings.num_inference_steps, "preset": preset}
 
 
 def _clock(seconds: float) -> str:
@@ -226,6 +259,8 @@ class LipSyncForm:
     deepcache: bool = True
     audio_windows: str = "seamless"
     listed_faces: dict | None = None  # the face thumbnails shown for an upload: {"video": content_key, "faces": [...]}
+    second_face: float | None = None  # a dialogue: the second speaker's face index ...
+    second_speech: str | None = None  # ... and speech (the first speaker is face_index with the Speech upload)
     target_language: str | None = None  # translate: the language to dub into
     dub_table: list | None = None  # translate: the transcript table as the user edited it (rows of DUB_HEADERS)
     dub_script: dict | None = None  # translate: what the table shows, as transcribed: {"speech": key, "script": json}
@@ -248,6 +283,15 @@ class LipSyncForm:
         except OSError:  # not a readable file: validation names the problem
             return None
         return tuple(listed["faces"]) if same_video else None
+
+    def speech(self) -> list[tuple] | None:
+        """A dialogue's (face index, speech) pairs: the chosen face with the Speech upload, the second speaker's
+        face with theirs; None without a second speaker's speech (a one-face job)."""
+        if not self.second_speech:
+            return None
+        first = int(self.face_index) if self.face_index is not None else 0
+        second = int(self.second_face) if self.second_face is not None else None
+        return [(first, self.audio), (second, self.second_speech)]
 
     def voice_request(self) -> VoiceRequest:
         """The voice widgets as the service's VoiceRequest. Translate mode speaks the table's edited translations;
@@ -282,7 +326,8 @@ class LipSyncForm:
 
     def display_names(self) -> dict[str, str]:
         """Server path -> the file name the user uploaded, for error messages."""
-        names = {str(p): Path(p).name for p in (self.source, self.audio, self.voice_reference) if p}
+        names = {str(p): Path(p).name for p in (self.source, self.audio, self.voice_reference, self.second_speech)
+                 if p}
         if self.video and self.source != self.video:
             names[str(self.video)] = Path(self.source).name
         return names
@@ -307,6 +352,7 @@ class DemoHandlers:
         # Gradio uses for API names); off ZeroGPU on_gpu returns them unchanged.
         self.lipsync = on_gpu(self.lipsync, duration=lipsync_gpu_seconds)
         self.score_result = on_gpu(self.score_result)
+        self.redo = on_gpu(self.redo, duration=redo_gpu_seconds)
         self.transcribe = on_gpu(self.transcribe)  # Whisper and the translation model share the accelerator
 
     # --- model weights, sampler and voice widgets -------------------------------------------------------------
@@ -495,37 +541,43 @@ class DemoHandlers:
         stem = Path(form.source).stem if form.source else "video"
         out = self.service.new_output_path(name=f"{stem}_lipsync")
         compare = out.with_name(f"{stem}_side_by_side.mp4")
-        request = self.service.prepare(form.source, form.audio or None, out, preset, settings, voice,
-                                       compare=compare, consent=form.consent is True, shown_faces=form.shown_faces())
+        speech = form.speech()  # a dialogue: the Speech upload is the first speaker's track, not the one audio
+        request = self.service.prepare(form.source, None if speech else form.audio or None, out, preset, settings,
+                                       voice, compare=compare, consent=form.consent is True,
+                                       shown_faces=form.shown_faces(), speech=speech)
         return self.service.run(request, stop), settings, preset
 
     def lipsync(self, video, audio, preset_label, sampler_label, steps, guidance, seed, face_index, length_mode,
                  voice_label=VOICE_OFF, script=None, language=None, voice_reference=None, landmarks="auto",
                  sources=None, consent=False, deepcache=True, audio_windows="seamless", listed_faces=None,
-                 target_language=None, dub_table=None, dub_script=None, subtitles=next(iter(SUBTITLE_LABELS)),
-                 keep_room=False, request: gr.Request = None, progress=gr.Progress()):
-        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note, subtitles)
-        # updates. A user mistake is the note by the consent box and leaves the results alone (no error badges);
-        # only real faults raise. (No docstring: Gradio would publish it as the endpoint's API description.)
+                 second_face=None, second_speech=None, target_language=None, dub_table=None, dub_script=None,
+                 subtitles=next(iter(SUBTITLE_LABELS)), keep_room=False, request: gr.Request = None,
+                 progress=gr.Progress()):
+        # The lipsync endpoint: streams (status, preview, compare, result, download, new speech, note, subtitles,
+        # redo base) updates; the redo base (a State, not part of the API's answer) is the finished job that "Redo
+        # a segment" works on. A user mistake is the note by the consent box and leaves the results alone (no
+        # error badges); only real faults raise. (No docstring: Gradio would publish it as the endpoint's API
+        # description.)
         form = LipSyncForm(video, audio, preset_label, sampler_label, steps, guidance, seed, face_index,
                            length_mode, voice_label, script, language, voice_reference, landmarks, sources,
-                           consent, deepcache, audio_windows, listed_faces, target_language, dub_table, dub_script,
-                           subtitles, keep_room)
+                           consent, deepcache, audio_windows, listed_faces, second_face, second_speech,
+                           target_language, dub_table, dub_script, subtitles, keep_room)
         keep, no_note = gr.update(), gr.update(value="", visible=False)
         session = getattr(request, "session_hash", None) or "api"
         stop = self.stops[session] = threading.Event()
         if session in self.stop_early:
             self.stop_early.discard(session)
-            yield "**Stopped** before it started.", keep, keep, keep, keep, keep, no_note, keep
+            yield "**Stopped** before it started.", keep, keep, keep, keep, keep, no_note, keep, keep
             return
         try:
             job, settings, preset = self.start_job(form, stop)
-            for *update, srt in self._follow(ticking(job, self.tick_seconds), settings, preset, stop, progress):
-                yield *update, no_note, srt
+            for *update, srt, base in self._follow(ticking(job, self.tick_seconds), settings, preset, stop,
+                                                   progress):
+                yield *update, no_note, srt, base
         except LatentSyncError as exc:
             log_user_error("lip-sync", exc)
             note = form_note(exc, form.display_names())
-            yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True), keep
+            yield "Results appear here.", keep, keep, keep, keep, keep, gr.update(value=note, visible=True), keep, keep
         except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
             log.exception("lip-sync job failed")
             raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again; "
@@ -536,7 +588,8 @@ class DemoHandlers:
 
     def _follow(self, job, settings: GenerationSettings, preset: str, stop: threading.Event, progress):
         """A running job's events as the app's updates: a status line with progress and ETA, each chunk's preview,
-        the new speech when a voice mode made it, and the videos (and a dub's subtitles) at the end."""
+        the new speech when a voice mode made it, and the videos (and a dub's subtitles) at the end (done or
+        stopped) with the redo base (``redo_base``)."""
         keep = gr.update()
         started = time.monotonic()
         warning = ""  # told before the job (silent speech), kept under the status line while it runs
@@ -547,7 +600,7 @@ class DemoHandlers:
             if event is None:  # a slow step (ticking's heartbeat): the clock runs on, the ETA counts down
                 progress(fraction, desc=label)
                 eta = None if left is None else left - (now - last_event)
-                yield progress_line(label, fraction, elapsed, eta) + warning, keep, keep, keep, keep, keep, keep
+                yield progress_line(label, fraction, elapsed, eta) + warning, *(keep,) * 7
                 continue
             if event.stage in ("done", "stopped"):
                 summary = run_summary(event.frames, elapsed, settings, preset, self.service.device)
@@ -557,19 +610,86 @@ class DemoHandlers:
                 srt = gr.update(value=str(event.subtitles), visible=True) if event.subtitles else \
                     gr.update(value=None, visible=False)
                 yield f"{head} · {summary}{notes}", keep, str(event.compare), str(event.output), \
-                    str(event.output), keep, srt
+                    str(event.output), keep, srt, redo_base(event, settings, preset)
                 return
             warning = f"\n\n{event.notes}" if event.notes else warning
             if stop.is_set() and event.stage in EARLY_STAGES:
                 job.close()
-                yield "**Stopped** before the first chunk was generated.", keep, keep, keep, keep, keep, keep
+                yield "**Stopped** before the first chunk was generated.", *(keep,) * 7
                 return
             label, fraction, last_event = stage_label(event), event.fraction, now
             left = time_left(fraction, elapsed)
             progress(fraction, desc=label)
             preview = event.preview if event.preview is not None else keep
             speech = str(event.audio) if event.audio is not None else keep
-            yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech, keep
+            yield progress_line(label, fraction, elapsed, left) + warning, preview, keep, keep, keep, speech, keep, keep
+
+    # --- redo a segment of the finished result -----------------------------------------------------------------
+    def redo_controls(self, base: dict | None):
+        """After a job: (redo group, start, end, seed, redo status, redone video, its download, redo note). The
+        group shows for a finished job with a record, its span bounded by the result's length; the seed
+        defaults to the job's plus one, so that a plain click changes the span. An earlier redo is cleared."""
+        hide_note = gr.update(value="", visible=False)
+        if not base:
+            return gr.update(visible=False), *(gr.update(),) * 3, REDO_IDLE, None, None, hide_note
+        seconds = base["seconds"]
+        return (gr.update(visible=True), gr.update(value=0.0, minimum=0, maximum=seconds),
+                gr.update(value=min(1.0, seconds), minimum=0, maximum=seconds),
+                gr.update(value=int(base["seed"]) + 1), f"{REDO_IDLE} The result lasts {seconds:.2f} s.", None, None,
+                hide_note)
+
+    def start_redo(self, base: dict | None, start, end, seed, steps, sampler_label):
+        """The one place where the redo widgets become a ``service.redo`` call on the page's finished job: every
+        check (InputError for a bad span, a gone record, bad settings) before anything runs. Returns (the redo's
+        event generator, the settings' description for the status line)."""
+        if not base:
+            raise InputError(NO_JOB_TO_REDO)
+        job = Path(base["job"])
+        out = self.service.new_output_path(name=f"{job.stem}_redo")  # first: it removes results past their hour
+        try:
+            if not job.is_file():
+                raise InputError(RESULT_GONE)
+            if start is None or end is None:
+                raise InputError("give the segment's start and end in seconds (the result lasts "
+                                 f"{base['seconds']:.2f} s)")
+            same = sampler_label in (None, "", SAME_SAMPLER)
+            sampler = None if same else SAMPLER_LABELS.get(sampler_label, sampler_label)
+            seed, steps = _whole(seed), _whole(steps) or None  # the page sends 0 for the job's (an empty box too)
+            events = self.service.redo(job, start, end, seed=seed, steps=steps, sampler=sampler, out=out)
+        except BaseException:
+            shutil.rmtree(out.parent, ignore_errors=True)  # the refused redo's own fresh folder
+            raise
+        name = (sampler or base["sampler"]).upper()
+        count = steps or (SAMPLERS[sampler].default_steps if sampler in SAMPLERS else base["steps"])
+        return events, f"seconds {float(start):g}-{float(end):g} with seed {base['seed'] if seed is None else seed}, " \
+            f"{name} {count} steps"
+
+    def redo(self, base, start, end, seed, steps=0, sampler_label=SAME_SAMPLER, request: gr.Request = None,
+             progress=gr.Progress()):
+        # The redo endpoint (on the page's last finished job, a State): streams (status, redone video, its
+        # download, note) updates. The first result stays where it is (player and download). A user mistake is
+        # the note under the Redo button. (No docstring: Gradio would publish it as the endpoint's description.)
+        keep, no_note = gr.update(), gr.update(value="", visible=False)
+        try:
+            events, described = self.start_redo(base, start, end, seed, steps, sampler_label)
+            started, label, fraction = time.monotonic(), "Starting", 0.0
+            for event in ticking(events, self.tick_seconds):
+                elapsed = time.monotonic() - started
+                if event is not None and event.stage == "done":
+                    yield (f"**Done** · redid {described} in {elapsed:.1f} s. Every whole second of the video "
+                           "outside the span is the first result's, unchanged; the first result is still above.",
+                           str(event.output), str(event.output), no_note)
+                    return
+                if event is not None:
+                    label, fraction = stage_label(event), event.fraction
+                progress(fraction, desc=label)
+                yield progress_line(label, fraction, elapsed), keep, keep, no_note
+        except LatentSyncError as exc:
+            log_user_error("redo", exc)
+            yield REDO_IDLE, keep, keep, gr.update(value=form_note(exc), visible=True)
+        except Exception as exc:  # keep serving; the user sees that it broke, the log has the trace
+            log.exception("redo failed")
+            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again.") from exc
 
     # --- lip-sync score (an option under Advanced) ---------------------------------------------------------------
     def score_option(self, wanted: bool, progress=gr.Progress(track_tqdm=True)):

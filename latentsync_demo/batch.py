@@ -9,6 +9,9 @@ One manifest row per job. Columns (CSV header or JSON keys; only ``video`` is re
     voice        off | revoice | script | translate (default: script when text is given, else off)
     to           voice=translate: the language to dub into; transcript: an edited .json/.srt transcript
     subtitles    voice=translate: soft | burn | off; keep_room: 1 mixes the video's own sound under the speech
+    speech       a dialogue, instead of audio: a speech track per face, FACE=FILE each; in a CSV cell separated
+                 by ";" (``0=alice.wav;1=bob.wav``), in JSONL a list (``["0=alice.wav", "1=bob.wav"]``) or an
+                 object (``{"0": "alice.wav", "1": "bob.wav"}``)
     preset, sampler, steps, guidance, seed, face_index, length_mode, audio_windows: as on the command line
 
 The models are loaded once (one LipSyncService) and the rows run one after another under a tqdm bar.
@@ -36,7 +39,7 @@ from .errors import InputError, LatentSyncError
 from .media import MODEL_FPS
 from .pipeline.length import LENGTH_MODES
 from .pipeline.samplers import SAMPLERS
-from .request import settings_from
+from .request import settings_from, speech_pairs
 from .settings import AUDIO_WINDOW_MODES, VoiceRequest
 from .store import DEFAULT_PRESET, PRESETS
 
@@ -56,6 +59,7 @@ class BatchRow:
     preset: str | None
     settings: dict  # the manifest's own setting columns, as strings
     voice: dict = None  # the manifest's voice columns (_VOICE), as strings; transcript as a path
+    speech: tuple[tuple[int, Path], ...] = ()  # a dialogue: (face index, speech file) per face
 
 
 def read_manifest(path: str | Path) -> list[BatchRow]:
@@ -80,6 +84,7 @@ def read_manifest(path: str | Path) -> list[BatchRow]:
     for n, record in enumerate(records, 1):
         if not isinstance(record, dict):
             raise InputError(f"{path.name} row {n} is not an object with video/audio/text fields")
+        speech = _speech_field(record.pop("speech", None), path.parent, f"{path.name} row {n}")
         record = {k.strip(): str(v).strip() for k, v in record.items() if k and v not in (None, "")}
         row_id = record.get("id") or f"row{n:04d}"
         if not _safe_id(row_id) or row_id in seen:
@@ -92,8 +97,25 @@ def read_manifest(path: str | Path) -> list[BatchRow]:
 
         rows.append(BatchRow(row_id, where("video"), where("audio"), record.get("text"), record.get("language"),
                              record.get("preset"), {k: record[k] for k in _SETTINGS if k in record},
-                             {k: (where(k) if k == "transcript" else record[k]) for k in _VOICE if k in record}))
+                             {k: (where(k) if k == "transcript" else record[k]) for k in _VOICE if k in record},
+                             speech))
     return rows
+
+
+def _speech_field(value, folder: Path, where: str) -> tuple[tuple[int, Path], ...]:
+    """A row's ``speech`` (see the module docstring) as (face index, file) pairs, files relative to ``folder``."""
+    if value is None or value == "" or value == []:
+        return ()
+    if isinstance(value, str):
+        value = [item.strip() for item in value.split(";") if item.strip()]
+    elif isinstance(value, list):
+        value = [tuple(item) if isinstance(item, list) else item for item in value]
+    elif not isinstance(value, dict):
+        raise InputError(f"{where}: speech must be FACE=FILE entries (a list, or ';'-separated), not {value!r}")
+    try:
+        return tuple((face, folder / file) for face, file in speech_pairs(value))
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from exc
 
 
 def _safe_id(text: str) -> bool:
@@ -140,8 +162,9 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
         if row.video is None:
             raise InputError("the row has no video")
         voice = row_voice(row)
-        if row.audio is None and (voice is None or voice.mode == "revoice"):  # script/translate make the speech
-            raise InputError("the row needs audio, or text for the speaker to say (or voice=translate and to=LANG)")
+        if row.audio is None and not row.speech and (voice is None or voice.mode == "revoice"):
+            raise InputError("the row needs audio, speech tracks per face (speech), or text for the speaker to say "
+                             "(or voice=translate and to=LANG)")
         try:
             values = {k: cast(row.settings.get(k, getattr(defaults, k))) for k, cast in _SETTINGS.items()
                       if row.settings.get(k, getattr(defaults, k)) is not None}
@@ -152,7 +175,7 @@ def run_row(service, row: BatchRow, out_dir: Path, defaults: argparse.Namespace)
                                  face_index=values.get("face_index"), length_mode=values.get("length_mode"),
                                  audio_windows=values.get("audio_windows"))
         request = service.prepare(row.video, row.audio, out, row.preset or defaults.preset, settings, voice,
-                                  consent=True)  # main() refused to start without consent
+                                  consent=True, speech=row.speech or None)  # main() refused without consent
         for event in service.run(request):
             pass
         record.update(status="done", output=out.name, duration=f"{event.frames / MODEL_FPS:.3f}")

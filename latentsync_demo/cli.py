@@ -2,7 +2,8 @@
 ``latentsync_demo.commands`` lists the other commands).
 
 ``latentsync --list-faces in.mp4`` prints the faces of the clip's first seconds instead, one line each, so a
-script can choose the ``--face-index`` of the person to lip-sync.
+script can choose the ``--face-index`` of the person to lip-sync. A dialogue gives each face its own speech track
+instead of ``--audio``: ``--speech 0=a.wav --speech 1=b.wav``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio", help="speech (wav, mp3, m4a, flac, ogg) or a video with sound; "
                         "optional with --voice script")
     parser.add_argument("--out", help="output .mp4")
+    parser.add_argument("--speech", action="append", metavar="FACE=FILE",
+                        help="a dialogue: lip-sync face FACE (its --list-faces index) to speech FILE; repeat for "
+                        "each speaker, instead of --audio (the output's sound is the tracks mixed)")
     parser.add_argument("--list-faces", metavar="VIDEO",
                         help="print the faces of VIDEO's first seconds (index, box, frames seen, share) and stop; "
                         "the index is what --face-index takes")
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.transcript_out:  # transcribe and translate once: the file, and the job speaks what it holds
             voice = replace(voice, transcript=_transcribe(service, args))
         # Every input is checked here: bad input fails before a model loads or a progress bar is drawn.
-        request = service.prepare(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent)
+        request = service.prepare(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent,
+                                  speech=args.speech)
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
             for event in service.run(request):
                 bar.set_description(event.stage)
@@ -173,8 +178,9 @@ def _check_arguments(parser: argparse.ArgumentParser, args) -> None:
                if value is None and not (flag == "--out" and transcript_only)]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)} (or --list-faces VIDEO)")
-    if args.audio is None and args.voice not in ("script", "translate"):
-        parser.error("--audio is required (unless --voice script --text ..., or --voice translate --to LANG)")
+    if args.audio is None and args.voice not in ("script", "translate") and not args.speech:
+        parser.error("--audio is required (unless --voice script --text ..., --voice translate --to LANG, or "
+                     "--speech FACE=FILE per speaker)")
     if args.voice == "script" and not args.text:
         parser.error("--voice script needs --text")
     if args.voice == "translate" and not (args.to or args.transcript):

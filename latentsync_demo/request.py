@@ -11,7 +11,8 @@ with the service's limits; ``LipSyncService.run`` runs the result.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .audio.windows import check_audio_windows
@@ -62,6 +63,9 @@ class PreparedRequest:
     subtitles: Path | None = None
     subtitle_language: str | None = None  # an XTTS code ("es") or ISO 639-2 tag; None: undetermined
     burn_subtitles: bool = False
+    # A dialogue: (face index, speech track) per face, by face index, each face lip-synced to its own track in
+    # one job (``audio`` is then the first face's track; the output's soundtrack is the tracks mixed).
+    speech: tuple[tuple[int, MediaInfo], ...] = ()
 
     @property
     def voice_mode(self) -> str:
@@ -108,14 +112,75 @@ def check_choices(preset: str, settings: GenerationSettings, checkpoints=None) -
     return resolve_length_mode(settings.length_mode)
 
 
+def _one_of(indices) -> str:
+    shown = sorted(indices)
+    return f"{shown[0]}" if len(shown) == 1 else f"{', '.join(map(str, shown[:-1]))} or {shown[-1]}"
+
+
 def check_face_shown(face_index: int, shown_faces: tuple[int, ...] | None) -> None:
     """InputError when a face listing was shown and ``face_index`` is not among its faces."""
     if shown_faces is None or face_index in shown_faces:
         return
-    shown = sorted(shown_faces)
-    choices = f"{shown[0]}" if len(shown) == 1 else f"{', '.join(map(str, shown[:-1]))} or {shown[-1]}"
     raise InputError(f"Face index {face_index} is not one of the faces found in the video's first seconds: "
-                     f"choose {choices} (click a face's thumbnail to pick it).")
+                     f"choose {_one_of(shown_faces)} (click a face's thumbnail to pick it).")
+
+
+SpeechInput = Mapping[int, "str | Path"] | Iterable["str | tuple[int, str | Path]"]
+
+
+def speech_pairs(speech: SpeechInput) -> tuple[tuple[int, Path], ...]:
+    """(face index, speech file) pairs, by face index, from a ``{face: file}`` mapping, ``(face, file)`` pairs or
+    ``"FACE=FILE"`` strings (the command line's ``--speech``). InputError for a bad FACE=FILE, a face index that
+    is not a whole number from 0, or two tracks for one face."""
+    items = list(speech.items()) if isinstance(speech, Mapping) else list(speech)
+    pairs = []
+    for item in items:
+        if isinstance(item, str):
+            face, sep, path = item.partition("=")
+            if not sep or not face.strip().isdigit() or not path.strip():
+                raise InputError(f"a speech track is given as FACE=FILE, e.g. 0=alice.wav (the face's index, as "
+                                 f"the face listing numbers it, then its speech file), not {item!r}.")
+            item = (int(face), path.strip())
+        face, path = item
+        if isinstance(face, str) and face.strip().isdigit():
+            face = int(face)
+        if isinstance(face, bool) or not isinstance(face, int) or face < 0:
+            raise InputError(f"a speech track's face index must be a whole number from 0, not {face!r}.")
+        if path is None or not str(path).strip():
+            raise InputError(f"the speech track for face {face} has no file: give one file per face.")
+        pairs.append((face, Path(path)))
+    for n, (face, path) in enumerate(pairs):
+        twice = [other.name for f, other in pairs[n + 1:] if f == face]
+        if twice:
+            raise InputError(f"face {face} has two speech tracks ({path.name} and {twice[0]}): give each face one "
+                             "track (put all of one person's speech in one file).")
+    return tuple(sorted(pairs, key=lambda pair: pair[0]))
+
+
+def check_dialogue(pairs: Sequence[tuple[int, Path]], audio, voice: VoiceRequest | None) -> None:
+    """Speech tracks per face stand in for the one audio and for voice cloning: refuse either beside them."""
+    if audio is not None:
+        raise InputError("give either one speech audio (with a face index) or a speech track per face, not both: "
+                         "the speech tracks are mixed into the soundtrack, so leave out the single audio.")
+    if voice is not None and voice.mode != "off":
+        raise InputError(f"speech tracks per face cannot be combined with a voice mode ({voice.mode}): make each "
+                         "speaker's track first (e.g. one voice job each), then give them as speech tracks; or use "
+                         "one audio with the voice mode.")
+
+
+def check_speech_faces(faces: Sequence[int], found: Sequence[int] | None) -> None:
+    """InputError when a speech track goes to a face that the listing (shown, or scanned for this check) did not
+    find in the video's first seconds. ``found`` None: nothing to check against."""
+    if found is None:
+        return
+    for face in faces:
+        if face in found:
+            continue
+        if not found:
+            raise InputError(f"there is a speech track for face {face}, but no face was found in the video's first "
+                             "seconds: upload a clip where each speaker's face is clearly visible.")
+        raise InputError(f"there is a speech track for face {face}, but the video's first seconds show no such "
+                         f"face: give speech tracks to face {_one_of(found)} (the face listing shows them).")
 
 
 def check_voice_models(voice: VoiceRequest, checkpoints=None) -> None:
@@ -134,6 +199,7 @@ def prepare_request(
     restrictions: list[RestrictionCheck] = (), callback_url: str | None = None,
     callbacks: CallbackPolicy = CallbackPolicy(), shown_faces: tuple[int, ...] | None = None,
     soundtrack=None, subtitles=None, subtitle_language: str | None = None, burn_subtitles: bool = False,
+    speech: SpeechInput | None = None, find_faces: Callable[[MediaInfo], Sequence[int]] | None = None,
 ) -> PreparedRequest:
     """Check one request completely (InputError with the first problem) and probe each input once.
 
@@ -141,19 +207,33 @@ def prepare_request(
     ``shown_faces``: the face indices a face listing showed the user for this video (the app's thumbnails); the
     face index must be one of them. None: no listing was shown (the job says if the index finds no face).
     ``soundtrack``, ``subtitles``, ``subtitle_language``, ``burn_subtitles``: see ``PreparedRequest``
-    (``check_subtitles``)."""
+    (``check_subtitles``).
+    ``speech``: a speech track per face (``speech_pairs``; ``audio`` then None): a dialogue. Their faces must be
+    among ``shown_faces``, or, with no listing shown, among the faces ``find_faces(video)`` finds in the video's
+    first seconds. One track is the same as that face's index with that audio."""
     require_consent(consent)
     length_mode = check_choices(preset, settings, checkpoints)
     callback = callbacks.check(callback_url) if callback_url else None  # before the media: a cheap refusal first
-    mode = check_voice(voice, video, audio)
-    check_output(out, (video, audio))
+    pairs = speech_pairs(speech) if speech else ()
+    if pairs:
+        check_dialogue(pairs, audio, voice)
+    if len(pairs) == 1:  # one speaker: a plain job on that face, byte for byte
+        (face, audio), pairs = pairs[0], ()
+        settings = replace(settings, face_index=face)
+    mode = check_voice(voice, video, pairs[0][1] if pairs else audio)
+    check_output(out, (video, audio, *(path for _, path in pairs)))
     if compare is not None:
-        check_output(compare, (video, audio, out))
+        check_output(compare, (video, audio, out, *(path for _, path in pairs)))
     video_info = check_video(video, limits.max_seconds, limits.max_pixels)
-    check_face_shown(settings.face_index, shown_faces)
-    audio_info = check_audio(audio, limits.max_seconds) if audio is not None else None
-    check_subtitles(subtitles, subtitle_language, burn_subtitles, out, (video, audio))
+    if not pairs:
+        check_face_shown(settings.face_index, shown_faces)
+    tracks = tuple((face, check_audio(path, limits.max_seconds)) for face, path in pairs)
+    audio_info = tracks[0][1] if tracks else check_audio(audio, limits.max_seconds) if audio is not None else None
+    check_subtitles(subtitles, subtitle_language, burn_subtitles, out, (video, audio, *(path for _, path in pairs)))
     soundtrack_info = check_audio(soundtrack, limits.max_seconds) if soundtrack is not None else None
+    if speech:  # the speakers' faces must be there, whether a listing was shown or not (scanned last: the dearest)
+        found = shown_faces if shown_faces is not None or find_faces is None else tuple(find_faces(video_info))
+        check_speech_faces([face for face, _ in pairs] or [settings.face_index], found)
     reference = voice.reference if mode != "off" else None
     if reference is not None:
         check_voice_reference(reference)
@@ -163,11 +243,13 @@ def prepare_request(
         check_voice_models(voice, checkpoints)
     job_id = uuid.uuid4().hex[:12]
     voice = voice if mode != "off" else None
-    enforce(restrictions, JobRequest(Path(video), Path(audio) if audio is not None else None, preset, job_id,
-                                     settings, voice))
+    speech_file = pairs[0][1] if pairs else audio  # a dialogue's restrictions see its first track
+    enforce(restrictions, JobRequest(Path(video), Path(speech_file) if speech_file is not None else None, preset,
+                                     job_id, settings, voice))
     return PreparedRequest(video_info, audio_info, Path(out), preset, settings, length_mode, job_id,
                            job_number(job_id), voice, Path(compare) if compare else None, callback, soundtrack_info,
-                           Path(subtitles) if subtitles is not None else None, subtitle_language, bool(burn_subtitles))
+                           Path(subtitles) if subtitles is not None else None, subtitle_language, bool(burn_subtitles),
+                           tracks)
 
 
 def check_subtitles(subtitles, language: str | None, burn: bool, out, inputs: tuple) -> None:

@@ -43,8 +43,8 @@ from .provenance.detect import make_marker
 from .provenance.manifest import container_tags, input_hashes, side_by_side_tags, stamp
 from .provenance.restrict import RestrictionCheck, checks_from_env
 from .provenance.signing import C2paSigning, resolve_signing
-from .request import (Limits, PreparedRequest, check_choices, check_landmarks, check_preset, check_voice_models,
-                      prepare_request)
+from .request import (Limits, PreparedRequest, SpeechInput, check_choices, check_landmarks, check_preset,
+                      check_voice_models, prepare_request)
 from .settings import FaceTrack, GenerationSettings, JobEvent, VoiceRequest
 from .store import DEFAULT_PRESET, get_preset, resolve
 from .validation import (check_audio, check_device, check_output, check_speech_to_translate, check_video,
@@ -225,6 +225,7 @@ class LipSyncService:
         subtitles: str | Path | None = None,
         subtitle_language: str | None = None,
         burn_subtitles: bool = False,
+        speech: SpeechInput | None = None,
         **overrides,
     ) -> PreparedRequest:
         """Check a request completely and probe each input once (``request.prepare_request``, with this
@@ -238,20 +239,32 @@ class LipSyncService:
         showed the user; the face index must be one of them. ``soundtrack``: what the output plays instead of
         ``audio`` (the lips still follow ``audio``); ``subtitles``: a SubRip file added as a soft track in
         ``subtitle_language`` (or burned into the frames, ``burn_subtitles``) and copied to ``<out stem>.srt``.
+
+        ``speech``: a dialogue, one speech track per face instead of ``audio`` (None): ``{0: "a.wav", 1: "b.wav"}``,
+        ``[(0, "a.wav"), ...]`` or ``["0=a.wav", ...]``. Each face is lip-synced to its own track in one job and
+        the output's soundtrack is the tracks mixed. Without ``shown_faces`` the video's first seconds are scanned
+        (``list_faces``) to check that every face with a track is there.
         """
         settings = replace(settings or GenerationSettings(), **overrides)
+
+        def find_faces(video_info: MediaInfo) -> list[int]:
+            return [face.index for face in self._listed_faces(video_info, preset, settings.landmarks)]
+
         return prepare_request(video, audio, out, preset=preset, settings=settings, voice=voice, compare=compare,
                                consent=consent, checkpoints=self.checkpoints,
                                limits=Limits(self.max_seconds, self.max_pixels), restrictions=self.restrictions,
                                callback_url=callback_url, callbacks=callbacks or CallbackPolicy(),
                                shown_faces=shown_faces, soundtrack=soundtrack, subtitles=subtitles,
-                               subtitle_language=subtitle_language, burn_subtitles=burn_subtitles)
+                               subtitle_language=subtitle_language, burn_subtitles=burn_subtitles, speech=speech,
+                               find_faces=find_faces)
 
     def lipsync(self, video, audio, out, preset: str = DEFAULT_PRESET, settings: GenerationSettings | None = None,
                 voice: VoiceRequest | None = None, stop: threading.Event | None = None, compare=None,
-                consent: bool = False, **overrides) -> Iterator[JobEvent]:
-        """``run(prepare(...))``: the checks run at once (this call raises InputError), the job when iterated."""
-        return self.run(self.prepare(video, audio, out, preset, settings, voice, compare, consent, **overrides), stop)
+                consent: bool = False, *, speech: SpeechInput | None = None, **overrides) -> Iterator[JobEvent]:
+        """``run(prepare(...))``: the checks run at once (this call raises InputError), the job when iterated.
+        ``speech``: a speech track per face (a dialogue; ``audio`` None), as ``prepare`` takes it."""
+        return self.run(self.prepare(video, audio, out, preset, settings, voice, compare, consent, speech=speech,
+                                     **overrides), stop)
 
     def run(self, request: PreparedRequest, stop: threading.Event | None = None) -> Iterator[JobEvent]:
         """Run a prepared request; yields progress events, the last one ``done`` (or ``stopped``, see
@@ -326,16 +339,19 @@ class LipSyncService:
                               request.voice_mode, subtitles, language, translation)
         window = self.window_frames(self.models(request.preset), request.settings, pipeline)
         record = {"preset": request.preset, "watermark": request.watermark, "job_id": request.job_id,
-                  "device": self.device} if self.keep_records else None
+                  "device": self.device} if self.keep_records and not request.speech else None  # no dialogue redo yet
         return JobPlan(request.video, request.audio, request.out, request.settings, request.length_mode, window,
                        request.compare, tags, side_by_side_tags(tags) if request.compare else {}, record,
                        soundtrack=request.soundtrack, subtitles=request.subtitles,
-                       subtitle_language=request.subtitle_language, burn_subtitles=request.burn_subtitles)
+                       subtitle_language=request.subtitle_language, burn_subtitles=request.burn_subtitles,
+                       speech=request.speech)
 
     def _stamp(self, final: JobEvent, request: PreparedRequest, plan: JobPlan) -> JobEvent:
         """The final event with the output's provenance: input hashes (once, for the result and the side-by-side
         video), the signed C2PA manifest when configured, and the sidecar."""
-        inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)}
+        inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)} if not request.speech else {
+            "video": Path(request.video.path), **{f"speech of face {face}": Path(track.path)
+                                                  for face, track in request.speech}}
         if request.soundtrack is not None:
             inputs["soundtrack"] = Path(request.soundtrack.path)
         if final.subtitles is not None:  # the .srt beside the output: what the track or the burned text shows
@@ -368,6 +384,9 @@ class LipSyncService:
 
     def _redo(self, record, span, settings: GenerationSettings, out: Path) -> Iterator[JobEvent]:
         with self._run_lock:
+            # Checked again once its turn comes: a queued redo (the app's, a REST job's) may have waited while
+            # the job's output and record were removed (expired, deleted) or replaced.
+            load_record(record.output)
             pipeline = self.pipeline(record.meta["preset"], settings.sampler)
             marker = make_marker(record.meta["watermark"], resolution=pipeline.resolution)
             final = yield from run_redo(pipeline, record, span, settings, out, marker.mark)
@@ -399,7 +418,11 @@ class LipSyncService:
         check_preset(preset)
         if not seconds > 0:
             raise InputError(f"the face listing scans a positive number of seconds, not {seconds}")
-        info = check_video(video, self.max_seconds, self.max_pixels)
+        return self._listed_faces(check_video(video, self.max_seconds, self.max_pixels), preset, landmarks, seconds)
+
+    def _listed_faces(self, info: MediaInfo, preset: str, landmarks: str,
+                      seconds: float = LIST_SECONDS) -> list[ListedFace]:
+        """``list_faces`` of a video already checked and probed (``info``)."""
         frames = iter_frames(info, fps=MODEL_FPS)
         try:
             with closing(self.landmark_detector(preset, landmarks)) as detector:

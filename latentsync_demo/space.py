@@ -40,7 +40,11 @@ def gpu_seconds(media: str | Path | None, preset: str, sampler: str, steps: floa
         seconds = probe(media).duration
     except Exception:  # the job reports bad input itself; borrow little for it
         return GPU_MIN_SECONDS
-    frames = seconds * MODEL_FPS
+    return frames_gpu_seconds(seconds * MODEL_FPS, preset, sampler, steps)
+
+
+def frames_gpu_seconds(frames: float, preset: str, sampler: str, steps: float | None) -> int:
+    """``gpu_seconds`` for ``frames`` generated frames (a job's, or a redone segment's)."""
     spec = SAMPLERS.get(sampler, SAMPLERS["ddim"])
     rows = math.ceil(frames / OFFICIAL_WINDOW) * max(1, int(steps or spec.default_steps))
     rows *= 2 if spec.uses_guidance else 1

@@ -52,12 +52,16 @@ def check_translate(voice) -> None:
     if voice.subtitles not in SUBTITLE_MODES:
         raise InputError(f"unknown subtitles choice {voice.subtitles!r}; choose one of {', '.join(SUBTITLE_MODES)}.")
     if voice.transcript is None:
-        xtts_language(voice.target_language)
+        target = xtts_language(voice.target_language)
     elif isinstance(voice.transcript, DubScript):
-        xtts_language(voice.target_language or voice.transcript.target_language)
+        target = xtts_language(voice.target_language or voice.transcript.target_language)
         check_script(voice.transcript)
     else:
-        load_script(voice.transcript, voice.target_language)
+        target = load_script(voice.transcript, voice.target_language).target_language
+    if voice.subtitles == "burn":  # a script no local font draws: refuse now, not after the speech is made
+        from .media.subtitles import check_burn_font
+
+        check_burn_font(target)
 
 
 def check_speech_to_translate(video: MediaInfo, audio: MediaInfo | None) -> None:

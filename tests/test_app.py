@@ -8,10 +8,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from latentsync_demo.media import count_frames, probe
+from latentsync_demo.media import count_frames, probe, read_frames
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.testing.servers import free_port, start_server
 
@@ -165,6 +166,16 @@ def test_browser_upload_generate_and_compare(app, media, tmp_path):
         page.locator("#compare-out video").wait_for(timeout=30_000)  # original | result, one player
         assert page.locator("#result-out video").count() == 1
         assert page.locator("#status").is_visible() and page.locator("#preview img").count() == 1
+        # "Redo a segment" appears under the finished result, its span bounded by the result's 1.4 s
+        page.locator("#redo").wait_for(state="visible", timeout=30_000)
+        assert page.locator("#redo-end input").get_attribute("max") == "1.4"
+        page.locator("#redo-start input").fill("0.4")
+        page.locator("#redo-end input").fill("0.8")
+        page.locator("#redo-steps input").fill("1")
+        page.locator("#redo-run").click()
+        page.locator("#redo-status").get_by_text("redid seconds 0.4-0.8 with seed 1248, DDIM 1 steps", exact=False).wait_for(timeout=120_000)
+        page.locator("#redo-out video").wait_for(timeout=30_000)
+        assert page.locator("#result-out video").count() == 1  # the first result stays
         browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
 
@@ -177,6 +188,34 @@ def test_lcm_sampler_through_the_api(app, media):
     updates = list(job)
     job.result()
     assert "LCM 4 steps" in updates[-1][0] and count_frames(updates[-1][3]) == 35
+
+
+def test_redo_a_segment_of_the_result_through_the_api(app, media):
+    """The result's "Redo a segment" (the redo endpoint works on the session's last finished job): every frame in
+    a second with no redone frame is the first result's, bit for bit; the span changed; a bad span, or a redo
+    before any job, is the note under the Redo button (no traceback), and the server keeps serving."""
+    client = Client(app, verbose=False)
+    note = list(client.submit(0.4, 0.8, 7, api_name="/redo"))[-1][3]
+    assert note["visible"] and note["value"].startswith("There is no finished lip-sync result on this page"), note
+    job = client.submit(handle_file(str(media["video"])), handle_file(str(media["speech"])), "LatentSync 1.5 · 256 px",
+                        "DDIM (quality)", 1, consent=True, api_name="/lipsync")
+    first = list(job)[-1][3]
+    job.result()
+    for start, end, words in [(0.8, 0.4, "is reversed: the end must come after the start"),
+                              (1.0, 9.0, "outside the clip, which lasts 1.40 s")]:
+        status, redone, _, note = list(client.submit(start, end, 7, api_name="/redo"))[-1]
+        assert note["visible"] and words in note["value"] and "Traceback" not in note["value"], note
+        assert redone == {"__type__": "update"}  # nothing replaced
+    redo = client.submit(0.4, 0.8, 7, 0, "Same as the job", api_name="/redo")  # 0 steps: the job's
+    updates = list(redo)
+    redo.result()
+    status, redone, download, note = updates[-1]
+    assert status.startswith("**Done** · redid seconds 0.4-0.8 with seed 7, DDIM 1 steps"), status
+    assert note["visible"] is False and Path(redone).name == "face_lipsync_redo.mp4" == Path(download).name
+    a, b = read_frames(first, fps=None), read_frames(redone, fps=None)
+    assert len(a) == len(b) == 35  # the span's second is frames 0-24 (re-encoded), 25-34 are copied
+    assert all(np.array_equal(a[i], b[i]) for i in range(25, 35))
+    assert all(not np.array_equal(a[i], b[i]) for i in range(10, 20))  # frames 10-19: the span, new faces
 
 
 def test_stop_keeps_the_finished_chunks_playable(tiny_service, tmp_path, media):

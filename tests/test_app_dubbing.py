@@ -158,7 +158,7 @@ def test_the_table_speaks_only_its_translation_column_and_only_for_its_own_speec
 
 def test_a_dubs_end_shows_its_timing_notes_and_offers_its_srt(tiny_service, tmp_path):
     """The tiny XTTS never speaks long enough to overrun a slot, so the done event is made here: what did not
-    fit is in the status line's notes, and the .srt is the last output, shown."""
+    fit is in the status line's notes, and the .srt is shown."""
     import threading
 
     from latentsync_demo.app_handlers import DemoHandlers, collect_settings
@@ -170,8 +170,9 @@ def test_a_dubs_end_shows_its_timing_notes_and_offers_its_srt(tiny_service, tmp_
     settings = collect_settings(1, 1.5, 1247, 0, "pingpong", "DDIM (quality)", "auto")
     *_, last = DemoHandlers(tiny_service)._follow(iter([done]), settings, "latentsync-1.5", threading.Event(),
                                                   lambda *a, **k: None)
-    assert last[0].startswith("**Done**") and last[0].endswith(f"\n\n{notes}")
-    assert last[-1] == {"__type__": "update", "value": str(tmp_path / "out.srt"), "visible": True}
+    status, _, _, _, _, _, srt, _ = last  # (the redo base last)
+    assert status.startswith("**Done**") and status.endswith(f"\n\n{notes}")
+    assert srt == {"__type__": "update", "value": str(tmp_path / "out.srt"), "visible": True}
 
 
 def test_translate_mode_names_the_missing_translation_model_and_offers_the_download(tiny_service):

@@ -14,7 +14,7 @@ import pytest
 from latentsync_demo import space
 from latentsync_demo.app_handlers import (
     GUIDANCE_INFO, SCORE_WEIGHTS_GONE, DemoHandlers, LipSyncForm, collect_settings, lipsync_gpu_seconds,
-    progress_line,
+    progress_line, redo_gpu_seconds,
 )
 from latentsync_demo.errors import CheckpointError
 from latentsync_demo.service import LipSyncService
@@ -87,6 +87,17 @@ def test_gpu_seconds_reads_the_lipsync_handlers_own_arguments(media, tiny_servic
         space.gpu_seconds(media["video"], "latentsync-1.5", "ddim", 20)
 
 
+def test_redo_gpu_seconds_reads_the_redo_handlers_own_arguments(tiny_service):
+    """A redo borrows the GPU for its span's frames, with the job's preset and sampler unless it changes them."""
+    base = {"job": "x.mp4", "seconds": 60.0, "seed": 1, "sampler": "ddim", "steps": 20, "preset": "latentsync-1.6"}
+    args = (base, 2.0, 52.0, 7, 0, "Same as the job")  # 0 steps: the job's
+    inspect.signature(DemoHandlers(tiny_service).redo).bind(*args, request=None)  # the handler's arity
+    assert redo_gpu_seconds(*args, request=None) == space.frames_gpu_seconds(50 * 25, "latentsync-1.6", "ddim", 20)
+    assert redo_gpu_seconds(base, 2.0, 52.0, 7, 4, "LCM · 4 steps (speed)") == \
+        space.frames_gpu_seconds(50 * 25, "latentsync-1.6", "lcm", 4) < redo_gpu_seconds(*args)
+    assert redo_gpu_seconds(None, None, 1.0, 7) == space.GPU_MIN_SECONDS  # nothing to redo: the handler says so
+
+
 def test_progress_line_adds_an_eta_once_a_quarter_is_done():
     assert progress_line("Reading", 0.1, 5) == "**Reading** · 10% · 0:05 elapsed"
     assert progress_line("Generating chunk 2 of 2", 0.5, 65) == \
@@ -106,11 +117,18 @@ def test_lipsync_streams_chunks_then_the_videos(tiny_service, media):
         "Generating chunk 1 of 2", "Generating chunk 2 of 2", "Writing the video"]
     assert calls == [m[1] for m in labels]  # the progress bar follows the status line
     assert sum(not isinstance(u[1], dict) for u in updates) == 2  # one preview image per chunk
-    status, _, compare, result, download, _, note, subtitles = updates[-1]
+    status, _, compare, result, download, _, note, subtitles, redo_base = updates[-1]
     assert subtitles == {"__type__": "update", "value": None, "visible": False}  # not a dub: no .srt
     assert note == {"__type__": "update", "value": "", "visible": False}  # no note from an earlier mistake
     assert status.startswith("**Done** · 20 frames") and "DDIM 2 steps" in status
     assert result == download and result.endswith("face_lipsync.mp4") and compare.endswith("face_side_by_side.mp4")
+    # What "Redo a segment" works on (a State): the result with its record, its length and settings.
+    assert redo_base == {"job": result, "seconds": 0.8, "seed": 1247, "sampler": "ddim", "steps": 2,
+                         "preset": "latentsync-1.5"}
+    assert all(u[7] == u[8] == gr.update() for u in updates[:-1])  # the .srt and the redo base come at the end
+    group, start, end, seed, redo_status, *_ = handlers.redo_controls(redo_base)
+    assert group["visible"] and end == gr.update(value=0.8, minimum=0, maximum=0.8) and seed["value"] == 1248
+    assert "lasts 0.80 s" in redo_status and handlers.redo_controls(None)[0] == gr.update(visible=False)
     assert handlers.stops == {}  # the stop switch is dropped with the job
 
 
@@ -130,8 +148,9 @@ def _refused(handlers, video, audio, consent=True):
     updates = list(handlers.lipsync(str(video), str(audio), "LatentSync 1.5 · 256 px", "DDIM (quality)", 2, 1.5,
                                     1247, 0, "pingpong", consent=consent, request=_session()))
     assert len(updates) == 1
-    status, *results, note, subtitles = updates[0]
+    status, *results, note, subtitles, redo_base = updates[0]
     assert subtitles == gr.update()
+    assert redo_base == gr.update()  # the page's last result, if any, can still be redone
     assert status == "Results appear here." and all(r == gr.update() for r in results)  # no error badges
     assert note["visible"] is True
     return note["value"]

@@ -23,6 +23,7 @@ from latentsync_demo.cli import main as cli_main
 from latentsync_demo.errors import InputError, LatentSyncError, as_sentence, user_message
 from latentsync_demo.media import VideoWriter, read_frames
 from latentsync_demo.service import LipSyncService
+from latentsync_demo.settings import VoiceRequest
 from latentsync_demo.store import DEFAULT_PRESET
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 from latentsync_demo.webhooks import CallbackPolicy
@@ -175,8 +176,10 @@ def test_redo_refuses_a_gone_record_and_bad_spans_before_any_work(corpus, capsys
     service, root = _service(corpus), corpus["root"]
     lonely = root / "lonely.mp4"
     shutil.copyfile(corpus["face"], lonely)
-    with pytest.raises(InputError, match=r"the job record of lonely\.mp4 is gone .*run the job again"):
+    with pytest.raises(InputError, match=r"the job record of lonely\.mp4 is gone .*run the job again without "
+                                         r"--no-record") as gone:
         service.redo(lonely, 0.2, 0.6, seed=7)
+    assert "--" not in user_message(gone.value) and "run the lip-sync again" in user_message(gone.value)  # the web's
     with pytest.raises(InputError, match=r"there is no finished job at .*missing\.mp4"):
         service.redo(root / "missing.mp4", 0.2, 0.6)
     job = root / "job.mp4"
@@ -192,11 +195,113 @@ def test_redo_refuses_a_gone_record_and_bad_spans_before_any_work(corpus, capsys
     with pytest.raises(InputError, match=r"Seed must be"):
         service.redo(job, 0.2, 0.6, seed=-1)
     assert not service._models  # all refused before any model loaded
-    for args, expected in [(["--from", str(lonely), "--start", "0.2", "--end", "0.6"], "record of lonely.mp4 is gone"),
+    for args, expected in [(["--from", str(lonely), "--start", "0.2", "--end", "0.6"],
+                            "record of lonely.mp4 is gone (lonely.mp4.job beside it was deleted, or the job ran with "
+                            "--no-record): a segment can only be redone while its record is kept; run the job again "
+                            "without --no-record"),
                            (["--from", str(job), "--start", "1", "--end", "0.5"], "reversed")]:
         assert commands_main(["redo", *args, "--checkpoints", str(corpus["tiny"]), "--device", "cpu"]) == 2
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
+
+
+def _finished_job(service: LipSyncService, corpus, name: str) -> Path:
+    out = corpus["root"] / name
+    assert list(service.lipsync(corpus["face"], corpus["speech"], out, num_inference_steps=1, consent=True))[-1].stage \
+        == "done"
+    return out
+
+
+def test_app_redo_of_a_result_whose_record_is_gone_is_a_note(corpus, tiny_service):
+    """The app's Redo works on the page's last finished job: when that job's record, or the result itself, is gone
+    (results expire after an hour), or no job ran yet, the note under the Redo button says so in the web's words,
+    before any work."""
+    import shutil
+
+    from latentsync_demo.app_handlers import DemoHandlers, redo_base
+    from latentsync_demo.pipeline.record import record_dir
+    from latentsync_demo.settings import GenerationSettings, JobEvent
+
+    on = DemoHandlers(tiny_service)
+    job = _finished_job(tiny_service, corpus, "app_job.mp4")
+    base = redo_base(JobEvent("done", 1.0, "", output=job, frames=10), GenerationSettings(), DEFAULT_PRESET)
+    assert base["job"] == str(job)
+
+    def note(base, start=0.1, end=0.3):
+        updates = list(on.redo(base, start, end, 7))
+        assert len(updates) == 1 and updates[0][1] == {"__type__": "update"}  # the players untouched
+        shown = updates[0][3]
+        assert shown["visible"] and "Traceback" not in shown["value"] and "/" not in shown["value"], shown
+        return shown["value"]
+
+    assert re.match(r"Give the segment's start and end in seconds \(the result lasts 0\.40 s\)", note(base, None))
+    assert re.match(r"The span 0\.3-0\.1 s is reversed", note(base, 0.3, 0.1))
+    shutil.rmtree(record_dir(job))
+    assert note(base) == ("The job record of app_job.mp4 is gone: a segment can only be redone while its record is "
+                          "kept; run the lip-sync again, then redo a segment of the new result")
+    job.unlink()
+    assert note(base).startswith("This result is no longer on the server (results are kept for an hour)")
+    assert note(None).startswith("There is no finished lip-sync result on this page to redo a segment of")
+
+
+def test_rest_redo_of_a_job_whose_record_is_gone_is_409_naming_the_job(corpus, tiny_service, tmp_path):
+    """REST: the job is there (its status answers), so not 404; its record is not, so the redo conflicts with its
+    state (409), and the message names the job and how to get a record. The same when the record goes while the
+    redo waits in the queue (the redo job fails with that message), and for a redo of a redo."""
+    import shutil
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from latentsync_demo.pipeline.record import record_dir
+    from latentsync_demo.rest import RestAPI
+
+    service = tiny_service
+    api = RestAPI(service, root=tmp_path / "jobs")
+    client = TestClient(api.app)
+    files = {"video": ("face.mp4", corpus["face"].read_bytes()), "audio": ("speech.wav", corpus["speech"].read_bytes())}
+    api.manager.start()
+    try:
+        def submitted(response) -> str:
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
+        def finished(job_id) -> dict:
+            deadline = time.time() + 120
+            while (status := client.get(f"/jobs/{job_id}").json())["status"] not in ("done", "failed"):
+                assert time.time() < deadline, status
+                time.sleep(0.05)
+            return status
+
+        def refused(job_id, status=409) -> str:
+            response = client.post(f"/jobs/{job_id}/redo", data={"start": "0.1", "end": "0.3", "seed": "7"})
+            assert response.status_code == status, response.text
+            return response.json()["error"]
+
+        first = submitted(client.post("/jobs", files=files, data={"steps": "1", "consent": "true"}))
+        assert finished(first)["status"] == "done"
+        second = submitted(client.post(f"/jobs/{first}/redo", data={"start": "0.1", "end": "0.3"}))
+        assert finished(second)["status"] == "done"
+        assert refused(second) == (f"Job {second} is itself a redo (of job {first}), and a redo's result keeps no "
+                                   f"job record: redo another segment of job {first} instead (each redo starts from "
+                                   "that job's result)")
+        with service._run_lock:  # the worker takes the redo, which waits for the accelerator ...
+            queued = submitted(client.post(f"/jobs/{first}/redo", data={"start": "0.1", "end": "0.3"}))
+            while client.get(f"/jobs/{queued}").json()["status"] != "running":
+                time.sleep(0.05)
+            assert refused(queued) == f"Job {queued} is running: only a finished job's segment can be redone"
+            shutil.rmtree(record_dir(api.manager.root / first / "result.mp4"))  # ... while the record goes
+        status = finished(queued)
+        expected = (f"The job record of job {first} is gone (%s): submit the job again (POST /api/v1/jobs; every job "
+                    "keeps its record until it expires or is deleted), then redo a segment of the new job")
+        assert status["status"] == "failed" and status["error"] == expected % (
+            "the job was deleted or expired before this redo ran"), status
+        assert refused(first) == expected % "its files were removed from the server"
+        assert client.get(f"/jobs/{first}").status_code == 200  # the job itself is still there: hence 409, not 404
+        assert client.delete(f"/jobs/{first}").status_code == 200
+        assert "unknown, expired or deleted" in refused(first, 404)
+    finally:
+        api.manager.stop()
 
 
 def test_float_wav_with_nan_is_refused_when_loading_audio(corpus):
@@ -244,6 +349,42 @@ def test_a_face_index_no_thumbnail_showed_is_refused_before_work(corpus):
     note = updates[-1][6]
     assert len(updates) == 1 and note["visible"] and re.match(expected, note["value"]), updates
     assert "click a face's thumbnail" in note["value"] and service._models == {}
+
+
+def test_speech_tracks_per_face_are_checked_before_work(corpus, capsys):
+    """A dialogue (a speech track per face): a track for a face the listing did not show, or that the video's
+    first seconds do not show; two tracks for one face; tracks beside the single audio or a voice mode; a bad
+    FACE=FILE; a missing, corrupt or soundless track. One message each, before a model loads (API and CLI)."""
+    service, root = _service(corpus), corpus["root"]
+    two, speech = corpus["two"], corpus["speech"]
+    cases = [
+        ({"speech": {0: speech, 3: speech}}, r"speech track for face 3, but the video's first seconds show no such "
+                                             r"face: give speech tracks to face 0 or 1"),
+        ({"speech": {0: speech, 1: speech}, "shown_faces": (0,)}, r"speech track for face 1, .*to face 0 \("),
+        ({"speech": [f"0={speech}", f"1={speech}", f"0={corpus['nan']}"]},
+         r"face 0 has two speech tracks \(speech\.wav and nan\.wav\)"),
+        ({"speech": {0: speech, 1: speech}, "audio": speech}, r"either one speech audio .* or a speech track per face"),
+        ({"speech": {0: speech, 1: speech}, "voice": VoiceRequest("revoice")}, r"cannot be combined with a voice mode"),
+        ({"speech": ["speech.wav"]}, r"FACE=FILE, e\.g\. 0=alice\.wav .* not 'speech\.wav'"),
+        ({"speech": [f"left={speech}"]}, r"FACE=FILE"),
+        ({"speech": {0: speech, 1: root / "gone.wav"}}, r"file not found: .*gone\.wav"),
+        ({"speech": {0: speech, 1: corpus["notes"]}}, r"not a video or audio file.*notes\.mp4"),
+        ({"speech": {0: speech, 1: corpus["big"]}}, r"big\.mp4 has no sound"),
+        ({"speech": {4: speech}}, r"speech track for face 4, .*give speech tracks to face 0 or 1"),
+    ]
+    for kwargs, expected in cases:
+        kwargs = {"audio": None, **kwargs}
+        audio = kwargs.pop("audio")
+        with pytest.raises(InputError, match=expected):
+            service.lipsync(two, audio, root / "o.mp4", consent=True, **kwargs)
+    assert service._models == {}
+    base = ["--checkpoints", str(corpus["tiny"]), "--device", "cpu", "--video", str(two), "--out", str(root / "c.mp4")]
+    for extra, expected in [(["--speech", f"0={speech}", "--speech", f"0={speech}"], "face 0 has two speech tracks"),
+                            (["--speech", f"0={speech}", "--audio", str(speech)], "or a speech track per face, not both"),
+                            (["--speech", f"1={speech}", "--speech", f"7={speech}"], "speech track for face 7"),
+                            (["--speech", "0:speech.wav"], "FACE=FILE")]:
+        rc, err = _cli(capsys, *base, *extra)
+        assert rc == 2 and expected in err, (extra, err)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

@@ -168,3 +168,18 @@ def test_editing_one_segment_respeaks_only_it(voice, clip, monkeypatch):
     assert changed.size and changed[0] >= int(round(min(p.start, placements[1].start) * sr))
     assert changed[-1] < int(round(max(p.end, placements[1].end) * sr))  # only segment 2's samples moved
     assert np.array_equal(first[: int(placements[1].start * sr)], second[: int(placements[1].start * sr)])
+
+
+def test_offline_translation_download_names_the_command(tmp_path, voice_root, capsys):
+    """XTTS and the recogniser are there; the translation model cannot come (HF_HUB_OFFLINE=1, conftest)."""
+    import shutil
+
+    from latentsync_demo.voice.download import main as download_main
+
+    for folder in ("xtts-v2", "asr"):
+        shutil.copytree(voice_root / folder, tmp_path / folder)
+    assert download_main(["--checkpoints", str(tmp_path), "--translation"]) == 1
+    err = capsys.readouterr().err
+    assert "translation model" in err and "offline" in err
+    assert f"voice.download --agree-cpml --translation --checkpoints {tmp_path}" in err
+    assert not (tmp_path / "translation" / "model.safetensors").exists()

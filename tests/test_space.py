@@ -79,7 +79,7 @@ def test_space_starts_links_preloaded_weights_and_runs_the_job_under_spaces_gpu(
     events = [json.loads(line) for line in record.read_text().splitlines()]
     assert events[0] == {"event": "import", "torch_loaded": False}  # spaces came before torch, as ZeroGPU needs
     decorated = {e["function"]: e["duration"] for e in events if e["event"] == "decorate"}
-    assert decorated == {"lipsync": "callable", "score_result": None, "transcribe": None}
+    assert decorated == {"lipsync": "callable", "score_result": None, "redo": "callable", "transcribe": None}
     calls = [e for e in events if e["event"] in ("call", "return")]
     # One request: ZeroGPU asked for the duration with the request's own arguments, then the handler ran inside
     # the decorator and every update the client got passed through it.

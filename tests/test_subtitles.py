@@ -10,11 +10,14 @@ import latentsync_demo.service as service_module
 from latentsync_demo.errors import InputError
 from latentsync_demo.media import VideoWriter, load_audio, mux, read_frames, write_wav
 from latentsync_demo.media.ffmpeg import ffmpeg_exe
+from latentsync_demo.media import subtitles
 from latentsync_demo.media.mix import duck_under, mix_tracks
-from latentsync_demo.media.subtitles import (MP4_LANGUAGES, Cue, burn_filter, find_subtitle_font, iso639_2,
-                                             read_srt, srt_text, write_srt)
+from latentsync_demo.media.subtitles import (MP4_LANGUAGES, SCRIPT_SAMPLES, Cue, burn_filter, check_burn_font,
+                                             find_subtitle_font, iso639_2, read_srt, srt_text, write_srt)
 from latentsync_demo.provenance.detect import make_marker
-from latentsync_demo.provenance.manifest import read_metadata
+from latentsync_demo.provenance import c2pa_embed
+from latentsync_demo.provenance.manifest import GENERATION_LABEL, read_metadata, stamp
+from latentsync_demo.provenance.signing import C2paSigning
 from latentsync_demo.testing.media import make_speech_wav, make_talking_head_clip
 
 CUES = [Cue(0.0, 0.36, "¿Hola, qué tal?"), Cue(0.4, 0.52, "Línea uno\nlínea dos"), Cue(61.25, 3725.5, "fin")]
@@ -70,6 +73,7 @@ def test_language_tags():
     assert iso639_2("zh") == iso639_2("ZH-CN") == iso639_2("zho") == "zho"
     with pytest.raises(InputError, match="unknown subtitle language 'xx'; choose one of en, es"):
         iso639_2("xx")
+    assert set(SCRIPT_SAMPLES) == set(MP4_LANGUAGES)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +140,17 @@ def test_burning_without_a_font_for_the_script_fails_clearly(tmp_path, monkeypat
     monkeypatch.setenv("LATENTSYNC_SUBTITLE_FONT", str(latin))
     with pytest.raises(InputError, match="has glyphs for all their characters.*Noto Sans CJK"):
         burn_filter([Cue(0, 1, "你好")], tmp_path)
+    assert check_burn_font("es") == latin  # a translate request checks its target language's script up front
+    with pytest.raises(InputError, match="cannot burn zh-cn subtitles: no font on this host has that script.*"
+                                         "Noto Sans CJK"):
+        check_burn_font("zh")
+    # Without the variable: only matplotlib's fonts (DejaVu, and LastResort, which "covers" every code point with
+    # boxes showing its number and must not count) -> Russian and Arabic yes, Hindi no.
+    monkeypatch.delenv("LATENTSYNC_SUBTITLE_FONT")
+    monkeypatch.setattr(subtitles, "_font_dirs", lambda: [latin.parent])
+    assert check_burn_font("ru").name == check_burn_font("ar").name == "DejaVuSans.ttf"
+    with pytest.raises(InputError, match="cannot burn hi subtitles.*Noto Sans Devanagari"):
+        check_burn_font("hi")
 
 
 # --- jobs on the tiny models -------------------------------------------------------------------------------------
@@ -185,6 +200,14 @@ def test_job_with_soft_subtitles_and_a_soundtrack(tiny_service, media, tmp_path)
     assert "soft subtitle track" in action["description"]
     redone = list(tiny_service.redo(out, 0.0, 0.2, seed=7))[-1].output  # keeps the soft track
     assert _soft_track(redone) == CUES[:2] and [s for s in _streams(redone) if "(spa): Subtitle" in s]
+    # Signed C2PA (what a host with signing configured embeds): an MP4 with a subtitle track signs and validates,
+    # the .srt described by name (c2pa reads no SubRip) and the generation facts saying how subtitles are shown.
+    stamp(out, {"video": media["clip"], "audio": media["speech"], "subtitles": done.subtitles}, read_metadata(out),
+          C2paSigning.test_certificate())
+    found = c2pa_embed.read(out)
+    assert found.state == "Valid" and ("dub.srt", "componentOf") in {(i["title"], i["relationship"])
+                                                                     for i in found.ingredients}
+    assert found.assertions[GENERATION_LABEL]["subtitles"] == {"burned": False, "language": "spa"}
 
 
 def test_burned_subtitles_change_only_the_frames_with_a_cue(tiny_service, media, tmp_path, unmarked, no_fontconfig):

@@ -58,6 +58,43 @@ class FaceFollower:
         return face
 
 
+def choose_distinct(followers: Sequence[FaceFollower], faces: Sequence[DetectedFace]) -> list[DetectedFace | None]:
+    """Each follower's face in one frame, never the same detection for two followers: when two claim one face
+    (their people's boxes met, or one person left and the other is the only face), the follower whose last box
+    overlaps it most keeps it; the other sees no face in this frame and keeps its last box, so it finds its own
+    person again once the two are apart."""
+    before = [follower.last_box for follower in followers]
+    chosen = [follower.choose(faces) for follower in followers]
+    for a in range(len(followers)):
+        for b in range(a + 1, len(followers)):
+            if chosen[a] is None or chosen[a] is not chosen[b]:
+                continue
+            box = chosen[a].box
+            overlap_a = box_iou(box, before[a]) if before[a] is not None else 0.0
+            overlap_b = box_iou(box, before[b]) if before[b] is not None else 0.0
+            loser = b if overlap_a >= overlap_b else a
+            chosen[loser], followers[loser].last_box = None, before[loser]
+    return chosen
+
+
+def track_many_faces(
+    frames: Iterable[np.ndarray], detector: LandmarkDetector, aligners: Sequence[FaceAligner],
+    face_indices: Sequence[int],
+) -> Iterator[tuple[np.ndarray, list[tuple[np.ndarray | None, np.ndarray | None, DetectedFace | None]]]]:
+    """Yield ``(frame, [(face, matrix, detection) per followed person])`` for each (H, W, 3) uint8 RGB frame.
+
+    One ``FaceFollower`` per index in ``face_indices`` (``choose_distinct``: no detection goes to two of them),
+    each with its own aligner (its own temporal smoothing). ``face``: the aligned (R, R, 3) uint8 crop,
+    ``matrix``: its (2, 3) float32 alignment (for paste-back), ``detection``: what the detector found; all three
+    None when the frame has no such face."""
+    followers = [FaceFollower(index) for index in face_indices]
+    for frame, faces in detect_frames(frames, detector):
+        found = []
+        for aligner, face in zip(aligners, choose_distinct(followers, faces)):
+            found.append((None, None, None) if face is None else (*aligner.align(frame, face.anchors), face))
+        yield frame, found
+
+
 def track_faces(
     frames: Iterable[np.ndarray], detector: LandmarkDetector, aligner: FaceAligner, face_index: int = 0
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
@@ -68,14 +105,8 @@ def track_faces(
     such face. The aligner's temporal smoothing runs across the frames, so feed one clip per fresh aligner (and
     detector, for tracking backends).
     """
-    follower = FaceFollower(face_index)
-    for frame, faces in detect_frames(frames, detector):
-        face = follower.choose(faces)
-        if face is None:
-            yield frame, None, None
-        else:
-            aligned, matrix = aligner.align(frame, face.anchors)
-            yield frame, aligned, matrix
+    for frame, [(aligned, matrix, _)] in track_many_faces(frames, detector, [aligner], [face_index]):
+        yield frame, aligned, matrix
 
 
 def detect_frames(frames: Iterable[np.ndarray], detector: LandmarkDetector

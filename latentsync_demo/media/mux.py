@@ -12,7 +12,7 @@ from ..errors import InputError
 from .audio import SAMPLE_RATE, write_wav
 from .ffmpeg import fs_path, run_ffmpeg
 from .probe import MediaInfo, count_frames, probe
-from .subtitles import iso639_2, read_srt
+from .subtitles import iso639_2, read_srt, write_srt
 from .temp import job_tempdir
 
 
@@ -40,7 +40,7 @@ def mux(
     subtitles: a SubRip (.srt) file added as a soft ``mov_text`` track in this same pass, tagged with
     ``subtitle_language`` (an XTTS code such as "es", or an ISO 639-2 tag; None: "und", undetermined).
     """
-    subtitle_args = _subtitle_args(subtitles, subtitle_language)  # checked before any work
+    cues, tag = _subtitle_cues(subtitles, subtitle_language)  # checked before any work
     if fps is None:
         info = probe(video_path)
         if not info.has_video:
@@ -58,6 +58,7 @@ def mux(
             if not audio_info.has_audio:
                 raise InputError(f"no audio track in {audio_info.path}; pass a file with sound.")
             source = audio_info.path
+        subtitle_args = _subtitle_args(cues, tag, tmp)
         # apad makes the audio at least as long as the video; -t (sample-accurate on filtered audio) cuts both.
         args = ["-y", "-i", fs_path(video_path), "-i", fs_path(source), *subtitle_args[0], "-map", "0:V:0",
                 "-map", "1:a:0", *subtitle_args[1], "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-b:a", audio_bitrate,
@@ -71,15 +72,26 @@ def mux(
     return out
 
 
-def _subtitle_args(subtitles, language: str | None) -> tuple[list[str], list[str], list[str]]:
-    """The input, map and codec options of a soft subtitle track (three empty lists without one)."""
+def _subtitle_cues(subtitles, language: str | None) -> tuple[list | None, str]:
+    """The cues of the soft track's SubRip file (None: no track) and its language tag; InputError for a malformed
+    or empty file, or a language XTTS lacks."""
     if subtitles is None:
-        return [], [], []
-    if not read_srt(subtitles):  # InputError naming the line of a malformed file
+        return None, ""
+    cues = read_srt(subtitles)  # InputError naming the line of a malformed file
+    if not cues:
         raise InputError(f"the subtitle file {Path(subtitles).name} has no cues: nothing to add as subtitles")
-    tag = iso639_2(language) if language else "und"
-    # A SubRip input always gets the track's own input index 2 (video 0, audio 1).
-    return (["-f", "srt", "-i", fs_path(subtitles)], ["-map", "2:s:0"],
+    return cues, iso639_2(language) if language else "und"
+
+
+def _subtitle_args(cues, tag: str, tmp: Path) -> tuple[list[str], list[str], list[str]]:
+    """The input, map and codec options of a soft subtitle track (three empty lists without one). The cues go to
+    ffmpeg rewritten as plain SubRip: what ``read_srt`` tolerates (a BOM, "." before the milliseconds, no index)
+    ffmpeg's own parser may read differently."""
+    if cues is None:
+        return [], [], []
+    srt = write_srt(cues, tmp / "subtitles.srt")
+    # The SubRip input is always input 2 (video 0, audio 1).
+    return (["-f", "srt", "-i", fs_path(srt)], ["-map", "2:s:0"],
             ["-c:s", "mov_text", "-metadata:s:s:0", f"language={tag}"])
 
 

@@ -159,7 +159,9 @@ def _candidate_fonts() -> list[Path]:
     found: dict[str, list[Path]] = {}
     for folder in _font_dirs():
         for path in folder.rglob("*"):
-            if path.suffix.lower() in (".ttf", ".otf", ".ttc") and path.is_file():
+            # Last-resort fonts map every code point to a box showing its number: "covered", but unreadable.
+            if path.suffix.lower() in (".ttf", ".otf", ".ttc") and "lastresort" not in path.name.lower() \
+                    and path.is_file():
                 found.setdefault(path.name, []).append(path)
     preferred = [found[name][0] for name in _PREFERRED_FONTS if name in found]
     rest = sorted({p for paths in found.values() for p in paths} - set(preferred))
@@ -201,6 +203,32 @@ def find_subtitle_font(text: str = "") -> tuple[Path, str]:
     raise InputError(f"cannot burn these subtitles: {where} has glyphs for all their characters ({sample}...). "
                      f"Install a font for their script (e.g. Noto Sans CJK) and set {FONT_ENV} to its file, or use "
                      "soft subtitles instead of burned ones.")
+
+
+# A few words in each XTTS language's script: a font with these glyphs can burn that language's subtitles.
+SCRIPT_SAMPLES = {
+    "en": "Hello", "es": "¿Qué tal? Señor", "fr": "Ça va, élève", "de": "Grüße", "it": "Perché", "pt": "Não, ação",
+    "pl": "Dzień dobry, łódź", "tr": "Güle güle, ışık", "ru": "Привет", "nl": "Één", "cs": "Dobrý den, říše",
+    "ar": "مرحبا", "zh-cn": "你好，世界", "hu": "Őszintén, ű", "ko": "안녕하세요", "ja": "こんにちは、カタカナ、日本",
+    "hi": "नमस्ते",
+}
+
+_NOTO = {"zh-cn": "Noto Sans CJK", "ja": "Noto Sans CJK", "ko": "Noto Sans CJK", "hi": "Noto Sans Devanagari",
+         "ar": "Noto Sans Arabic"}
+
+
+def check_burn_font(language: str) -> Path:
+    """Before any work: the font burned subtitles in ``language`` (an XTTS code) would use; InputError naming what
+    to install when no font found here has that language's script (the cues themselves are checked again when the
+    job burns them)."""
+    key = _ALIASES.get(str(language).strip().lower(), str(language).strip().lower())
+    iso639_2(key)
+    try:
+        return find_subtitle_font(SCRIPT_SAMPLES[key])[0]
+    except InputError:
+        font = _NOTO.get(key, "Noto Sans")
+        raise InputError(f"cannot burn {key} subtitles: no font on this host has that script. Install one (e.g. "
+                         f"{font}) and set {FONT_ENV} to its file, or choose soft subtitles.") from None
 
 
 def burn_filter(cues, workdir: Path) -> str:

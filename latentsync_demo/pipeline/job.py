@@ -31,17 +31,18 @@ import torch
 
 from ..errors import InputError, LatentSyncError
 from ..face import FaceAligner
-from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux
-from ..media.audio import silence_note
+from ..media import MODEL_FPS, SAMPLE_RATE, MediaInfo, VideoWriter, job_tempdir, load_audio, mux, probe
+from ..media.audio import silence_note, write_wav
 from ..media.preview import CompareVideo, chunk_preview
 from ..media.subtitles import burn_filter, read_srt
 from ..provenance.detect import NoMarker
 from ..settings import GenerationSettings, JobEvent
 from .batching import OFFICIAL_WINDOW, auto_chunk_batch
+from .dialogue import mix_speech, per_window, presence_notes, tracks_note
 from .length import length_note, plan_length
 from .lipsync import LipSyncPipeline
 from .record import REDO_GOP, JobRecorder
-from .streaming import FaceAnalysis, PasteBack, StreamingPlan, face_chunks
+from .streaming import FaceAnalysis, PasteBack, StreamingPlan, dialogue_chunks, face_chunks
 
 # Share of the job's progress bar each stage gets (generation dominates the wall time).
 _DETECT, _AUDIO, _GENERATE = 0.15, 0.05, 0.75
@@ -70,8 +71,12 @@ class JobPlan:
     # Keep a job record beside the output (``pipeline.record``; what a redo of a segment needs) with these
     # fields (preset, watermark, device, ...); None: no record, and the output is encoded as before.
     record_meta: Mapping | None = None
+    # A dialogue: (face index, speech track) per person, each face lip-synced to its own track in this one job
+    # (``pipeline.dialogue``); empty: one face (settings.face_index) and ``audio``. A dialogue keeps no record.
+    speech: tuple[tuple[int, MediaInfo], ...] = ()
     # What the output plays: None = ``audio``, the speech the lips follow; else another track (e.g. the speech
-    # mixed over the original room sound). Lip sync always follows ``audio``.
+    # mixed over the original room sound, or a dialogue's tracks mixed). Lip sync always follows ``audio`` (a
+    # dialogue: each face its own track in ``speech``).
     soundtrack: MediaInfo | None = None
     subtitles: Path | None = None  # a SubRip file: muxed as a soft track (or burned in) and copied beside the output
     subtitle_language: str | None = None  # its language (XTTS code or ISO 639-2 tag); None: undetermined
@@ -112,7 +117,10 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
     ending with a ``stopped`` event instead of ``done``.
     """
     yield JobEvent("reading", 0.0, "reading the speech")
-    audio = load_audio(plan.audio, check_finite=False)  # checked when the request was prepared
+    # Checked when the request was prepared. A dialogue's tracks drive one face each; their mix is what is heard.
+    tracks = [load_audio(info, check_finite=False) for _, info in plan.speech] or [
+        load_audio(plan.audio, check_finite=False)]
+    audio = mix_speech(tracks) if plan.speech else tracks[0]
     num_out = int(round(len(audio) / SAMPLE_RATE * MODEL_FPS))
     if num_out < 1:
         raise InputError("the audio is shorter than one video frame (40 ms): upload speech audio")
@@ -120,29 +128,35 @@ def run_lipsync_job(pipeline: LipSyncPipeline, plan: JobPlan, detector, marker=N
     quiet = silence_note(audio)
     if quiet:  # told before the work starts; the job still runs (silence is a valid, if odd, request)
         yield JobEvent("reading", 0.0, "the speech is silent or nearly silent", notes=quiet)
+    faces = [index for index, _ in plan.speech] or plan.settings.face_index
     with job_tempdir() as workdir:
-        _check_scratch_space(workdir, plan.video, expected, pipeline.resolution)
+        _check_scratch_space(workdir, plan.video, expected, pipeline.resolution, len(tracks))
+        if plan.speech and plan.soundtrack is None:  # lives in the job folder until the mux
+            write_wav(workdir / "soundtrack.wav", audio)
+            plan = replace(plan, soundtrack=probe(workdir / "soundtrack.wav", "soundtrack"))
         # Burned subtitles: the cues and a font go into the job folder now, so a missing font fails before work.
         burn = burn_filter(read_srt(plan.subtitles), workdir) if plan.burn_subtitles and plan.subtitles else None
         # Stage 1 (threads): decode, landmarks, align. Host memory stays flat: frames and faces live in the job
         # folder, and the paste-back reads the frames from there (the one decode of the input video).
-        analysis = FaceAnalysis(plan.video, pipeline.resolution, plan.settings.face_index, detector, workdir)
+        analysis = FaceAnalysis(plan.video, pipeline.resolution, faces, detector, workdir)
         analysis.start()
         try:
             if stages.face_pass_first:
                 analysis.wait()
-            end = yield from _run_stages(pipeline, plan, analysis, audio, workdir, num_out, expected,
+            end = yield from _run_stages(pipeline, plan, analysis, tracks, workdir, num_out, expected,
                                          marker or NoMarker(), stop, stages, getattr(detector, "name", "landmarks"),
                                          burn)
         finally:
             analysis.close()
-    notes = [quiet, length_note(expected, num_out, plan.length_mode) if end.stage == "done" else ""]
+    notes = [quiet, tracks_note(faces, tracks) if plan.speech else "",
+             length_note(expected, num_out, plan.length_mode) if end.stage == "done" else "", end.notes]
     yield replace(end, notes=" ".join(note for note in notes if note))
 
 
-def _check_scratch_space(workdir: Path, video: MediaInfo, frames: int, resolution: int) -> None:
-    """Refuse a job whose decoded frames and faces would not fit in the scratch folder, before it starts."""
-    needed = frames * (video.width * video.height * 3 + resolution * resolution * 3)
+def _check_scratch_space(workdir: Path, video: MediaInfo, frames: int, resolution: int, people: int = 1) -> None:
+    """Refuse a job whose decoded frames and faces (``people`` faces a frame) would not fit in the scratch folder,
+    before it starts."""
+    needed = frames * (video.width * video.height * 3 + people * resolution * resolution * 3)
     free = shutil.disk_usage(workdir).free
     if needed * 1.05 > free:
         raise LatentSyncError(
@@ -151,24 +165,19 @@ def _check_scratch_space(workdir: Path, video: MediaInfo, frames: int, resolutio
             "larger disk, or use a shorter or smaller clip.")
 
 
-def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir: Path, num_out: int, expected: int,
-                marker, stop, stages: StagePolicy, backend: str, burn: str | None = None) -> Iterator[JobEvent]:
+def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, tracks, workdir: Path, num_out: int,
+                expected: int, marker, stop, stages: StagePolicy, backend: str, burn: str | None = None
+                ) -> Iterator[JobEvent]:
     """Stages 2-4: chunked generation in this thread, restore + mark + encode in others, then the one mux.
-    ``burn``: the filter that draws the subtitles into the encoded frames. Returns the final ("done" or
-    "stopped") event."""
+    ``tracks``: the speech samples, one track per followed face. ``burn``: the filter that draws the subtitles
+    into the encoded frames. Returns the final ("done" or "stopped") event."""
     yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
     while not analysis.wait(0, timeout=0.5):  # the first frame fixes the output size
         yield JobEvent("detecting faces", 0.0, f"finding the face ({backend})")
     settings, window = plan.settings, plan.window_frames
     length = StreamingPlan(analysis, num_out, plan.length_mode)
     yield JobEvent("encoding audio", _DETECT * min(1.0, analysis.count / expected), "computing whisper audio features")
-    encoder = pipeline.audio_encoder
-    features = encoder.encode(length.driving_audio(audio, round(SAMPLE_RATE / MODEL_FPS)),
-                              windows=settings.audio_windows)
-
-    def audio_chunks(frames: range) -> torch.Tensor:
-        return encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)
-
+    audio_chunks = [_audio_chunks(pipeline.audio_encoder, length, track, settings.audio_windows) for track in tracks]
     num_chunks = -(-plan_length(expected, num_out, plan.length_mode).num_generated // window)  # may still change
     aligner = FaceAligner(pipeline.resolution, device=stages.restore_device or pipeline.device)
     previews: queue.Queue = queue.Queue()
@@ -177,12 +186,13 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
         return frame if matrix is None else aligner.restore_generated(frame, face, matrix)
 
     def on_chunk(k, source, face, frame, result, has_face) -> None:
+        face = face[0] if isinstance(face, tuple) else face  # a dialogue's preview shows the first person
         face_in = np.array(analysis.faces[analysis.face_source(source)])
         previews.put((k, chunk_preview(face_in, face, frame, result, has_face, pipeline.resolution)))
 
     silent = workdir / "video.mp4"
     width, height = analysis.size
-    recorder = JobRecorder(workdir) if plan.record_meta is not None else None
+    recorder = JobRecorder(workdir) if plan.record_meta is not None and not plan.speech else None
     keyint = REDO_GOP if recorder is not None else None  # closed 1 s GOPs: a redo re-encodes only its own
     with CompareVideo(plan.compare, workdir, (width, height), MODEL_FPS) as compare, \
             VideoWriter(silent, width, height, MODEL_FPS, keyint=keyint, video_filter=burn) as writer:
@@ -193,10 +203,8 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
             chunk_batch = settings.chunk_batch or auto_chunk_batch(
                 pipeline.device, pipeline.resolution, pipeline.dtype, pipeline.uses_guidance(settings.guidance_scale),
                 frames=window)
-            chunks = pipeline.generate_stream(
-                _recorded(face_chunks(analysis, length, audio_chunks, window), recorder), pipeline.resolution, num_chunks,
-                settings.num_inference_steps, settings.guidance_scale, settings.seed, deepcache=settings.deepcache,
-                chunk_batch=chunk_batch, output_device=None)
+            chunks = _generated_windows(pipeline, analysis, length, audio_chunks, window, recorder, num_chunks,
+                                        settings, chunk_batch)
             yield JobEvent("starting generation", _DETECT + _AUDIO, f"generating chunk 1 of {num_chunks}",
                            num_chunks=num_chunks)
             progress = _ChunkProgress(previews, paster, num_chunks, wait_each=stages.paste_each_chunk)
@@ -234,13 +242,16 @@ def _run_stages(pipeline, plan: JobPlan, analysis: FaceAnalysis, audio, workdir:
                        analysis.matrices, plan.subtitles if plan.burn_subtitles else None)
     elif recorder is not None:
         recorder.discard()
+    lip_synced = length.final().sources[:min(frames, length.final().num_generated)]
+    notes = presence_notes(analysis.followed, len(lip_synced), lip_synced) if plan.speech else ""
     if paster.skip_tail:
         done = _DETECT + _AUDIO + _GENERATE * progress.generated / progress.num_chunks
         return JobEvent("stopped", done, f"stopped after chunk {progress.generated} of {progress.num_chunks}: wrote "
                         f"{plan.out.name} ({frames / MODEL_FPS:.1f} s)", progress.generated, progress.num_chunks,
-                        output=plan.out, frames=frames, compare=compared, face_track=track, subtitles=subtitles)
+                        output=plan.out, frames=frames, compare=compared, face_track=track, subtitles=subtitles,
+                        notes=notes)
     return JobEvent("done", 1.0, f"wrote {plan.out.name}", output=plan.out, frames=frames, compare=compared,
-                    face_track=track, subtitles=subtitles)
+                    face_track=track, subtitles=subtitles, notes=notes)
 
 
 def _copy_subtitles(plan: JobPlan) -> Path | None:
@@ -252,6 +263,39 @@ def _copy_subtitles(plan: JobPlan) -> Path | None:
     if not (target.exists() and target.samefile(plan.subtitles)):
         shutil.copyfile(plan.subtitles, target)
     return target
+
+
+def _audio_chunks(encoder, length: StreamingPlan, track: np.ndarray, windows: str):
+    """``chunks(frames)``: the whisper features of output ``frames`` for one speech track (computed once)."""
+    features = encoder.encode(length.driving_audio(track, round(SAMPLE_RATE / MODEL_FPS)), windows=windows)
+
+    def audio_chunks(frames: range) -> torch.Tensor:
+        return encoder.frame_chunks(features, fps=MODEL_FPS, frame_indices=frames)
+
+    return audio_chunks
+
+
+def _generated_windows(pipeline, analysis: FaceAnalysis, length: StreamingPlan, audio_chunks: list, window: int,
+                       recorder: JobRecorder | None, num_chunks: int, settings: GenerationSettings, chunk_batch: int):
+    """``(first output frame, generated faces)`` per window of output frames. One face: the pipeline's stream
+    as is. A dialogue (one ``audio_chunks`` per person): every window is generated once per person, with that
+    person's faces and speech, and handed on as one tuple of faces per window."""
+    def stream(chunks, count: int):
+        return pipeline.generate_stream(chunks, pipeline.resolution, count, settings.num_inference_steps,
+                                        settings.guidance_scale, settings.seed, deepcache=settings.deepcache,
+                                        chunk_batch=chunk_batch, output_device=None)
+
+    if len(audio_chunks) == 1:
+        return stream(_recorded(face_chunks(analysis, length, audio_chunks[0], window), recorder), num_chunks)
+    windows: list[range] = []  # the output frames of every chunk handed to the pipeline, in order
+
+    def chunks():
+        for _, frames, faces, audio in dialogue_chunks(analysis, length, audio_chunks, window):
+            windows.append(frames)
+            yield faces, audio
+
+    people = len(audio_chunks)
+    return per_window(stream(chunks(), num_chunks * people), people, windows)
 
 
 def _recorded(chunks, recorder: JobRecorder | None):

@@ -23,14 +23,14 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..face import FaceAligner
-from ..face.track import track_faces
+from ..face.track import track_many_faces
 from ..media import MODEL_FPS, MediaInfo, iter_frames
 from ..settings import FaceTrack
 from .length import LengthPlan, plan_length
@@ -63,17 +63,33 @@ class FrameStore:
             os.close(self._fd)
 
 
+class FollowedFace:
+    """One followed person's aligned faces (a ``FrameStore``), alignment matrices and boxes, frame by frame
+    (None where the frame does not show that person)."""
+
+    def __init__(self, face_index: int, resolution: int, path: Path):
+        self.face_index = face_index
+        self.faces = FrameStore(path, (resolution, resolution, 3))
+        self.matrices: list[np.ndarray | None] = []
+        self.boxes: list[tuple[float, float, float, float] | None] = []
+
+
 class FaceAnalysis(threading.Thread):
     """Landmarks and aligned faces of every 25 fps frame, published as they are found; the frames themselves are
-    kept in ``frames`` for the paste-back (the one decode of the job)."""
+    kept in ``frames`` for the paste-back (the one decode of the job).
 
-    def __init__(self, video: MediaInfo, resolution: int, face_index: int, detector, workdir: Path):
+    ``face_index``: the person to follow, or a sequence of indices (a dialogue: ``followed[t]`` is the t-th
+    person's faces and matrices, from one detection pass). ``faces`` and ``matrices`` are the first person's."""
+
+    def __init__(self, video: MediaInfo, resolution: int, face_index: int | Sequence[int], detector, workdir: Path):
         super().__init__(name="face-analysis", daemon=True)
-        self.video, self.resolution, self.face_index = video, resolution, face_index
+        indices = (face_index,) if isinstance(face_index, int) else tuple(face_index)
+        self.video, self.resolution, self.face_index = video, resolution, indices[0]
         self.detector, self.workdir = detector, workdir
-        self.faces = FrameStore(workdir / "faces.u8", (resolution, resolution, 3))
+        self.followed = [FollowedFace(index, resolution, workdir / ("faces.u8" if t == 0 else f"faces-{t}.u8"))
+                         for t, index in enumerate(indices)]
+        self.faces, self.matrices = self.followed[0].faces, self.followed[0].matrices
         self.frames: FrameStore | None = None  # every decoded frame, created with the first one
-        self.matrices: list[np.ndarray | None] = []
         self.size: tuple[int, int] | None = None  # width, height
         self.count, self.finished, self.error = 0, False, None
         self.stop = threading.Event()
@@ -82,12 +98,13 @@ class FaceAnalysis(threading.Thread):
     def run(self) -> None:
         self.counter = _FaceCounter(self.detector)
         decoded = prefetch(iter_frames(self.video, fps=MODEL_FPS), maxsize=8, stop=self.stop)
-        tracked = track_faces(decoded, self.counter, FaceAligner(self.resolution), self.face_index)
+        aligners = [FaceAligner(self.resolution) for _ in self.followed]  # each person's own smoothing
+        tracked = track_many_faces(decoded, self.counter, aligners, [person.face_index for person in self.followed])
         try:
-            for frame, aligned, matrix in tracked:
+            for frame, found in tracked:
                 if self.stop.is_set():
                     return
-                self._add(frame, aligned, matrix)
+                self._add(frame, found)
             self._finish()
         except BaseException as exc:  # handed to the threads that wait on this one
             self.error = exc
@@ -98,20 +115,29 @@ class FaceAnalysis(threading.Thread):
                 self.finished = True
                 self._cond.notify_all()
 
-    def _add(self, frame, aligned, matrix) -> None:
+    def _add(self, frame, found) -> None:
         if self.frames is None:
             self.size = (frame.shape[1], frame.shape[0])
             self.frames = FrameStore(self.workdir / "frames.u8", frame.shape)
         self.frames.append(frame)
-        self.faces.append(aligned if aligned is not None else np.zeros(self.faces.shape, np.uint8))
+        for person, (aligned, _, _) in zip(self.followed, found):
+            person.faces.append(aligned if aligned is not None else np.zeros(person.faces.shape, np.uint8))
         with self._cond:
-            self.matrices.append(matrix)
+            for person, (_, matrix, detection) in zip(self.followed, found):
+                person.matrices.append(matrix)
+                person.boxes.append(detection.box if detection is not None else None)
             self.count += 1
             self._cond.notify_all()
 
     def _finish(self) -> None:
         if self.count == 0:
             raise InputError(f"could not read any frame from {Path(self.video.path).name}: is the file complete?")
+        if len(self.followed) > 1:  # a dialogue: every person given a speech track must be there
+            for person in self.followed:
+                if all(m is None for m in person.matrices):
+                    raise InputError(f"face {person.face_index} was not found in any frame of the video: give speech "
+                                     "tracks only to the faces the face listing shows")
+            return
         most = self.counter.most
         if all(m is None for m in self.matrices) and 0 < most <= self.face_index:
             raise InputError(
@@ -144,19 +170,21 @@ class FaceAnalysis(threading.Thread):
         return FaceTrack(str(self.video.path), getattr(self.detector, "name", "landmarks"),
                          tuple(self.counter.boxes[:self.count]))
 
-    def face_source(self, s: int) -> int:
+    def face_source(self, s: int, person: int = 0) -> int:
         """The frame whose face generation uses for source frame ``s``: itself, else the nearest frame with a
-        face (the earlier one on a tie), waiting for later frames as far as needed."""
+        face (the earlier one on a tie), waiting for later frames as far as needed. ``person``: which followed
+        person's face (a dialogue; 0 otherwise)."""
         self.wait(s)
-        if self.matrices[s] is not None:
+        matrices = self.followed[person].matrices
+        if matrices[s] is not None:
             return s
-        before = next((j for j in range(s - 1, -1, -1) if self.matrices[j] is not None), None)
+        before = next((j for j in range(s - 1, -1, -1) if matrices[j] is not None), None)
         j = s + 1
         while before is None or j - s < s - before:  # a later face could still be nearer
             self.wait(j)
             if j >= self.count:  # the clip ended
                 break
-            if self.matrices[j] is not None:
+            if matrices[j] is not None:
                 return j
             j += 1
         return before
@@ -164,7 +192,8 @@ class FaceAnalysis(threading.Thread):
     def close(self) -> None:
         self.stop.set()
         self.join(timeout=30)
-        self.faces.close()
+        for person in self.followed:
+            person.faces.close()
         if self.frames is not None:
             self.frames.close()
 
@@ -199,19 +228,39 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def face_chunks(analysis: FaceAnalysis, plan, audio_chunks: Callable[[range], torch.Tensor],
-                num_frames: int = 16) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(faces (f, 3, R, R) uint8, audio (f, 50, d)) per chunk of generated output frames, read as the pipeline
-    asks. ``plan``: ``source(i)`` (the source frame output frame i shows), ``is_generated(i)``."""
+def generated_windows(plan, num_frames: int = 16) -> Iterator[range]:
+    """The output frames of each generated chunk, in order (``plan.is_generated(i)``, asked as late as possible)."""
     start = 0
     while plan.is_generated(start):
         end = start + 1
         while end < start + num_frames and plan.is_generated(end):
             end += 1
-        frames = range(start, end)
-        faces = np.stack([analysis.faces[analysis.face_source(plan.source(i))] for i in frames])
-        yield torch.from_numpy(faces).permute(0, 3, 1, 2), audio_chunks(frames)
+        yield range(start, end)
         start = end
+
+
+def _person_faces(analysis: FaceAnalysis, plan, frames: range, person: int = 0) -> torch.Tensor:
+    store = analysis.followed[person].faces
+    faces = np.stack([store[analysis.face_source(plan.source(i), person)] for i in frames])
+    return torch.from_numpy(faces).permute(0, 3, 1, 2)
+
+
+def face_chunks(analysis: FaceAnalysis, plan, audio_chunks: Callable[[range], torch.Tensor],
+                num_frames: int = 16) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(faces (f, 3, R, R) uint8, audio (f, 50, d)) per chunk of generated output frames, read as the pipeline
+    asks. ``plan``: ``source(i)`` (the source frame output frame i shows), ``is_generated(i)``."""
+    for frames in generated_windows(plan, num_frames):
+        yield _person_faces(analysis, plan, frames), audio_chunks(frames)
+
+
+def dialogue_chunks(analysis: FaceAnalysis, plan, audio_chunks: Sequence[Callable[[range], torch.Tensor]],
+                    num_frames: int = 16) -> Iterator[tuple[int, range, torch.Tensor, torch.Tensor]]:
+    """``(person, output frames, faces, audio)`` per chunk of a dialogue: each window of output frames once per
+    followed person, in ``analysis.followed`` order, with that person's faces and that person's own speech
+    features (``audio_chunks[person]``), so no face is ever driven by another's speech."""
+    for frames in generated_windows(plan, num_frames):
+        for person, person_audio in enumerate(audio_chunks):
+            yield person, frames, _person_faces(analysis, plan, frames, person), person_audio(frames)
 
 
 class PasteBack(threading.Thread):
@@ -243,7 +292,8 @@ class PasteBack(threading.Thread):
         return self.analysis.frames[s]
 
     def put(self, item) -> None:
-        """Hand over ``(chunk_index, start, faces (n, 3, R, R))`` or None (no more chunks); blocks when full."""
+        """Hand over ``(chunk_index, start, faces (n, 3, R, R))`` or None (no more chunks); blocks when full.
+        A dialogue's ``faces`` is a tuple with one such tensor per followed person."""
         while True:
             if self.error is not None:
                 raise self.error
@@ -255,7 +305,15 @@ class PasteBack(threading.Thread):
 
     def _restore(self, s: int, face) -> tuple[np.ndarray, np.ndarray]:
         frame = self.original(s)
-        return frame, self.restore(frame, face, self.analysis.matrices[s])
+        if not isinstance(face, tuple):
+            return frame, self.restore(frame, face, self.analysis.matrices[s])
+        result = frame  # a dialogue: each person's face pasted in turn, where that person is in this frame
+        for person, person_face in zip(self.analysis.followed, face):
+            result = self.restore(result, person_face, person.matrices[s])
+        return frame, result
+
+    def _has_face(self, s: int) -> bool:
+        return any(person.matrices[s] is not None for person in self.analysis.followed)
 
     def _write(self, s: int, frame: np.ndarray, result: np.ndarray) -> np.ndarray:
         result = self.mark(result, self.analysis.matrices[s])  # every output frame, face or not
@@ -268,12 +326,13 @@ class PasteBack(threading.Thread):
             with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
                 while (item := self.chunks.get()) is not _DONE:
                     k, start, faces = item
+                    faces = list(zip(*faces)) if isinstance(faces, tuple) else faces  # a dialogue: per frame
                     sources = [self.plan.source(start + j) for j in range(len(faces))]
                     shown = None
                     for s, face, (frame, result) in zip(sources, faces, pool.map(self._restore, sources, faces)):
                         result = self._write(s, frame, result)
-                        if self.analysis.matrices[s] is not None or shown is None:
-                            shown = (s, face, frame, result, self.analysis.matrices[s] is not None)
+                        if self._has_face(s) or shown is None:
+                            shown = (s, face, frame, result, self._has_face(s))
                     self.on_chunk(k, *shown)
             if self.skip_tail:
                 return

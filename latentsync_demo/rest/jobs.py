@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import LatentSyncError, as_sentence
+from ..pipeline.record import record_dir
 from ..request import PreparedRequest
 from ..service import LipSyncService
 from ..settings import JobEvent
@@ -131,11 +132,38 @@ class JobManager:
         self._queue.put(job)
         return job
 
-    def submit_redo(self, source: Job, start: float, end: float, **changes) -> Job:
-        """Queue a redo of seconds [start, end) of the finished job ``source`` (``LipSyncService.redo``: a bad
-        span, settings or a missing record raise InputError here, before anything is queued)."""
+    def redo_conflict(self, source: Job) -> str | None:
+        """Why the job ``source`` cannot have a segment redone now (None: it can): it has not finished, or its job
+        record is gone. Said in the API's terms, naming the job and how to get a record."""
         if source.status != "done":
-            raise LatentSyncError(f"job {source.id} is {source.status}: only a finished job's segment can be redone")
+            return f"job {source.id} is {source.status}: only a finished job's segment can be redone"
+        if self.has_record(source.id):
+            return None
+        if source.redo_of:
+            return (f"job {source.id} is itself a redo (of job {source.redo_of}), and a redo's result keeps no job "
+                    f"record: redo another segment of job {source.redo_of} instead (each redo starts from that "
+                    "job's result)")
+        return self._record_gone(source.id)
+
+    def _record_gone(self, job_id: str, why: str = "its files were removed from the server") -> str:
+        """The job's record is gone: why, and how to get one."""
+        if not self.service.keep_records:
+            return (f"job {job_id} has no job record: this server keeps none (its host turned records off), so its "
+                    "jobs cannot be redone")
+        return (f"the job record of job {job_id} is gone ({why}): submit the job again (POST {self.prefix}/jobs; "
+                "every job keeps its record until it expires or is deleted), then redo a segment of the new job")
+
+    def has_record(self, job_id: str) -> bool:
+        """Whether the job's result and its record (what a redo reads) are still on disk."""
+        output = self.root / job_id / Job.OUTPUT_NAME
+        return output.is_file() and (record_dir(output) / "job.json").is_file()
+
+    def submit_redo(self, source: Job, start: float, end: float, **changes) -> Job:
+        """Queue a redo of seconds [start, end) of the finished job ``source`` (``redo_conflict`` first;
+        ``LipSyncService.redo``: a bad span or settings raise InputError here, before anything is queued)."""
+        conflict = self.redo_conflict(source)
+        if conflict is not None:
+            raise LatentSyncError(conflict)
         job_id, folder = self.new_folder()
         try:
             events = self.service.redo(source.output, start, end, out=folder / Job.OUTPUT_NAME, **changes)
@@ -241,7 +269,10 @@ class JobManager:
                 self._end(job, "done", "finished")
         except LatentSyncError as exc:  # the input's fault: one line in the log, no traceback
             log.warning("REST job %s refused: %s", job.id, " ".join(str(exc).split()))
-            self._end(job, "failed", "failed", error=hide_folder(str(exc), job.folder))
+            error = hide_folder(str(exc), job.folder)
+            if job.redo_of and not self.has_record(job.redo_of):  # removed while the redo waited for its turn
+                error = self._record_gone(job.redo_of, "the job was deleted or expired before this redo ran")
+            self._end(job, "failed", "failed", error=error)
         except Exception as exc:  # keep serving; the client sees what broke, the log has the trace
             log.exception("REST job %s failed", job.id)
             job.client_error = False

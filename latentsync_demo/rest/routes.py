@@ -4,6 +4,7 @@
     GET    /api/v1/jobs/{id}          status (queued|running|done|failed|cancelled), stage, progress, notes, error
     GET    /api/v1/jobs/{id}/result   the mp4 once the job is done
     POST   /api/v1/jobs/{id}/redo     start, end (seconds), seed / steps / sampler -> a new job redoing that span
+                                      (409 while the job is not done, or when its record is gone)
     DELETE /api/v1/jobs/{id}          cancel a queued or running job; remove an ended one
     POST   /api/v1/sync               the same fields; waits and answers with the mp4 (short clips only)
     POST   /api/v1/transcripts        video (+ audio), to -> the dub's transcript (JSON) to edit and send back
@@ -126,10 +127,15 @@ class RestAPI:
 
         @app.post("/jobs/{job_id}/redo", status_code=202, summary="Redo seconds start-end of a finished job",
                   description="A new job: the span regenerated with another seed, steps or sampler; every 1 s "
-                              "GOP of the result outside the span is copied unchanged from this job's result.")
+                              "GOP of the result outside the span is copied unchanged from this job's result. "
+                              "409 when the job has not finished or its job record is gone (a redo's own result "
+                              "keeps none: redo the original job).")
         def redo_job(job_id: str, start: float = Form(...), end: float = Form(...), seed: int | None = Form(None),
                      steps: int | None = Form(None), sampler: str | None = Form(None)) -> dict:
             source = self._job(job_id)
+            conflict = self.manager.redo_conflict(source)
+            if conflict is not None:  # 409: the job is there (404 is for an unknown id), its state refuses a redo
+                raise RequestError(409, conflict)
             if self.manager.pending() >= self.max_pending:
                 raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
             try:
@@ -185,6 +191,10 @@ class RestAPI:
         audio: UploadFile | None = File(None, description="speech (or a video with sound); "
                                         "optional with voice=script"),
         voice_reference: UploadFile | None = File(None, description="a clip of the speaker's voice (voice modes)"),
+        speech: list[UploadFile] | None = File(None, description="a dialogue, instead of audio: one speech file per "
+                                               "speaker (repeat the field), each with its speech_face"),
+        speech_face: list[int] | None = Form(None, description="the face index of each speech file, in the same "
+                                             "order (repeat the field; latentsync --list-faces lists faces)"),
         preset: str = Form(DEFAULT_PRESET),
         sampler: str = Form("ddim", description=" | ".join(SAMPLERS)),
         steps: int | None = Form(None, description="default: the sampler's (ddim 20, lcm 4)"),
@@ -235,6 +245,7 @@ class RestAPI:
             if voice_reference is not None:
                 reference = await save_upload(voice_reference, folder, "voice_reference", AUDIO_SUFFIXES,
                                               self.max_upload_bytes)
+            tracks = await self._save_speech(speech or [], speech_face or [], folder)
             script = None
             if transcript is not None:
                 script = await save_upload(transcript, folder, "transcript", TRANSCRIPT_SUFFIXES,
@@ -242,7 +253,7 @@ class RestAPI:
             voice_request = VoiceRequest(voice, text, language or None, reference, to or None, script, subtitles,
                                          keep_room) if voice != "off" else None
             prepared = await asyncio.to_thread(self._prepare, folder, video_path, audio_path, preset, settings,
-                                               voice_request, callback_url)
+                                               voice_request, callback_url, tracks)
             if request.url.path.endswith("/sync"):
                 self._check_sync_length(prepared)
         except BaseException:
@@ -250,11 +261,21 @@ class RestAPI:
             raise
         return self.manager.submit(job_id, folder, prepared)
 
+    async def _save_speech(self, files: list[UploadFile], faces: list[int], folder: Path) -> list[tuple[int, Path]]:
+        """A dialogue's speech files (``speech``), saved, with their face indices (``speech_face``, same order)."""
+        if len(files) != len(faces):
+            raise RequestError(400, f"give one speech_face (the face index) per speech file: got {len(files)} speech "
+                                    f"file{'s' if len(files) != 1 else ''} and {len(faces)} speech_face "
+                                    f"value{'s' if len(faces) != 1 else ''}")
+        return [(face, await save_upload(upload, folder, f"speech{n}", AUDIO_SUFFIXES, self.max_upload_bytes))
+                for n, (face, upload) in enumerate(zip(faces, files))]
+
     def _prepare(self, folder: Path, video: Path, audio: Path | None, preset: str, settings: GenerationSettings,
-                 voice: VoiceRequest | None, callback_url: str | None) -> PreparedRequest:
+                 voice: VoiceRequest | None, callback_url: str | None, speech: list) -> PreparedRequest:
         try:  # consent=True: require_consent passed above; the callback is resolved here (DNS: off the event loop)
             return self.service.prepare(video, audio, folder / Job.OUTPUT_NAME, preset, settings, voice,
-                                        consent=True, callback_url=callback_url, callbacks=self.callbacks)
+                                        consent=True, callback_url=callback_url, callbacks=self.callbacks,
+                                        speech=speech)
         except LatentSyncError as exc:
             raise RequestError(400, hide_folder(str(exc), folder)) from exc
 
@@ -277,7 +298,8 @@ class RestAPI:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _check_sync_length(self, prepared: PreparedRequest) -> None:
-        longest = max(info.duration for info in (prepared.video, prepared.audio) if info is not None)
+        inputs = (prepared.video, prepared.audio, *(track for _, track in prepared.speech))
+        longest = max(info.duration for info in inputs if info is not None)
         if longest > self.sync_max_seconds:
             raise RequestError(400, f"/sync takes clips up to {self.sync_max_seconds:g} s (this one lasts "
                                     f"{longest:.1f} s); queue it with POST {PREFIX}/jobs instead")
