@@ -2,7 +2,6 @@
 decode bit-identically, the span changes, bad spans and missing records are refused before any work."""
 
 import shutil
-import sys
 
 import numpy as np
 import pytest
