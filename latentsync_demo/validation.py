@@ -38,6 +38,9 @@ def check_voice(voice, video, audio) -> str:
         raise InputError("Script voice needs the words the speaker should say: type them in the Script box.")
     if mode == "translate":
         check_translate(voice)
+    elif voice is not None and (voice.target_language or voice.transcript is not None):
+        raise InputError("a target language and a transcript belong to the translate voice mode (dubbing into "
+                         f"another language), not to {mode!r}: choose voice translate, or leave them out.")
     if video is None:
         raise InputError("no video given: upload (or record) a video of a talking face.")
     if audio is None and mode not in ("script", "translate"):

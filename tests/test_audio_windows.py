@@ -47,7 +47,7 @@ class _RecordingService:
     def __init__(self):
         self.settings = []
 
-    def prepare(self, video, audio, out, preset, settings, voice, consent):
+    def prepare(self, video, audio, out, preset, settings, voice, consent, **request):  # speech=, ... too
         self.settings.append(settings)
         raise InputError("recorded")
 

@@ -125,6 +125,9 @@ def test_refusals_before_any_work(service, media, tmp_path):
     empty.write_text(json.dumps({"source_language": "en", "target_language": "es", "segments": []}))
     with pytest.raises(InputError, match="has no segments"):
         service.prepare(media["clip"], None, out, voice=VoiceRequest("translate", transcript=empty), consent=True)
+    with pytest.raises(InputError, match="belong to the translate voice mode"):
+        service.prepare(media["clip"], None, out, voice=VoiceRequest("script", "hello", target_language="es"),
+                        consent=True)
     no_translation = write_tiny_voice_models(tmp_path / "ckpt").root  # voice models, no translation model
     bare = LipSyncService(no_translation, device="cpu")
     with pytest.raises(CheckpointError, match="--translation --checkpoints"):
@@ -149,6 +152,9 @@ def test_translate_through_rest_with_an_edited_transcript(service, media, tmp_pa
     data = made.json()
     assert data["target_language"] == "it" and data["segments"][0]["source"]
     data["segments"][-1]["text"] = "arrivederci"
+    stray = client.post("/jobs", files={"video": video, "audio": video},
+                        data={"to": "es", "consent": "true"})
+    assert stray.status_code == 400 and "belong to a voice mode" in stray.json()["error"]
     bad = client.post("/transcripts", files={"video": video}, data={"to": "xx"})
     assert bad.status_code == 400 and "Cannot dub into 'xx'" in bad.json()["error"]
     api.manager.start()

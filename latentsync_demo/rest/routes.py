@@ -236,6 +236,9 @@ class RestAPI:
         if self.manager.pending() >= self.max_pending:
             raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes "
                                     f"(Retry-After: {RETRY_AFTER_SECONDS} s)")
+        if voice == "off" and (to or transcript is not None or keep_room):
+            raise RequestError(400, "to, transcript and keep_room belong to a voice mode (voice=translate dubs into "
+                                    "another language); with voice=off the uploaded speech is used as it is")
         job_id, folder = self.manager.new_folder()
         try:
             video_path = await save_upload(video, folder, "video", VIDEO_SUFFIXES, self.max_upload_bytes)
