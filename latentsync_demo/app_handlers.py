@@ -9,6 +9,7 @@ the mappings a reader looks for: ``collect_settings`` (widget values -> Generati
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import queue
 import shutil
@@ -85,10 +86,14 @@ def _whole(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def lipsync_gpu_seconds(video, audio, preset_label, sampler_label, steps, *_, **__) -> int:
-    """ZeroGPU time for one lipsync request; ``spaces.GPU`` calls it with the handler's own arguments."""
-    return gpu_seconds(audio or video, PRESET_BY_LABEL.get(preset_label, DEFAULT_PRESET),
-                       SAMPLER_LABELS.get(sampler_label, "ddim"), steps)
+def lipsync_gpu_seconds(*args, **kwargs) -> int:
+    """ZeroGPU time for one lipsync request; ``spaces.GPU`` calls it with the handler's own arguments (a second
+    speaker doubles the generation: each face is generated for its own track)."""
+    values = inspect.signature(DemoHandlers.lipsync).bind_partial(None, *args, **kwargs).arguments
+    faces = 2 if values.get("second_speech") else 1
+    return gpu_seconds(values.get("audio") or values.get("video"),
+                       PRESET_BY_LABEL.get(values.get("preset_label"), DEFAULT_PRESET),
+                       SAMPLER_LABELS.get(values.get("sampler_label"), "ddim"), values.get("steps"), faces)
 
 
 def redo_gpu_seconds(base, start, end, seed=None, steps=None, sampler_label=SAME_SAMPLER, *_, **__) -> int:

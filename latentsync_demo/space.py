@@ -32,21 +32,21 @@ def on_space() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def gpu_seconds(media: str | Path | None, preset: str, sampler: str, steps: float | None) -> int:
+def gpu_seconds(media: str | Path | None, preset: str, sampler: str, steps: float | None, faces: int = 1) -> int:
     """How long to borrow a ZeroGPU for one job on ``media`` (the speech, else the video): UNet rows = chunks x
-    steps (x2 with guidance), plus face detection, encoding and voice cloning. Unknown names count as DDIM on the
-    slower preset."""
+    steps (x2 with guidance) x ``faces`` (a dialogue generates each speaker's face), plus face detection,
+    encoding and voice cloning. Unknown names count as DDIM on the slower preset."""
     try:
         seconds = probe(media).duration
     except Exception:  # the job reports bad input itself; borrow little for it
         return GPU_MIN_SECONDS
-    return frames_gpu_seconds(seconds * MODEL_FPS, preset, sampler, steps)
+    return frames_gpu_seconds(seconds * MODEL_FPS, preset, sampler, steps, faces)
 
 
-def frames_gpu_seconds(frames: float, preset: str, sampler: str, steps: float | None) -> int:
-    """``gpu_seconds`` for ``frames`` generated frames (a job's, or a redone segment's)."""
+def frames_gpu_seconds(frames: float, preset: str, sampler: str, steps: float | None, faces: int = 1) -> int:
+    """``gpu_seconds`` for ``frames`` generated frames (a job's, or a redone segment's), for ``faces`` faces."""
     spec = SAMPLERS.get(sampler, SAMPLERS["ddim"])
-    rows = math.ceil(frames / OFFICIAL_WINDOW) * max(1, int(steps or spec.default_steps))
+    rows = math.ceil(frames / OFFICIAL_WINDOW) * max(1, int(steps or spec.default_steps)) * max(1, faces)
     rows *= 2 if spec.uses_guidance else 1
     per_row = GPU_SECONDS_PER_ROW.get(preset, 0.2)
     estimate = 15 + 0.05 * frames + 1.5 * rows * per_row

@@ -82,6 +82,10 @@ def test_gpu_seconds_reads_the_lipsync_handlers_own_arguments(media, tiny_servic
                                 "UniPC · 8 steps (fast)", None)
     assert unipc == space.gpu_seconds(media["four_s"], "latentsync-1.6", "unipc", None) < \
         space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", None)
+    # A second speaker (dialogue): each face is generated, twice the UNet rows.
+    two = lipsync_gpu_seconds(*args, None, None, str(media["four_s"]), request=None)
+    assert two == space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", 20, faces=2) > \
+        space.gpu_seconds(media["four_s"], "latentsync-1.6", "ddim", 20)
     # No speech: the video's length counts.
     assert lipsync_gpu_seconds(str(media["video"]), None, "LatentSync 1.5 · 256 px", "DDIM (quality)", 20) == \
         space.gpu_seconds(media["video"], "latentsync-1.5", "ddim", 20)
