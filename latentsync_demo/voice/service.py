@@ -12,7 +12,9 @@ Models load lazily, once per process (shared by all VoiceService objects), and a
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,9 +34,53 @@ from .xtts import VoiceCloner
 
 _MODELS: dict[tuple, object] = {}  # (kind, folder, device) -> VoiceCloner | Transcriber | Translator, per process
 _LOCK = threading.RLock()
-# Spoken dub segments by (speaker, language, text, seed): re-dubbing an edited transcript speaks only what changed.
-_SEGMENTS: OrderedDict[tuple, np.ndarray] = OrderedDict()
 SEGMENT_CACHE_SIZE = 512  # a few long videos' worth of phrases (each a few seconds of 24 kHz float32)
+
+
+class SegmentCache:
+    """Spoken dub segments by (voice model, speaker, language, text, seed), so re-dubbing an edited transcript
+    speaks only what changed. In memory, and on disk too: ZeroGPU runs each GPU call in a forked process, and only
+    the disk copy outlives the call that made it. At most ``size`` entries each (the oldest go first)."""
+
+    def __init__(self, folder: Path, size: int = SEGMENT_CACHE_SIZE):
+        self.folder, self.size = Path(folder), size
+        self.memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        if key in self.memory:
+            self.memory.move_to_end(key)
+            return self.memory[key]
+        try:
+            audio = np.load(self.folder / f"{key}.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        self._remember(key, audio)
+        return audio
+
+    def put(self, key: str, audio: np.ndarray) -> None:
+        self._remember(key, audio)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            staged = self.folder / f".{key}.{os.getpid()}.npy"
+            np.save(staged, np.asarray(audio, np.float32), allow_pickle=False)
+            os.replace(staged, self.folder / f"{key}.npy")  # whole or absent: a reader never sees half a file
+            files = sorted(self.folder.glob("*.npy"), key=lambda p: p.stat().st_mtime)
+            for old in files[: max(0, len(files) - self.size)]:
+                old.unlink(missing_ok=True)
+        except OSError:  # a full or read-only disk only costs speaking the segment again later
+            pass
+
+    def _remember(self, key: str, audio: np.ndarray) -> None:
+        self.memory[key] = audio
+        while len(self.memory) > self.size:
+            self.memory.popitem(last=False)
+
+
+_SEGMENTS = SegmentCache(Path(tempfile.gettempdir()) / "latentsync_dub_segments")
 
 
 def _default_device() -> str:
@@ -140,16 +186,13 @@ class VoiceService:
     def speak_segment(self, text: str, language: str, latents, seed: int | None) -> np.ndarray:
         """One dub segment in the cloned voice, silence trimmed; cached, so only edited segments are re-spoken.
         Each segment is seeded on its own (XTTS samples), so its audio never depends on the other segments."""
-        key = (latents.key, language, text, seed)
+        key = SegmentCache.key(str(self.paths.xtts.resolve()), latents.key, language, text, seed)
         with _LOCK:
-            if key in _SEGMENTS:
-                _SEGMENTS.move_to_end(key)
-                return _SEGMENTS[key]
-            cloner = self.cloner()
-            audio = trim_silence(cloner.synthesize(text, language, latents, seed), cloner.sample_rate)
-            _SEGMENTS[key] = audio
-            while len(_SEGMENTS) > SEGMENT_CACHE_SIZE:
-                _SEGMENTS.popitem(last=False)
+            audio = _SEGMENTS.get(key)
+            if audio is None:
+                cloner = self.cloner()
+                audio = trim_silence(cloner.synthesize(text, language, latents, seed), cloner.sample_rate)
+                _SEGMENTS.put(key, audio)
             return audio
 
     def dub(self, script: DubScript, speaker_reference: np.ndarray | str | os.PathLike, total_seconds: float,
