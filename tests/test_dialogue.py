@@ -157,6 +157,33 @@ def test_two_people_never_share_one_detection():
     assert [f.box[0] for f in back] == [2, 92]
 
 
+def _box(x0, size=52):
+    return DetectedFace((x0, 10.0, x0 + size, 10.0 + size), np.zeros((3, 2)))
+
+
+def test_a_stale_box_never_hands_a_speakers_track_to_someone_else():
+    """Face 0 leaves; face 1 walks onto the spot where face 0 stood. Face 1 keeps its own track all the way."""
+    followers = [FaceFollower(0), FaceFollower(1)]
+    assert [f.box[0] for f in choose_distinct(followers, [_box(0), _box(100, 50)])] == [0, 100]
+    for x in range(100, -1, -5):  # face 0 is gone; face 1 moves left in 5 px steps, over face 0's last box
+        chosen = choose_distinct(followers, [_box(x, 50)])
+        assert chosen[0] is None and chosen[1].box[0] == x, x
+
+
+def test_a_bystander_never_takes_over_a_lost_speakers_track():
+    """Faces 0 and 1 speak, person C is also in the picture; when face 1 leaves, C does not get its speech."""
+    followers = [FaceFollower(0), FaceFollower(1)]
+    first = choose_distinct(followers, [_box(0, 80), _box(200, 60), _box(400, 40)])
+    assert [f.box[0] for f in first] == [0, 200]
+    for _ in range(3):  # face 1 has left: C (at 400) stays unclaimed
+        chosen = choose_distinct(followers, [_box(0, 80), _box(400, 40)])
+        assert chosen[0].box[0] == 0 and chosen[1] is None
+    back = choose_distinct(followers, [_box(0, 80), _box(202, 60), _box(400, 40)])
+    assert back[1].box[0] == 202  # found again by overlap when face 1 returns
+    cut = choose_distinct(followers, [_box(600, 70), _box(800, 50)])  # a cut: nobody overlaps, numbering restarts
+    assert [f.box[0] for f in cut] == [600, 800]
+
+
 def test_presence_notes_name_faces_and_seconds():
     def person(index, boxes):
         return SimpleNamespace(face_index=index, boxes=boxes, matrices=[None if b is None else 1 for b in boxes])

@@ -48,6 +48,7 @@ class FaceFollower:
     def __init__(self, face_index: int = 0):
         self.face_index = face_index
         self.last_box: tuple[float, float, float, float] | None = None
+        self.found_last = False  # whether the last frame showed this person (``choose_distinct`` trusts it more)
 
     def choose(self, faces: Sequence[DetectedFace]) -> DetectedFace | None:
         face = best_overlap(faces, self.last_box) if self.last_box is not None else None
@@ -55,25 +56,46 @@ class FaceFollower:
             face = select_face(list(faces), self.face_index)
         if face is not None:
             self.last_box = face.box
+        self.found_last = face is not None
         return face
 
 
 def choose_distinct(followers: Sequence[FaceFollower], faces: Sequence[DetectedFace]) -> list[DetectedFace | None]:
-    """Each follower's face in one frame, never the same detection for two followers: when two claim one face
-    (their people's boxes met, or one person left and the other is the only face), the follower whose last box
-    overlaps it most keeps it; the other sees no face in this frame and keeps its last box, so it finds its own
-    person again once the two are apart."""
-    before = [follower.last_box for follower in followers]
-    chosen = [follower.choose(faces) for follower in followers]
-    for a in range(len(followers)):
-        for b in range(a + 1, len(followers)):
-            if chosen[a] is None or chosen[a] is not chosen[b]:
-                continue
-            box = chosen[a].box
-            overlap_a = box_iou(box, before[a]) if before[a] is not None else 0.0
-            overlap_b = box_iou(box, before[b]) if before[b] is not None else 0.0
-            loser = b if overlap_a >= overlap_b else a
-            chosen[loser], followers[loser].last_box = None, before[loser]
+    """Each follower's face in one frame, never the same detection for two followers (a dialogue's faces).
+
+    Identity goes by overlap first: followers that saw their person in the last frame keep following them (the
+    best overlaps first), then followers that lost theirs may find them again, by overlap only, among the faces
+    nobody follows. A stale box must not hand a speaker's track to whoever now stands where that person stood, nor
+    may a follower restart by size rank and take a bystander. Followers that have never seen their person start
+    by size rank, as a one-face job would, when that face is free. Only when nobody is found by overlap (a cut, or
+    everyone left) do all start again by rank. A follower without a face keeps its last box."""
+    if len(followers) == 1:  # one face: exactly the one-face job's choice
+        return [followers[0].choose(faces)]
+    chosen: list[DetectedFace | None] = [None] * len(followers)
+    taken: set[int] = set()
+    seen = [i for i, f in enumerate(followers) if f.last_box is not None and f.found_last]
+    lost = [i for i, f in enumerate(followers) if f.last_box is not None and not f.found_last]
+    for group in (seen, lost):
+        pairs = sorted(((box_iou(face.box, followers[i].last_box), -i, k) for i in group
+                        for k, face in enumerate(faces)), reverse=True)
+        for iou, minus_i, k in pairs:
+            if iou < SAME_FACE_IOU:
+                break
+            if chosen[-minus_i] is None and k not in taken:
+                chosen[-minus_i] = faces[k]
+                taken.add(k)
+    restart = not taken  # nobody found by overlap: a cut (or everyone left), so numbering starts again
+    ranked = sorted(range(len(faces)), key=lambda k: faces[k].area, reverse=True)
+    for i, follower in enumerate(followers):
+        if chosen[i] is None and (follower.last_box is None or restart):
+            k = ranked[follower.face_index] if follower.face_index < len(ranked) else None
+            if k is not None and k not in taken:
+                chosen[i] = faces[k]
+                taken.add(k)
+    for follower, face in zip(followers, chosen):
+        follower.found_last = face is not None
+        if face is not None:
+            follower.last_box = face.box
     return chosen
 
 
