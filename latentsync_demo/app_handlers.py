@@ -90,10 +90,12 @@ def lipsync_gpu_seconds(*args, **kwargs) -> int:
     """ZeroGPU time for one lipsync request; ``spaces.GPU`` calls it with the handler's own arguments (a second
     speaker doubles the generation: each face is generated for its own track)."""
     values = inspect.signature(DemoHandlers.lipsync).bind_partial(None, *args, **kwargs).arguments
-    faces = 2 if values.get("second_speech") else 1
-    return gpu_seconds(values.get("audio") or values.get("video"),
-                       PRESET_BY_LABEL.get(values.get("preset_label"), DEFAULT_PRESET),
-                       SAMPLER_LABELS.get(values.get("sampler_label"), "ddim"), values.get("steps"), faces)
+    preset = PRESET_BY_LABEL.get(values.get("preset_label"), DEFAULT_PRESET)
+    sampler = SAMPLER_LABELS.get(values.get("sampler_label"), "ddim")
+    tracks = [values.get("audio") or values.get("video")] + ([values["second_speech"]]
+                                                            if values.get("second_speech") else [])
+    # A dialogue lasts as long as its longest track, and each face is generated.
+    return max(gpu_seconds(track, preset, sampler, values.get("steps"), len(tracks)) for track in tracks)
 
 
 def redo_gpu_seconds(base, start, end, seed=None, steps=None, sampler_label=SAME_SAMPLER, *_, **__) -> int:

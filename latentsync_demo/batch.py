@@ -192,6 +192,10 @@ def row_voice(row: BatchRow) -> VoiceRequest | None:
     columns = row.voice or {}
     mode = columns.get("voice") or ("script" if row.text else "off")
     if mode == "off":
+        stray = [k for k in ("to", "transcript", "keep_room", "subtitles") if k in columns]
+        if stray:
+            raise InputError(f"{', '.join(stray)} belong to a voice mode (voice=translate dubs into another "
+                             "language): add a voice column, or leave them out")
         return None
     keep_room = columns.get("keep_room", "0").lower()
     if keep_room not in ("0", "1", "true", "false", "yes", "no"):

@@ -147,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                                  compile_unet=args.compile, c2pa=_c2pa_choice(args), keep_records=not args.no_record)
         voice = VoiceRequest(args.voice, args.text, args.language, args.voice_reference, args.to,
                              args.transcript, args.subtitles, args.keep_room)
-        if args.transcript_out:  # transcribe and translate once: the file, and the job speaks what it holds
-            voice = replace(voice, transcript=_transcribe(service, args))
         # Every input is checked here: bad input fails before a model loads or a progress bar is drawn.
         request = service.prepare(args.video, args.audio, args.out, args.preset, settings, voice, consent=consent,
                                   speech=args.speech)
+        if args.transcript_out:  # checked first; then transcribe and translate once: the file, and what is spoken
+            request = replace(request, voice=replace(request.voice, transcript=_transcribe(service, args)))
         with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
             for event in service.run(request):
                 bar.set_description(event.stage)
@@ -189,6 +189,15 @@ def _check_arguments(parser: argparse.ArgumentParser, args) -> None:
                                           ("--transcript-out", args.transcript_out)) if value]
     if dub_flags and args.voice != "translate":
         parser.error(f"{' and '.join(dub_flags)} belong to --voice translate (dubbing into another language)")
+    if args.keep_room and args.voice == "off":
+        parser.error("--keep-room mixes the video's own sound under new speech: it goes with --voice revoice, "
+                     "script or translate")
+    if args.transcript_out:
+        target = Path(args.transcript_out)
+        if target.suffix.lower() not in (".json", ".srt"):
+            parser.error(f"--transcript-out writes .json or .srt, not {target.name!r}")
+        if not target.parent.is_dir():
+            parser.error(f"--transcript-out: the folder {target.parent} does not exist")
     if args.transcript and args.transcript_out:
         parser.error("--transcript (speak an edited transcript) and --transcript-out (write a new one) exclude "
                      "each other: write one with --transcript-out, edit it, then pass it with --transcript")

@@ -10,6 +10,7 @@ with the service's limits; ``LipSyncService.run`` runs the result.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -134,15 +135,18 @@ def speech_pairs(speech: SpeechInput) -> tuple[tuple[int, Path], ...]:
     is not a whole number from 0, or two tracks for one face."""
     items = list(speech.items()) if isinstance(speech, Mapping) else list(speech)
     pairs = []
+    syntax = ("a speech track is given as FACE=FILE, e.g. 0=alice.wav (the face's index, as the face listing "
+              "numbers it, then its speech file), not {!r}.")
     for item in items:
         if isinstance(item, str):
             face, sep, path = item.partition("=")
-            if not sep or not face.strip().isdigit() or not path.strip():
-                raise InputError(f"a speech track is given as FACE=FILE, e.g. 0=alice.wav (the face's index, as "
-                                 f"the face listing numbers it, then its speech file), not {item!r}.")
+            if not sep or not _is_index(face) or not path.strip():
+                raise InputError(syntax.format(item))
             item = (int(face), path.strip())
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[1], (str, os.PathLike)):
+            raise InputError(syntax.format(item))  # e.g. a JSON manifest's [0] or {"0": 5}
         face, path = item
-        if isinstance(face, str) and face.strip().isdigit():
+        if isinstance(face, str) and _is_index(face):
             face = int(face)
         if isinstance(face, bool) or not isinstance(face, int) or face < 0:
             raise InputError(f"a speech track's face index must be a whole number from 0, not {face!r}.")
@@ -155,6 +159,12 @@ def speech_pairs(speech: SpeechInput) -> tuple[tuple[int, Path], ...]:
             raise InputError(f"face {face} has two speech tracks ({path.name} and {twice[0]}): give each face one "
                              "track (put all of one person's speech in one file).")
     return tuple(sorted(pairs, key=lambda pair: pair[0]))
+
+
+def _is_index(text: str) -> bool:
+    """ASCII digits only: "²" is a digit to str.isdigit, not to int()."""
+    text = text.strip()
+    return text.isascii() and text.isdecimal()
 
 
 def check_dialogue(pairs: Sequence[tuple[int, Path]], audio, voice: VoiceRequest | None) -> None:
@@ -181,6 +191,21 @@ def check_speech_faces(faces: Sequence[int], found: Sequence[int] | None) -> Non
                              "seconds: upload a clip where each speaker's face is clearly visible.")
         raise InputError(f"there is a speech track for face {face}, but the video's first seconds show no such "
                          f"face: give speech tracks to face {_one_of(found)} (the face listing shows them).")
+
+
+def check_voice_outputs(voice: VoiceRequest, video: MediaInfo, out, inputs: tuple) -> None:
+    """What a voice request writes must have what it needs and overwrite nothing it reads: keeping the room needs
+    the video's own sound; a dub's subtitles go to ``<out>.srt``, which must not be the transcript or an input."""
+    if voice.keep_room and not video.has_audio:
+        raise InputError(f"{Path(video.path).name} has no sound of its own, so there is no room sound to keep: "
+                         "leave keep-room off.")
+    if voice.mode != "translate":
+        return
+    beside = Path(out).with_suffix(".srt").resolve()
+    for source in (*inputs, voice.reference, voice.transcript if isinstance(voice.transcript, (str, Path)) else None):
+        if source is not None and Path(source).resolve() == beside:
+            raise InputError(f"the dub's subtitles are written to {beside.name}, beside the output, which would "
+                             f"overwrite {Path(source).name}: choose another output name (or rename the file).")
 
 
 def check_voice_models(voice: VoiceRequest, checkpoints=None) -> None:
@@ -239,6 +264,8 @@ def prepare_request(
         check_voice_reference(reference)
     if mode == "translate" and voice.transcript is None:
         check_speech_to_translate(video_info, audio_info)
+    if mode != "off":
+        check_voice_outputs(voice, video_info, out, (video, audio))
     if mode != "off":
         check_voice_models(voice, checkpoints)
     job_id = uuid.uuid4().hex[:12]

@@ -277,12 +277,12 @@ class LipSyncService:
         when signing is configured (``c2pa``); the ``compare`` video gets the same provenance.
         """
         with self._run_lock:  # one job at a time on the accelerator: voice cloning and generation
-            speech_notes = ""
+            speech_notes, sidecar = "", None
             if request.voice is not None:
                 yield JobEvent("voice", 0.0, "translating the speech and speaking it in the on-screen speaker's "
                                "voice" if request.voice_mode == "translate" else
                                "speaking in the on-screen speaker's voice")
-                request, speech_notes = self._with_speech(request)  # the speech made for this job
+                request, speech_notes, sidecar = self._with_speech(request)  # the speech made for this job
                 yield JobEvent("voice", 0.0, "new speech ready", audio=Path(request.audio.path), notes=speech_notes)
             if (request.preset, self.device, self.dtype) not in self._models:
                 yield JobEvent("loading models", 0.0, f"loading the models onto {self.device}")
@@ -298,6 +298,8 @@ class LipSyncService:
                     else:
                         yield event
         self._remember_track(request.out, final.face_track)
+        if sidecar is not None and final.stage == "done":  # subtitles "off": only the .srt beside the output
+            shutil.copyfile(sidecar, request.out.with_suffix(".srt"))
         if speech_notes:  # what did not fit the original timing (translate), before what the length mode did
             final = replace(final, notes="\n".join(n for n in (speech_notes, final.notes) if n))
         yield self._stamp(final, request, plan)  # hashing and signing need no accelerator
@@ -309,25 +311,26 @@ class LipSyncService:
             while len(self._face_tracks) > keep:
                 self._face_tracks.popitem(last=False)
 
-    def _with_speech(self, request: PreparedRequest) -> tuple[PreparedRequest, str]:
+    def _with_speech(self, request: PreparedRequest) -> tuple[PreparedRequest, str, Path | None]:
         """The request with the speech its voice request made (probed and checked like an upload), the
-        soundtrack and subtitles that came with it; and the notes on its timing."""
+        soundtrack and subtitles that came with it; the notes on its timing; and the .srt to put beside the output
+        when the job is done, for subtitles "off" (no track)."""
         audio = Path(request.audio.path) if request.audio is not None else None
         speech = self.voice_audio(request.video.path, audio, request.voice, request.settings.seed)
         voice = request.voice
-        changes = {"audio": check_audio(speech.driving, self.max_seconds)}
+        changes, sidecar = {"audio": check_audio(speech.driving, self.max_seconds)}, None
         if speech.soundtrack is not None:
             changes["soundtrack"] = check_audio(speech.soundtrack, self.max_seconds)
         if speech.subtitles is not None:
-            if voice.subtitles == "off":  # only the file beside the output, no track
-                shutil.copyfile(speech.subtitles, request.out.with_suffix(".srt"))
+            if voice.subtitles == "off":  # only the file beside the output (once the job is done), no track
+                sidecar = speech.subtitles
             else:
                 changes.update(subtitles=speech.subtitles, burn_subtitles=voice.subtitles == "burn",
                                subtitle_language=speech.script.target_language)
         if speech.script is not None:  # the languages the provenance names: what was heard, what is spoken
             changes["voice"] = replace(voice, language=speech.script.source_language,
                                        target_language=speech.script.target_language)
-        return replace(request, **changes), speech.notes
+        return replace(request, **changes), speech.notes, sidecar
 
     def job_plan(self, request: PreparedRequest, pipeline: LipSyncPipeline) -> JobPlan:
         """The resolved plan of a request on ``pipeline``: window length, container tags."""

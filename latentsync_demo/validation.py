@@ -52,6 +52,8 @@ def check_translate(voice) -> None:
     """A translate request: a language to dub into, a subtitle mode, and an edited transcript that parses."""
     from .voice.dubbing import DubScript, check_script, load_script, xtts_language
 
+    if voice.language and voice.transcript is None:
+        check_speech_language(voice.language)
     if voice.subtitles not in SUBTITLE_MODES:
         raise InputError(f"unknown subtitles choice {voice.subtitles!r}; choose one of {', '.join(SUBTITLE_MODES)}.")
     if voice.transcript is None:
@@ -65,6 +67,16 @@ def check_translate(voice) -> None:
         from .media.subtitles import check_burn_font
 
         check_burn_font(target)
+
+
+def check_speech_language(code: str) -> None:
+    """The spoken language a recogniser is told (``--language``): one Whisper knows, by code or English name."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    text = str(code).strip().lower()
+    if text.split("-")[0] not in LANGUAGES and text not in TO_LANGUAGE_CODE:
+        raise InputError(f"the speech recogniser does not know the language {code!r}: give a code such as en, de, "
+                         "es or zh (or leave it empty to detect it).")
 
 
 def check_speech_to_translate(video: MediaInfo, audio: MediaInfo | None) -> None:

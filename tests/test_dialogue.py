@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from latentsync_demo.cli import main as cli_main
+from latentsync_demo.errors import InputError
 from latentsync_demo.face.track import FaceFollower, choose_distinct
 from latentsync_demo.face.types import DetectedFace
 from latentsync_demo.media import SAMPLE_RATE, VideoWriter, load_audio, read_frames
@@ -293,3 +294,12 @@ def test_a_face_missing_from_the_whole_clip_fails_clearly(tiny_service, clips):
         list(tiny_service.lipsync(clips.root / "face.mp4", None, clips.root / "missing.mp4", shown_faces=(0, 1),
                                   speech={0: clips.a, 1: clips.b}, landmarks="mediapipe", num_inference_steps=1,
                                   consent=True))
+
+
+@pytest.mark.parametrize("speech", [[0], [(0, "a.wav", 1)], {"0": 5}, {0: ["a.wav"]}, ["²=a.wav"]])
+def test_malformed_speech_entries_are_input_errors(speech):
+    """What a JSON manifest or a Python caller might pass: a clear FACE=FILE message, never a TypeError."""
+    from latentsync_demo.request import speech_pairs
+
+    with pytest.raises(InputError, match="a speech track is given as FACE=FILE"):
+        speech_pairs(speech)

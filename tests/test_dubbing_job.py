@@ -32,7 +32,7 @@ def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("dub_media")
     clip = make_talking_head_clip(root / "clip.mp4", seconds=4.0, fps=25, size=(128, 128))
     mute = make_talking_head_clip(root / "mute.mp4", seconds=1.0, fps=25, size=(128, 128), with_audio=False)
-    return {"clip": clip, "silent": mux(mute, np.zeros(16000, np.float32), root / "silent.mp4")}
+    return {"clip": clip, "mute": mute, "silent": mux(mute, np.zeros(16000, np.float32), root / "silent.mp4")}
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_translate_job_through_the_api(service, media, tmp_path):
         assert abs(cue.start - segment.start) <= 0.04  # each spoken segment starts on its source segment
     assert any("spa" in s and "mov_text" in s for s in _subtitle_streams(out))
     assert probe(out).has_audio and count_frames(out) >= 90  # the dub keeps the 4 s clip's length (or more)
-    manifest = json.loads(done.manifest.read_text())
-    assert "translat" in json.dumps(manifest).lower() and "es" in json.dumps(manifest)
+    manifest = json.dumps(json.loads(done.manifest.read_text()))
+    assert "machine-translated (en->es)" in manifest  # the action says so, with both languages
 
 
 def test_keep_room_mixes_the_videos_own_sound_under_the_speech(service, media, tmp_path):
@@ -128,6 +128,23 @@ def test_refusals_before_any_work(service, media, tmp_path):
     with pytest.raises(InputError, match="belong to the translate voice mode"):
         service.prepare(media["clip"], None, out, voice=VoiceRequest("script", "hello", target_language="es"),
                         consent=True)
+    with pytest.raises(InputError, match="no sound of its own, so there is no room sound to keep"):
+        service.prepare(media["mute"], media["clip"], out, voice=VoiceRequest(
+            "translate", target_language="es", keep_room=True), consent=True)
+    own = tmp_path / "talk_es.srt"
+    own.write_text("1\n00:00:00,280 --> 00:00:03,000\nhola\n\n")
+    with pytest.raises(InputError, match="would overwrite talk_es.srt"):
+        service.prepare(media["clip"], None, tmp_path / "talk_es.mp4", voice=VoiceRequest(
+            "translate", target_language="es", transcript=own), consent=True)
+    with pytest.raises(InputError, match="does not know the language 'klingon'"):
+        service.prepare(media["clip"], None, out, voice=VoiceRequest(
+            "translate", language="klingon", target_language="es"), consent=True)
+    for times, message in (([0, float("inf")], "no finite time"), ([2, 3, 0, 1], "keep the segments in the order")):
+        segments = [{"start": a, "end": b, "text": "hola"} for a, b in zip(times[::2], times[1::2])]
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"target_language": "es", "segments": segments}))
+        with pytest.raises(InputError, match=message):
+            service.prepare(media["clip"], None, out, voice=VoiceRequest("translate", transcript=bad), consent=True)
     no_translation = write_tiny_voice_models(tmp_path / "ckpt").root  # voice models, no translation model
     bare = LipSyncService(no_translation, device="cpu")
     with pytest.raises(CheckpointError, match="--translation --checkpoints"):

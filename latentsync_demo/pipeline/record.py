@@ -174,9 +174,9 @@ def load_record(job: str | Path) -> JobRecord:
         raise InputError(f"there is no finished job at {output}: pass the output MP4 of a lip-sync job")
     if not (folder / "job.json").is_file():
         raise InputError(f"the job record of {output.name} is gone ({folder.name} beside it was deleted, or the job "
-                         "ran with --no-record): a segment can only be redone while its record is kept; run the job "
-                         "again without --no-record (Python: LipSyncService(keep_records=True), the default), then "
-                         "redo a segment of the new output",
+                         "ran with --no-record; a dialogue, with --speech per face, keeps none yet): a segment can "
+                         "only be redone while its record is kept; run the job again without --no-record (Python: "
+                         "LipSyncService(keep_records=True), the default), then redo a segment of the new output",
                          web=f"the job record of {output.name} is gone: a segment can only be redone while its record "
                              "is kept; run the lip-sync again, then redo a segment of the new result")
     try:

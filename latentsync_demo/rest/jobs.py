@@ -139,6 +139,9 @@ class JobManager:
             return f"job {source.id} is {source.status}: only a finished job's segment can be redone"
         if self.has_record(source.id):
             return None
+        if source.request is not None and source.request.speech:
+            return (f"job {source.id} is a dialogue (a speech track per face), and dialogues keep no job record yet, "
+                    "so none of their segments can be redone: submit the dialogue again to change it")
         if source.redo_of:
             return (f"job {source.id} is itself a redo (of job {source.redo_of}), and a redo's result keeps no job "
                     f"record: redo another segment of job {source.redo_of} instead (each redo starts from that "

@@ -280,10 +280,13 @@ class RestAPI:
                                         consent=True, callback_url=callback_url, callbacks=self.callbacks,
                                         speech=speech)
         except LatentSyncError as exc:
-            raise RequestError(400, hide_folder(str(exc), folder)) from exc
+            raise RequestError(_status(exc), hide_folder(str(exc), folder)) from exc
 
     async def _transcript(self, video: UploadFile, audio: UploadFile | None, to: str, language: str | None) -> dict:
         """POST /transcripts: the uploads in a scratch folder, transcribed and translated, then removed."""
+        if self.manager.pending() >= self.max_pending:  # it waits for the accelerator like a job does
+            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes "
+                                    f"(Retry-After: {RETRY_AFTER_SECONDS} s)")
         self.manager.root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="transcript_", dir=self.manager.root))
         try:
@@ -354,8 +357,16 @@ async def _user_error(request: Request, exc: LatentSyncError) -> JSONResponse:
     return _json(400, str(exc))
 
 
+def _field(loc) -> str:
+    """A form field's name from a validation error's location ("speech_face (item 2)" for a repeated field)."""
+    names = [part for part in loc if isinstance(part, str) and part not in ("body", "query", "path")]
+    items = [part for part in loc if isinstance(part, int)]
+    name = names[-1] if names else str(loc[-1])
+    return f"{name} (item {items[-1] + 1})" if items else name
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+    problems = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors())
     log.warning("%s %s refused (422): %s", request.method, request.url.path, problems)
     return _json(422, f"invalid request fields: {problems}")
 

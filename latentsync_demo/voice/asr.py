@@ -72,9 +72,15 @@ class Transcriber:
             **({"truncation": False, "padding": "longest"} if long_form else {}))
         features = inputs.input_features.to(self.device, self.model.dtype)
         language = (language or self.detect_language(features)).split("-")[0].lower()
-        out = self.model.generate(features, attention_mask=inputs.attention_mask.to(self.device),
-                                  return_timestamps=True, return_segments=True, task="transcribe",
-                                  language=language)
+        try:
+            out = self.model.generate(features, attention_mask=inputs.attention_mask.to(self.device),
+                                      return_timestamps=True, return_segments=True, task="transcribe",
+                                      language=language)
+        except ValueError as exc:  # transformers' "Unsupported language": the user's --language
+            if "language" not in str(exc).lower():
+                raise
+            raise InputError(f"the speech recogniser does not know the language {language!r}: give a code such "
+                             "as en, de, es or zh (or leave it empty to detect it).") from exc
         tokenizer = self.processor.tokenizer
         segments = []
         for seg in out.get("segments", [[]])[0] if isinstance(out, dict) else []:

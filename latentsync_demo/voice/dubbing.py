@@ -13,6 +13,7 @@ than 0.8x (beyond that speech sounds rushed or dragged). What still does not fit
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,7 +127,15 @@ def check_script(script: DubScript, name: str = "the transcript", duration: floa
     if not script.segments:
         raise InputError(f"{name} has no segments: no speech was found to translate. Upload a video in which "
                          "someone speaks, or use the type-a-script voice mode.")
+    previous = 0.0
     for number, seg in enumerate(script.segments, 1):
+        if not (math.isfinite(seg.start) and math.isfinite(seg.end)):
+            raise InputError(f"segment {number} of {name} has no finite time ({seg.start} to {seg.end} s): give its "
+                             "start and end in seconds.")
+        if seg.start < previous:
+            raise InputError(f"segment {number} of {name} starts at {seg.start:g} s, before segment {number - 1} "
+                             "does: keep the segments in the order they are spoken.")
+        previous = seg.start
         if not (0 <= seg.start < seg.end):
             raise InputError(f"segment {number} of {name} runs from {seg.start:g} s to {seg.end:g} s: a segment "
                              "needs a start before its end, from 0 s on.")

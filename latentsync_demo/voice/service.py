@@ -16,8 +16,9 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from .xtts import VoiceCloner
 _MODELS: dict[tuple, object] = {}  # (kind, folder, device) -> VoiceCloner | Transcriber | Translator, per process
 _LOCK = threading.RLock()
 SEGMENT_CACHE_SIZE = 512  # a few long videos' worth of phrases (each a few seconds of 24 kHz float32)
+SEGMENT_MAX_AGE = 3600.0  # seconds a spoken segment stays on disk: as long as the service keeps results
 
 
 class SegmentCache:
@@ -42,8 +44,8 @@ class SegmentCache:
     speaks only what changed. In memory, and on disk too: ZeroGPU runs each GPU call in a forked process, and only
     the disk copy outlives the call that made it. At most ``size`` entries each (the oldest go first)."""
 
-    def __init__(self, folder: Path, size: int = SEGMENT_CACHE_SIZE):
-        self.folder, self.size = Path(folder), size
+    def __init__(self, folder: Path, size: int = SEGMENT_CACHE_SIZE, max_age: float = SEGMENT_MAX_AGE):
+        self.folder, self.size, self.max_age = Path(folder), size, max_age
         self.memory: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @staticmethod
@@ -54,8 +56,11 @@ class SegmentCache:
         if key in self.memory:
             self.memory.move_to_end(key)
             return self.memory[key]
+        path = self.folder / f"{key}.npy"
         try:
-            audio = np.load(self.folder / f"{key}.npy", allow_pickle=False)
+            if time.time() - path.stat().st_mtime > self.max_age:
+                return None  # expired: someone's voice is not kept longer than their results
+            audio = np.load(path, allow_pickle=False)
         except (OSError, ValueError):
             return None
         self._remember(key, audio)
@@ -69,8 +74,10 @@ class SegmentCache:
             np.save(staged, np.asarray(audio, np.float32), allow_pickle=False)
             os.replace(staged, self.folder / f"{key}.npy")  # whole or absent: a reader never sees half a file
             files = sorted(self.folder.glob("*.npy"), key=lambda p: p.stat().st_mtime)
-            for old in files[: max(0, len(files) - self.size)]:
-                old.unlink(missing_ok=True)
+            now = time.time()
+            for n, old in enumerate(files):
+                if n < len(files) - self.size or now - old.stat().st_mtime > self.max_age:
+                    old.unlink(missing_ok=True)
         except OSError:  # a full or read-only disk only costs speaking the segment again later
             pass
 
@@ -284,6 +291,8 @@ def _dub(request: VoiceRequest, speech_path, video_path, reference, out: Path, v
         script = voice_service.transcribe_translate(speech_path, request.target_language, request.language)
     elif not isinstance(script, DubScript):
         script = load_script(script, request.target_language)
+    elif request.target_language:  # as for a transcript file: the request's language wins
+        script = replace(script, target_language=xtts_language(request.target_language))
     script = check_script(script, duration=duration)
     audio, sr, placements = voice_service.dub(script, reference, duration, seed)
     write_wav(out, audio, sr)
