@@ -389,7 +389,9 @@ class LipSyncService:
         with self._run_lock:
             # Checked again once its turn comes: a queued redo (the app's, a REST job's) may have waited while
             # the job's output and record were removed (expired, deleted) or replaced.
-            load_record(record.output)
+            if load_record(record.output).meta.get("output_sha256") != record.meta.get("output_sha256"):
+                raise InputError(f"{record.output.name} was replaced by another job while this redo waited: redo a "
+                                 "segment of the new result instead")
             pipeline = self.pipeline(record.meta["preset"], settings.sampler)
             marker = make_marker(record.meta["watermark"], resolution=pipeline.resolution)
             final = yield from run_redo(pipeline, record, span, settings, out, marker.mark)

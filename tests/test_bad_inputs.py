@@ -197,8 +197,8 @@ def test_redo_refuses_a_gone_record_and_bad_spans_before_any_work(corpus, capsys
     assert not service._models  # all refused before any model loaded
     for args, expected in [(["--from", str(lonely), "--start", "0.2", "--end", "0.6"],
                             "record of lonely.mp4 is gone (lonely.mp4.job beside it was deleted, or the job ran with "
-                            "--no-record): a segment can only be redone while its record is kept; run the job again "
-                            "without --no-record"),
+                            "--no-record; a dialogue, with --speech per face, keeps none yet): a segment can only be "
+                            "redone while its record is kept; run the job again without --no-record"),
                            (["--from", str(job), "--start", "1", "--end", "0.5"], "reversed")]:
         assert commands_main(["redo", *args, "--checkpoints", str(corpus["tiny"]), "--device", "cpu"]) == 2
         err = capsys.readouterr().err
