@@ -79,15 +79,15 @@ def duck_under(room, speech, sample_rate: int, depth_db: float = 12.0, attack_s:
     return np.clip(speech + room * gain, -1.0, 1.0).astype(np.float32)
 
 
-def mix_tracks(tracks: Sequence) -> np.ndarray:
+def mix_tracks(tracks: Sequence, peak: float = 1.0) -> np.ndarray:
     """The sum of mono float tracks of any lengths (as long as the longest), scaled down just enough that its peak
-    stays within [-1, 1] (a sum that does not clip is returned as it is)."""
+    stays within [-``peak``, ``peak``] (a sum that stays within is returned as it is)."""
     arrays = [_as_mono(t) for t in tracks]
     length = max((len(a) for a in arrays), default=0)
     total = np.zeros(length, np.float64)
     for array in arrays:
         total[: len(array)] += array
-    peak = float(np.abs(total).max()) if length else 0.0
-    if peak > 1.0:
-        total /= peak
+    loudest = float(np.abs(total).max()) if length else 0.0
+    if loudest > peak:
+        total *= peak / loudest
     return total.astype(np.float32)

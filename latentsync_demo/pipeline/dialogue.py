@@ -19,6 +19,7 @@ import torch
 
 from ..face.track import box_iou
 from ..media import MODEL_FPS, SAMPLE_RATE
+from ..media.mix import mix_tracks
 
 # The mix is scaled down to this peak when the summed tracks would clip (two voices at once).
 MIX_PEAK = 0.98
@@ -27,13 +28,7 @@ MIX_PEAK = 0.98
 def mix_speech(tracks: Sequence[np.ndarray]) -> np.ndarray:
     """The tracks (mono float32, -1..1, one sample rate) summed into one, as long as the longest; scaled to
     ``MIX_PEAK`` only where the sum would otherwise clip (an untouched sum when the speakers take turns)."""
-    mix = np.zeros(max(len(track) for track in tracks), np.float64)
-    for track in tracks:
-        mix[:len(track)] += track
-    peak = float(np.abs(mix).max()) if len(mix) else 0.0
-    if peak > MIX_PEAK:
-        mix *= MIX_PEAK / peak
-    return mix.astype(np.float32)
+    return mix_tracks(tracks, MIX_PEAK)
 
 
 def tracks_note(face_indices: Sequence[int], tracks: Sequence[np.ndarray]) -> str:
