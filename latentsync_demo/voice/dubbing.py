@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .timing import time_stretch
+from .timing import stretched_piece
 from .xtts import LANGUAGES
 
 STRETCH_RANGE = (0.8, 1.25)  # playback rates a segment may be stretched to (speed-up factor: > 1 is faster)
@@ -174,15 +174,9 @@ def place_dub(pieces: Sequence[tuple[float, float, np.ndarray]], total_len: int,
         lengths.append(int(round(min(max(slot, natural / fast), natural / slow))))
     track = np.zeros(max([int(total_len)] + [i0 + n for i0, n in zip(starts, lengths)]), np.float32)
     placements = []
-    fade = max(1, int(FADE_S * sample_rate))
     for index, ((_, _, audio), i0, n) in enumerate(zip(pieces, starts, lengths)):
         room = (starts[index + 1] if index + 1 < len(starts) else max(int(total_len), i0)) - i0
-        piece = time_stretch(audio, n, sample_rate)
-        ramp = np.linspace(0.0, 1.0, min(fade, n // 2), dtype=np.float32)
-        if ramp.size:
-            piece[: ramp.size] *= ramp
-            piece[n - ramp.size:] *= ramp[::-1]
-        track[i0: i0 + n] += piece
+        track[i0: i0 + n] += stretched_piece(audio, n, sample_rate, FADE_S)
         placements.append(Placement(index, i0 / sample_rate, (i0 + n) / sample_rate,
                                     max(1, np.asarray(audio).size) / n, max(0, n - room) / sample_rate))
     return np.clip(track, -1.0, 1.0), placements

@@ -91,16 +91,21 @@ def place_segments(pieces: Sequence[tuple[float, float, np.ndarray]], total_len:
     are summed, and the sum is clipped to [-1, 1].
     """
     track = np.zeros(int(total_len), np.float32)
-    fade = max(1, int(fade_s * sample_rate))
     for start_s, end_s, audio in pieces:
         i0 = min(max(int(round(start_s * sample_rate)), 0), track.size)
         i1 = min(max(int(round(end_s * sample_rate)), i0), track.size)
         if i1 <= i0 or np.asarray(audio).size == 0:
             continue
-        piece = time_stretch(audio, i1 - i0, sample_rate)
-        ramp = np.linspace(0.0, 1.0, min(fade, piece.size // 2), dtype=np.float32)
-        if ramp.size:
-            piece[: ramp.size] *= ramp
-            piece[piece.size - ramp.size:] *= ramp[::-1]
-        track[i0:i1] += piece
+        track[i0:i1] += stretched_piece(audio, i1 - i0, sample_rate, fade_s)
     return np.clip(track, -1.0, 1.0)
+
+
+def stretched_piece(audio: np.ndarray, length: int, sample_rate: int, fade_s: float = 0.005) -> np.ndarray:
+    """``audio`` time-stretched to ``length`` samples (pitch kept), with ``fade_s`` ramps at both ends so that
+    placing it in a track makes no click."""
+    piece = time_stretch(audio, length, sample_rate)
+    ramp = np.linspace(0.0, 1.0, min(max(1, int(fade_s * sample_rate)), piece.size // 2), dtype=np.float32)
+    if ramp.size:
+        piece[: ramp.size] *= ramp
+        piece[piece.size - ramp.size:] *= ramp[::-1]
+    return piece
