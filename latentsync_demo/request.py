@@ -199,23 +199,27 @@ def check_voice_outputs(voice: VoiceRequest, video: MediaInfo, out, inputs: tupl
     if voice.keep_room and not video.has_audio:
         raise InputError(f"{Path(video.path).name} has no sound of its own, so there is no room sound to keep: "
                          "leave keep-room off.")
-    if voice.mode != "translate":
-        return
+    if voice.mode == "translate":
+        transcript = voice.transcript if isinstance(voice.transcript, (str, Path)) else None
+        check_srt_beside(out, (*inputs, voice.reference, transcript))
+
+
+def check_srt_beside(out, sources: tuple) -> None:
+    """InputError when ``<out>.srt``, where a job writes its subtitles beside the output, is one of ``sources``
+    (an input, a voice sample, the transcript): writing it would overwrite that file."""
     beside = Path(out).with_suffix(".srt").resolve()
-    for source in (*inputs, voice.reference, voice.transcript if isinstance(voice.transcript, (str, Path)) else None):
+    for source in sources:
         if source is not None and Path(source).resolve() == beside:
-            raise InputError(f"the dub's subtitles are written to {beside.name}, beside the output, which would "
-                             f"overwrite {Path(source).name}: choose another output name (or rename the file).")
+            raise InputError(f"the subtitles are written to {beside.name}, beside the output, which would overwrite "
+                             f"{Path(source).name}: choose another output name (or rename the file).")
 
 
 def check_voice_models(voice: VoiceRequest, checkpoints=None) -> None:
     """CheckpointError naming the download command when a voice model this request needs is missing: XTTS always,
     the recogniser to re-voice or to transcribe, the translation model to translate."""
-    from .voice.store import resolve_voice_models
+    from .voice.store import models_needed, resolve_voice_models
 
-    transcribes = voice.mode == "revoice" or (voice.mode == "translate" and voice.transcript is None)
-    resolve_voice_models(checkpoints).require(need_asr=transcribes,
-                                              need_translation=voice.mode == "translate" and voice.transcript is None)
+    resolve_voice_models(checkpoints).require(**models_needed(voice.mode, voice.transcript is not None))
 
 
 def prepare_request(
@@ -266,7 +270,6 @@ def prepare_request(
         check_speech_to_translate(video_info, audio_info)
     if mode != "off":
         check_voice_outputs(voice, video_info, out, (video, audio))
-    if mode != "off":
         check_voice_models(voice, checkpoints)
     job_id = uuid.uuid4().hex[:12]
     voice = voice if mode != "off" else None
@@ -294,8 +297,5 @@ def check_subtitles(subtitles, language: str | None, burn: bool, out, inputs: tu
         iso639_2(language)
     if burn:
         find_subtitle_font("".join(cue.text for cue in cues))
-    beside = Path(out).with_suffix(".srt")
-    if any(source is not None and Path(source).resolve() == beside.resolve() for source in inputs):
-        raise InputError(f"the subtitles beside the output ({beside.name}) would overwrite an input: choose "
-                         "another output name")
+    check_srt_beside(out, inputs)
 

@@ -166,10 +166,10 @@ class LipSyncService:
         check_voice(voice, video, audio)
         video_info = check_video(video, self.max_seconds, self.max_pixels)
         audio_info = check_audio(audio, self.max_seconds) if audio is not None else None
-        check_speech_to_translate(video_info, audio_info)
+        speech = check_speech_to_translate(video_info, audio_info)
         check_voice_models(voice, self.checkpoints)
         with self._run_lock:  # the recogniser and the translator share the accelerator with generation
-            return self.voice.transcribe_translate((audio_info or video_info).path, target_language, language)
+            return self.voice.transcribe_translate(speech, target_language, language)
 
     def models(self, preset: str = DEFAULT_PRESET) -> LoadedModels:
         """The preset's models, loaded once per process."""
@@ -352,9 +352,11 @@ class LipSyncService:
     def _stamp(self, final: JobEvent, request: PreparedRequest, plan: JobPlan) -> JobEvent:
         """The final event with the output's provenance: input hashes (once, for the result and the side-by-side
         video), the signed C2PA manifest when configured, and the sidecar."""
-        inputs = {"video": Path(request.video.path), "audio": Path(request.audio.path)} if not request.speech else {
-            "video": Path(request.video.path), **{f"speech of face {face}": Path(track.path)
-                                                  for face, track in request.speech}}
+        inputs = {"video": Path(request.video.path)}
+        if request.speech:  # a dialogue: each face's own track
+            inputs.update({f"speech of face {face}": Path(track.path) for face, track in request.speech})
+        else:
+            inputs["audio"] = Path(request.audio.path)
         if request.soundtrack is not None:
             inputs["soundtrack"] = Path(request.soundtrack.path)
         if final.subtitles is not None:  # the .srt beside the output: what the track or the burned text shows

@@ -79,8 +79,9 @@ def check_speech_language(code: str) -> None:
                          "es or zh (or leave it empty to detect it).")
 
 
-def check_speech_to_translate(video: MediaInfo, audio: MediaInfo | None) -> None:
-    """Translate mode transcribes the uploaded speech, else the video's own: it must have sound with speech."""
+def check_speech_to_translate(video: MediaInfo, audio: MediaInfo | None):
+    """Translate mode transcribes the uploaded speech, else the video's own: it must have sound with speech.
+    Returns that speech, 16 kHz mono float32 (what the recogniser takes: it need not be decoded again)."""
     from .media.audio import load_audio
     from .voice.reference import voiced_regions
 
@@ -88,9 +89,11 @@ def check_speech_to_translate(video: MediaInfo, audio: MediaInfo | None) -> None
     if not source.has_audio:
         raise InputError(f"{Path(source.path).name} has no sound to translate: upload a video in which someone "
                          "speaks, or the speech as an audio file, or an edited transcript.")
-    if not voiced_regions(load_audio(source, 16000), 16000):
+    samples = load_audio(source, 16000)
+    if not voiced_regions(samples, 16000):
         raise InputError(f"no speech was found in {Path(source.path).name}, so there is nothing to translate: "
                          "upload a clip in which someone speaks, or use the type-a-script voice mode.")
+    return samples
 
 
 def check_voice_reference(reference) -> MediaInfo:

@@ -29,7 +29,7 @@ from ..settings import VOICE_MODES, VoiceRequest
 from .asr import ASR_RATE, Transcriber
 from .dubbing import DubScript, DubSegment, Placement, check_script, place_dub, xtts_language
 from .reference import REFERENCE_RATE, speaker_reference
-from .store import VoiceModelPaths, download_voice_models, resolve_voice_models
+from .store import VoiceModelPaths, download_voice_models, models_needed, resolve_voice_models
 from .timing import place_segments, trim_silence
 from .xtts import VoiceCloner
 
@@ -103,12 +103,11 @@ class VoiceService:
 
     # --- models -----------------------------------------------------------------------------------------
     def missing_files(self, mode: str = "revoice") -> list[Path]:
-        return self.paths.missing(need_asr=mode in ("revoice", "translate"), need_translation=mode == "translate")
+        return self.paths.missing(**models_needed(mode))
 
     def download(self, agree_to_cpml: bool = False, mode: str = "revoice") -> VoiceModelPaths:
         """Fetch missing voice models; XTTS needs CPML agreement (or COQUI_TOS_AGREED=1)."""
-        return download_voice_models(self.paths.root, agree_to_cpml, need_asr=mode in ("revoice", "translate"),
-                                     need_translation=mode == "translate")
+        return download_voice_models(self.paths.root, agree_to_cpml, **models_needed(mode))
 
     def _model(self, kind: str, factory):
         folder = {"xtts": self.paths.xtts, "asr": self.paths.asr, "translation": self.paths.translation}[kind]
@@ -176,13 +175,14 @@ class VoiceService:
             write_wav(out_path, audio, cloner.sample_rate)
         return audio, cloner.sample_rate
 
-    def transcribe_translate(self, speech: str | os.PathLike, target_language: str,
+    def transcribe_translate(self, speech: np.ndarray | str | os.PathLike, target_language: str,
                              source_language: str | None = None) -> DubScript:
-        """What ``speech`` (a video with sound, or an audio file) says, as timed segments, each translated into
-        ``target_language`` (an XTTS code): the transcript a user reviews and edits before dubbing."""
+        """What ``speech`` (a video with sound, an audio file, or its samples: 16 kHz mono float32) says, as timed
+        segments, each translated into ``target_language`` (an XTTS code): the transcript a user reviews and edits
+        before dubbing."""
         target = xtts_language(target_language)
         self.paths.require(need_asr=True, need_xtts=False, need_translation=True)
-        audio = load_audio(speech, ASR_RATE)
+        audio = speech if isinstance(speech, np.ndarray) else load_audio(speech, ASR_RATE)
         with _LOCK:
             transcript = self.transcriber().transcribe(audio, source_language)
             translator = self.translator()
@@ -261,9 +261,8 @@ def prepare_speech(request: VoiceRequest, video_path: str | os.PathLike, audio_p
     if mode == "script" and not (request.text and request.text.strip()):
         raise InputError("type the script the speaker should say (or switch voice mode off and upload audio).")
     voice_service = voice_service or VoiceService()
-    needs_transcript = mode == "revoice" or (mode == "translate" and request.transcript is None)
-    voice_service.paths.require(need_asr=needs_transcript,  # before any work: say what to download
-                                need_translation=mode == "translate" and request.transcript is None)
+    # before any work: say what to download
+    voice_service.paths.require(**models_needed(mode, request.transcript is not None))
     ref = (speaker_reference(request.reference, user_supplied=True) if request.reference
            else speaker_reference(video_path))
     workdir = Path(workdir)
@@ -284,11 +283,11 @@ def _dub(request: VoiceRequest, speech_path, video_path, reference, out: Path, v
     from ..media.subtitles import Cue, write_srt
     from .dubbing import load_script, timing_notes
 
-    source = load_audio(speech_path, ASR_RATE)
+    source = load_audio(speech_path, ASR_RATE)  # decoded once: its length, and what is transcribed
     duration = source.size / ASR_RATE
     script = request.transcript
     if script is None:
-        script = voice_service.transcribe_translate(speech_path, request.target_language, request.language)
+        script = voice_service.transcribe_translate(source, request.target_language, request.language)
     elif not isinstance(script, DubScript):
         script = load_script(script, request.target_language)
     elif request.target_language:  # as for a transcript file: the request's language wins

@@ -100,6 +100,14 @@ class VoiceModelPaths:
             )
 
 
+def models_needed(mode: str, transcript_given: bool = False) -> dict[str, bool]:
+    """Which optional voice models a voice ``mode`` needs (XTTS it always does), as ``require``/``missing``
+    keywords: the recogniser to re-voice or to transcribe, the translation model to translate; a translate
+    request that brings its own (edited) transcript needs neither."""
+    transcribes = mode == "revoice" or (mode == "translate" and not transcript_given)
+    return {"need_asr": transcribes, "need_translation": mode == "translate" and not transcript_given}
+
+
 def resolve_voice_models(root: str | Path | None = None) -> VoiceModelPaths:
     """Where the voice models are (or will be, once downloaded) under the checkpoints ``root``."""
     root = Path(root) if root is not None else default_root()
