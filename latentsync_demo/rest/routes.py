@@ -136,8 +136,7 @@ class RestAPI:
             conflict = self.manager.redo_conflict(source)
             if conflict is not None:  # 409: the job is there (404 is for an unknown id), its state refuses a redo
                 raise RequestError(409, conflict)
-            if self.manager.pending() >= self.max_pending:
-                raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes")
+            self._check_queue()
             try:
                 job = self.manager.submit_redo(source, start, end, seed=seed, steps=steps, sampler=sampler)
             except LatentSyncError as exc:
@@ -233,9 +232,7 @@ class RestAPI:
         if preset in PRESETS and self.service.missing_files(preset):
             raise RequestError(503, f"the model weights for {preset} are not installed on this server; its admin "
                                     f"can run: {resolve(preset, self.service.checkpoints).download_command}")
-        if self.manager.pending() >= self.max_pending:
-            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes "
-                                    f"(Retry-After: {RETRY_AFTER_SECONDS} s)")
+        self._check_queue()
         if voice == "off" and (to or transcript is not None or keep_room):
             raise RequestError(400, "to, transcript and keep_room belong to a voice mode (voice=translate dubs into "
                                     "another language); with voice=off the uploaded speech is used as it is")
@@ -284,9 +281,7 @@ class RestAPI:
 
     async def _transcript(self, video: UploadFile, audio: UploadFile | None, to: str, language: str | None) -> dict:
         """POST /transcripts: the uploads in a scratch folder, transcribed and translated, then removed."""
-        if self.manager.pending() >= self.max_pending:  # it waits for the accelerator like a job does
-            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes "
-                                    f"(Retry-After: {RETRY_AFTER_SECONDS} s)")
+        self._check_queue()  # it waits for the accelerator like a job does
         self.manager.root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="transcript_", dir=self.manager.root))
         try:
@@ -302,6 +297,12 @@ class RestAPI:
             return json.loads(script.to_json())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def _check_queue(self) -> None:
+        """429 when the queue is full: a new job (a redo, a transcript) would only wait."""
+        if self.manager.pending() >= self.max_pending:
+            raise RequestError(429, f"{self.max_pending} jobs are already waiting; try again in a few minutes "
+                                    f"(Retry-After: {RETRY_AFTER_SECONDS} s)")
 
     def _check_sync_length(self, prepared: PreparedRequest) -> None:
         inputs = (prepared.video, prepared.audio, *(track for _, track in prepared.speech))
